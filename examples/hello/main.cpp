@@ -1,0 +1,56 @@
+// hello: every messenger call in one small app. The agent ticks once a second and hands each
+// tick to exactly one worker (acknowledged); workers answer the agent, ask it questions, and
+// greet each other.
+#include <clutch/app.hpp>
+#include <spdlog/spdlog.h>
+
+#include <string>
+
+int main(int argc, char** argv) {
+  clutch::App app("hello");
+
+  app.agent([](clutch::Context& ctx) {
+    auto& m = ctx.messenger();
+    // A worker asks the agent for the tick count; the agent replies.
+    auto ticks = std::make_shared<int>(0);
+    m.on("ticks?", [ticks](const clutch::Message& msg) { msg.reply(std::to_string(*ticks)); });
+    m.on("tick-done", [](const clutch::Message& msg) {
+      spdlog::info("worker {} finished {}", msg.sender().pid, msg.data());
+    });
+    m.on("clutch:pids", [](const clutch::Message& msg) { spdlog::info("workers now: {}", msg.data()); });
+    ctx.on_ready([&ctx, ticks] {
+      ctx.messenger().broadcast("hello", "the cluster is ready");
+      ctx.set_interval(std::chrono::seconds(1), [&ctx, ticks] {
+        std::string tick = "tick " + std::to_string(++*ticks);
+        // Exactly one worker runs each tick; if it dies first, another one does.
+        ctx.messenger().send_random("tick", tick, [tick](const clutch::AckResult& r) {
+          if (!r.ok) spdlog::warn("{} failed: {}", tick, r.error);
+        });
+        if (*ticks % 5 == 0) ctx.messenger().send_to_app("status", "5 more ticks");
+      });
+    });
+  });
+
+  app.worker([](clutch::Context& ctx) {
+    auto& m = ctx.messenger();
+    m.on("hello", [&ctx](const clutch::Message& msg) {
+      spdlog::info("{} says: {}", clutch::to_string(msg.sender().role), msg.data());
+      // Greet the other workers, once.
+      if (ctx.worker_index() == 0) ctx.messenger().send_to_others("greeting", "hi from worker 0");
+    });
+    m.on("greeting", [](const clutch::Message& msg) { spdlog::info("got greeting: {}", msg.data()); });
+    m.on("status", [](const clutch::Message& msg) { spdlog::info("status: {}", msg.data()); });
+    m.on("tick", [&ctx](const clutch::Message& msg) {
+      ctx.messenger().send_to_agent("tick-done", msg.data());
+      ctx.messenger().request(clutch::Target::agent(), "ticks?", {}, std::chrono::seconds(1),
+                              [](const clutch::Reply& reply) {
+                                if (reply.ok) spdlog::info("the agent has ticked {} times", reply.data);
+                              });
+    });
+    ctx.messenger().on_member([](const clutch::MemberEvent& ev) {
+      spdlog::debug("{} {} {}", clutch::to_string(ev.role), ev.pid, ev.joined ? "joined" : "left");
+    });
+  });
+
+  return app.run(argc, argv);
+}

@@ -1,0 +1,45 @@
+// A clutch application: one binary whose master starts one agent and N workers (fork + exec of
+// itself), routes their messages, restarts what dies and stops them gracefully.
+//
+//   int main(int argc, char** argv) {
+//     clutch::App app("hello");
+//     app.agent([](clutch::Context& ctx) { ... });   // once per host: MQ, schedules
+//     app.worker([](clutch::Context& ctx) { ... });  // N times: requests, handed-over work
+//     return app.run(argc, argv);
+//   }
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "clutch/context.hpp"
+
+namespace clutch {
+
+using Setup = std::function<void(Context&)>;
+
+class App {
+ public:
+  explicit App(std::string name);
+  ~App();
+  App(const App&) = delete;
+  App& operator=(const App&) = delete;
+
+  // What the agent process does at start (register handlers, open connections, start timers).
+  // Throwing fails the start (or, after it, the process, which is restarted).
+  App& agent(Setup setup);
+  // What each worker process does at start.
+  App& worker(Setup setup);
+
+  // In the master: parses --workers/--port/--config/--help/--version, runs the cluster and returns
+  // the exit code (0 graceful stop, 1 start failed, 2 bad configuration, 3 forced stop).
+  // In a child: runs the agent or worker setup and its loop until it is told to stop.
+  int run(int argc, char** argv);
+
+ private:
+  std::string name_;
+  Setup agent_setup_, worker_setup_;
+};
+
+}  // namespace clutch

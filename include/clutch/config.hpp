@@ -1,0 +1,40 @@
+// The settings of a clutch cluster. Read by the master from, in rising precedence: a TOML file
+// (--config FILE), CLUTCH_* environment variables, then command-line flags. Children receive the
+// master's resolved copy, so every process of a cluster agrees on it.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace clutch {
+
+struct Config {
+  // Worker processes; 0 means the CPUs this process may use (affinity and cgroup quota).
+  unsigned workers = 0;
+  // Address the master binds before any child starts; port 0 picks a free port.
+  std::string host = "127.0.0.1";
+  int port = 7001;
+  // A child that is not ready this long after its start is killed (a failed start).
+  std::chrono::milliseconds startup_timeout{30000};
+  // How long a child may take to stop after SIGTERM before it is SIGKILLed.
+  std::chrono::milliseconds kill_timeout{5000};
+  // A child that dies younger than this is crashing: its restarts back off exponentially.
+  std::chrono::milliseconds min_uptime{1000};
+  std::chrono::milliseconds restart_backoff_initial{100};
+  std::chrono::milliseconds restart_backoff_max{10000};
+  // Largest messenger payload; larger sends fail with MessageTooLarge.
+  std::size_t max_message_size = std::size_t{64} << 20;
+  // The file the settings came from, if any (informational).
+  std::string config_file;
+};
+
+// A setting that cannot be used; what() names the key and the value.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace clutch

@@ -1,0 +1,127 @@
+#include "common/config_keys.hpp"
+
+#include <fmt/format.h>
+
+#include <functional>
+#include <map>
+
+#include "common/units.hpp"
+
+namespace clutch {
+namespace {
+
+using Setter = std::function<void(Config&, std::string_view, const std::function<void(std::string_view)>&)>;
+
+struct Key {
+  std::string name;
+  Setter set;
+  std::function<std::string(const Config&)> get;
+};
+
+Key duration_key(std::string name, std::chrono::milliseconds Config::*field) {
+  return Key{name,
+             [field](Config& c, std::string_view v, const auto& fail) {
+               auto d = parse_duration(v);
+               if (!d || d->count() <= 0) fail("expected a positive duration such as 500ms, 5s or 1m");
+               c.*field = *d;
+             },
+             [field](const Config& c) { return std::to_string((c.*field).count()) + "ms"; }};
+}
+
+const std::vector<Key>& keys() {
+  static const std::vector<Key> table = {
+      {"workers",
+       [](Config& c, std::string_view v, const auto& fail) {
+         auto n = parse_unsigned(v);
+         if (!n || *n > 1024) fail("expected a number of workers from 0 (one per usable CPU) to 1024");
+         c.workers = static_cast<unsigned>(*n);
+       },
+       [](const Config& c) { return std::to_string(c.workers); }},
+      {"host",
+       [](Config& c, std::string_view v, const auto& fail) {
+         if (v.empty()) fail("expected an address such as 127.0.0.1 or 0.0.0.0");
+         c.host = std::string(v);
+       },
+       [](const Config& c) { return c.host; }},
+      {"port",
+       [](Config& c, std::string_view v, const auto& fail) {
+         auto n = parse_unsigned(v);
+         if (!n || *n > 65535) fail("expected a TCP port from 0 (any free port) to 65535");
+         c.port = static_cast<int>(*n);
+       },
+       [](const Config& c) { return std::to_string(c.port); }},
+      duration_key("startup_timeout", &Config::startup_timeout),
+      duration_key("kill_timeout", &Config::kill_timeout),
+      duration_key("min_uptime", &Config::min_uptime),
+      duration_key("restart_backoff_initial", &Config::restart_backoff_initial),
+      duration_key("restart_backoff_max", &Config::restart_backoff_max),
+      {"max_message_size",
+       [](Config& c, std::string_view v, const auto& fail) {
+         auto n = parse_size(v);
+         if (!n || *n < 1024 || *n > (uint64_t{1} << 30)) {
+           fail("expected a size from 1KiB to 1GiB, such as 64MiB");
+         }
+         c.max_message_size = static_cast<std::size_t>(*n);
+       },
+       [](const Config& c) { return std::to_string(c.max_message_size); }},
+      {"config_file", [](Config& c, std::string_view v, const auto&) { c.config_file = std::string(v); },
+       [](const Config& c) { return c.config_file; }},
+  };
+  return table;
+}
+
+}  // namespace
+
+void apply_config_value(Config& config, std::string_view key, std::string_view value,
+                        std::string_view source) {
+  for (const Key& k : keys()) {
+    if (k.name != key) continue;
+    k.set(config, value, [&](std::string_view why) {
+      throw ConfigError(fmt::format("config: bad value '{}' for {} (from {}): {}", value, key,
+                                    source, why));
+    });
+    return;
+  }
+  throw ConfigError(fmt::format("config: unknown key '{}' (from {}); known keys: {}", key, source,
+                                fmt::join(config_keys(), ", ")));
+}
+
+void validate_config(const Config& c) {
+  if (c.restart_backoff_max < c.restart_backoff_initial) {
+    throw ConfigError(fmt::format(
+        "config: restart_backoff_max ({} ms) is below restart_backoff_initial ({} ms)",
+        c.restart_backoff_max.count(), c.restart_backoff_initial.count()));
+  }
+}
+
+const std::vector<std::string>& config_keys() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> out;
+    for (const Key& k : keys()) {
+      if (k.name != "config_file") out.push_back(k.name);
+    }
+    return out;
+  }();
+  return names;
+}
+
+std::string serialize_config(const Config& config) {
+  std::string out;
+  for (const Key& k : keys()) out += k.name + "=" + k.get(config) + "\n";
+  return out;
+}
+
+Config deserialize_config(std::string_view text) {
+  Config config;
+  while (!text.empty()) {
+    auto end = text.find('\n');
+    std::string_view line = text.substr(0, end);
+    text = end == std::string_view::npos ? std::string_view{} : text.substr(end + 1);
+    auto eq = line.find('=');
+    if (eq == std::string_view::npos) continue;
+    apply_config_value(config, line.substr(0, eq), line.substr(eq + 1), "the master");
+  }
+  return config;
+}
+
+}  // namespace clutch

@@ -1,0 +1,24 @@
+// The table of configuration keys: how each is parsed and checked, whatever the source (file,
+// environment, flag). Pure: strings in, Config or ConfigError out.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "clutch/config.hpp"
+
+namespace clutch {
+
+// Sets `key` from its text form; throws ConfigError naming the key, the source and the value.
+void apply_config_value(Config& config, std::string_view key, std::string_view value,
+                        std::string_view source);
+// Checks the relations between keys (e.g. back-off bounds); throws ConfigError.
+void validate_config(const Config& config);
+// Every key, in a stable order (for --help and the environment names).
+const std::vector<std::string>& config_keys();
+// "key=value" lines that apply_config_value reads back into an equal Config.
+std::string serialize_config(const Config& config);
+Config deserialize_config(std::string_view text);
+
+}  // namespace clutch

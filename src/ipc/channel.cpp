@@ -1,0 +1,200 @@
+#include "ipc/channel.hpp"
+
+#include <asio/post.hpp>
+#include <asio/read.hpp>
+#include <asio/write.hpp>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace clutch::ipc {
+namespace {
+constexpr std::size_t kReadChunk = 256 * 1024;
+}
+
+Channel::Channel(asio::io_context& io, int fd, std::size_t max_payload)
+    : socket_(io), max_payload_(max_payload), in_(kReadChunk) {
+  socket_.assign(asio::local::stream_protocol(), fd);
+  socket_.non_blocking(true);
+}
+
+Channel::~Channel() {
+  asio::error_code ignored;
+  socket_.close(ignored);
+}
+
+void Channel::start(FrameFn on_frame, CloseFn on_close) {
+  on_frame_ = std::move(on_frame);
+  on_close_ = std::move(on_close);
+  read_more();
+}
+
+void Channel::read_more() {
+  if (reading_ || paused_ || closed_) return;
+  if (in_end_ == in_.size()) {
+    // No room left: the frame being assembled is bigger than the buffer's free tail.
+    if (in_begin_ > 0) {
+      std::memmove(in_.data(), in_.data() + in_begin_, in_end_ - in_begin_);
+      in_end_ -= in_begin_;
+      in_begin_ = 0;
+    }
+    if (in_end_ == in_.size()) in_.resize(in_.size() * 2);
+  }
+  reading_ = true;
+  socket_.async_read_some(
+      asio::buffer(in_.data() + in_end_, in_.size() - in_end_),
+      [self = shared_from_this()](const asio::error_code& ec, std::size_t n) {
+        self->reading_ = false;
+        if (self->closed_) return;
+        if (ec) {
+          self->fail(ec == asio::error::eof ? "peer closed the channel" : ec.message(), false);
+          return;
+        }
+        self->in_end_ += n;
+        self->process_input();
+        self->read_more();
+      });
+}
+
+void Channel::process_input() {
+  while (!closed_ && !paused_ && in_begin_ < in_end_) {
+    FrameHeader header;
+    auto available = std::span<const std::byte>(in_.data() + in_begin_, in_end_ - in_begin_);
+    DecodeStatus status = decode_header(available, max_payload_, header);
+    if (status == DecodeStatus::kNeedMore) {
+      // Make sure a large frame will fit once it has fully arrived.
+      std::size_t need = available.size() >= kHeaderSize ? header.frame_size() : kHeaderSize;
+      if (in_begin_ > 0) {
+        std::memmove(in_.data(), in_.data() + in_begin_, in_end_ - in_begin_);
+        in_end_ -= in_begin_;
+        in_begin_ = 0;
+      }
+      if (need > in_.size()) in_.resize(need);
+      return;
+    }
+    if (status != DecodeStatus::kOk) {
+      fail(std::string(to_string(status)), true);
+      return;
+    }
+    std::byte* raw = in_.data() + in_begin_;
+    in_begin_ += header.frame_size();
+    on_frame_(view_frame(header, raw), raw);
+  }
+  if (in_begin_ == in_end_) {
+    in_begin_ = in_end_ = 0;
+    // Give back the memory of a one-off huge frame.
+    if (in_.size() > kReadChunk) {
+      in_.resize(kReadChunk);
+      in_.shrink_to_fit();
+    }
+  }
+}
+
+void Channel::read_pending_now() {
+  int fd = socket_.native_handle();
+  paused_ = false;
+  for (int turn = 0; turn < 4096 && !closed_; ++turn) {
+    if (in_end_ == in_.size()) in_.resize(in_.size() * 2);
+    ssize_t n = ::recv(fd, in_.data() + in_end_, in_.size() - in_end_, MSG_DONTWAIT);
+    if (n <= 0) break;
+    in_end_ += static_cast<std::size_t>(n);
+    process_input();
+  }
+}
+
+void Channel::resume_reading() {
+  if (!paused_) return;
+  paused_ = false;
+  // Frames already buffered are handled before any new read, on a fresh loop turn.
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    self->process_input();
+    self->read_more();
+  });
+}
+
+void Channel::send(const FrameHeader& header, std::string_view action, std::string_view payload) {
+  append_frame(out_, header, action, payload);
+  flush_soon();
+}
+
+void Channel::flush_soon() {
+  if (flush_posted_ || closed_) return;
+  flush_posted_ = true;
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    self->flush_posted_ = false;
+    self->flush();
+  });
+}
+
+void Channel::flush() {
+  if (writing_active_ || closed_ || out_.empty()) return;
+  if (over_high_water()) was_over_high_water_ = true;
+  writing_.swap(out_);
+  out_.clear();
+  writing_active_ = true;
+  asio::async_write(socket_, asio::buffer(writing_),
+                    [self = shared_from_this()](const asio::error_code& ec, std::size_t) {
+                      self->writing_active_ = false;
+                      if (self->closed_) return;
+                      if (ec) {
+                        self->fail("write failed: " + ec.message(), false);
+                        return;
+                      }
+                      self->writing_.clear();
+                      // Keep a modest buffer for the next turn; drop the memory of a burst.
+                      if (self->writing_.capacity() > (std::size_t{8} << 20)) {
+                        self->writing_.shrink_to_fit();
+                      }
+                      if (self->was_over_high_water_ &&
+                          self->pending_output() < self->high_water_ / 2) {
+                        self->was_over_high_water_ = false;
+                        if (self->on_drain_) self->on_drain_();
+                      }
+                      self->flush();
+                    });
+}
+
+void Channel::fail(const std::string& reason, bool protocol_error) {
+  if (closed_) return;
+  close();
+  if (on_close_) {
+    auto fn = std::move(on_close_);
+    fn(reason, protocol_error);
+  }
+}
+
+void Channel::close() {
+  if (closed_) return;
+  closed_ = true;
+  asio::error_code ignored;
+  socket_.cancel(ignored);
+  socket_.close(ignored);
+}
+
+void Channel::flush_blocking_and_close() {
+  if (closed_) return;
+  int fd = socket_.native_handle();
+  auto write_all = [fd](const std::vector<std::byte>& buf) {
+    std::size_t done = 0;
+    while (done < buf.size()) {
+      ssize_t n = ::send(fd, buf.data() + done, buf.size() - done, MSG_NOSIGNAL);
+      if (n > 0) {
+        done += static_cast<std::size_t>(n);
+      } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        pollfd p{fd, POLLOUT, 0};
+        if (::poll(&p, 1, 1000) <= 0) return;  // the master is not reading: give up
+      } else {
+        return;
+      }
+    }
+  };
+  // An async write may be half done; its bytes are in writing_, the remainder of which is lost
+  // on an async cancel, so only write when nothing is in flight.
+  if (!writing_active_) write_all(out_);
+  close();
+}
+
+}  // namespace clutch::ipc

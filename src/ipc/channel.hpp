@@ -1,0 +1,82 @@
+// One end of a messenger socketpair on an Asio loop: reads in large chunks and hands out whole
+// frames, and gathers outgoing frames in a buffer that is flushed once per loop turn with a single
+// write. Nothing here knows about roles or routing.
+#pragma once
+
+#include <asio/io_context.hpp>
+#include <asio/local/stream_protocol.hpp>
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ipc/frame.hpp"
+
+namespace clutch::ipc {
+
+class Channel : public std::enable_shared_from_this<Channel> {
+ public:
+  // Called once per whole frame; `raw` points at the frame's first byte in the read buffer and may
+  // be modified in place (the master stamps the sender) until the callback returns.
+  using FrameFn = std::function<void(const FrameView& frame, std::byte* raw)>;
+  // Called once when the channel ends: peer closed, I/O error, or a bad frame (`reason` says which).
+  using CloseFn = std::function<void(const std::string& reason, bool protocol_error)>;
+  // Called when the pending output has fallen below the low-water mark after being above it.
+  using DrainFn = std::function<void()>;
+
+  // Takes ownership of `fd`, a connected AF_UNIX stream socket.
+  Channel(asio::io_context& io, int fd, std::size_t max_payload);
+  ~Channel();
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+
+  void start(FrameFn on_frame, CloseFn on_close);
+  void on_drain(DrainFn fn) { on_drain_ = std::move(fn); }
+
+  // The buffer outgoing frames are appended to; call flush_soon() after appending.
+  std::vector<std::byte>& output() { return out_; }
+  // Appends a frame and schedules the flush.
+  void send(const FrameHeader& header, std::string_view action, std::string_view payload);
+  // Writes everything appended so far at the end of this loop turn (coalescing many frames).
+  void flush_soon();
+  // Writes now without waiting for the end of the loop turn.
+  void flush();
+  std::size_t pending_output() const { return out_.size() + writing_.size(); }
+  bool over_high_water() const { return pending_output() > high_water_; }
+  void set_high_water(std::size_t bytes) { high_water_ = bytes; }
+
+  // Back-pressure: stop taking frames from the peer until resume_reading().
+  void pause_reading() { paused_ = true; }
+  void resume_reading();
+  bool paused() const { return paused_; }
+
+  // Reads and handles, synchronously, whatever the peer wrote before it died (e.g. its last words
+  // before exiting), then returns; call close() right after.
+  void read_pending_now();
+  // Stops reading and writing at once; pending output is dropped.
+  void close();
+  bool closed() const { return closed_; }
+  // Writes what is pending (blocking, bounded by the socket), then closes: for a clean exit.
+  void flush_blocking_and_close();
+
+ private:
+  void read_more();
+  void process_input();
+  void fail(const std::string& reason, bool protocol_error);
+
+  asio::local::stream_protocol::socket socket_;
+  std::size_t max_payload_;
+  FrameFn on_frame_;
+  CloseFn on_close_;
+  DrainFn on_drain_;
+  std::vector<std::byte> in_;
+  std::size_t in_begin_ = 0, in_end_ = 0;
+  std::vector<std::byte> out_, writing_;
+  std::size_t high_water_ = std::size_t{4} << 20;
+  bool reading_ = false, writing_active_ = false, flush_posted_ = false;
+  bool paused_ = false, closed_ = false, was_over_high_water_ = false;
+};
+
+}  // namespace clutch::ipc

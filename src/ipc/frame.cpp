@@ -1,0 +1,141 @@
+#include "ipc/frame.hpp"
+
+#include <cstring>
+
+namespace clutch::ipc {
+namespace {
+
+// Offsets of the header fields; the format is little-endian whatever the host.
+constexpr std::size_t kOffMagic = 0, kOffKind = 2, kOffRoute = 3, kOffRole = 4, kOffFlags = 5,
+                      kOffAction = 6, kOffPayload = 8, kOffTarget = 12, kOffSender = 16,
+                      kOffReserved = 20, kOffId = 24;
+
+template <typename T>
+T load(const std::byte* p) {
+  T value = 0;
+  for (std::size_t i = 0; i < sizeof(T); ++i) {
+    value |= static_cast<T>(static_cast<uint64_t>(std::to_integer<uint8_t>(p[i])) << (8 * i));
+  }
+  return value;
+}
+
+template <typename T>
+void store(std::byte* p, T value) {
+  auto bits = static_cast<uint64_t>(value);
+  for (std::size_t i = 0; i < sizeof(T); ++i) p[i] = static_cast<std::byte>((bits >> (8 * i)) & 0xFF);
+}
+
+bool valid_kind(uint8_t kind) { return kind >= 1 && kind <= 5; }
+bool valid_route(uint8_t route) { return route <= 6; }
+bool valid_role(uint8_t role) { return role <= 3; }
+
+}  // namespace
+
+std::string_view to_string(DecodeStatus status) {
+  switch (status) {
+    case DecodeStatus::kOk: return "ok";
+    case DecodeStatus::kNeedMore: return "incomplete frame";
+    case DecodeStatus::kBadMagic: return "bad frame header (wrong magic or reserved bits)";
+    case DecodeStatus::kBadKind: return "bad frame kind, route or role";
+    case DecodeStatus::kBadAction: return "action name too long";
+    case DecodeStatus::kTooLarge: return "payload larger than max_message_size";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(Role role) {
+  switch (role) {
+    case Role::kMaster: return "master";
+    case Role::kAgent: return "agent";
+    case Role::kWorker: return "worker";
+    case Role::kUnknown: break;
+  }
+  return "unknown";
+}
+
+std::string_view to_string(Route route) {
+  switch (route) {
+    case Route::kBroadcast: return "broadcast";
+    case Route::kApp: return "send_to_app";
+    case Route::kOthers: return "send_to_others";
+    case Route::kAgent: return "send_to_agent";
+    case Route::kRandom: return "send_random";
+    case Route::kPid: return "send_to";
+    case Route::kNone: break;
+  }
+  return "none";
+}
+
+DecodeStatus decode_header(std::span<const std::byte> bytes, std::size_t max_payload,
+                           FrameHeader& out) {
+  if (bytes.size() < kHeaderSize) {
+    // Reject garbage as early as its first two bytes, not only once 32 have arrived.
+    if (bytes.size() >= 2 && load<uint16_t>(bytes.data()) != kFrameMagic) {
+      return DecodeStatus::kBadMagic;
+    }
+    return DecodeStatus::kNeedMore;
+  }
+  const std::byte* p = bytes.data();
+  if (load<uint16_t>(p + kOffMagic) != kFrameMagic || load<uint32_t>(p + kOffReserved) != 0) {
+    return DecodeStatus::kBadMagic;
+  }
+  uint8_t kind = load<uint8_t>(p + kOffKind), route = load<uint8_t>(p + kOffRoute),
+          role = load<uint8_t>(p + kOffRole);
+  if (!valid_kind(kind) || !valid_route(route) || !valid_role(role)) return DecodeStatus::kBadKind;
+  FrameHeader h;
+  h.kind = static_cast<FrameKind>(kind);
+  h.route = static_cast<Route>(route);
+  h.sender_role = static_cast<Role>(role);
+  h.flags = load<uint8_t>(p + kOffFlags);
+  h.action_length = load<uint16_t>(p + kOffAction);
+  h.payload_length = load<uint32_t>(p + kOffPayload);
+  h.target_pid = load<int32_t>(p + kOffTarget);
+  h.sender_pid = load<int32_t>(p + kOffSender);
+  h.id = load<uint64_t>(p + kOffId);
+  if (h.action_length > kMaxActionLength) return DecodeStatus::kBadAction;
+  if (h.payload_length > max_payload) return DecodeStatus::kTooLarge;
+  out = h;
+  if (bytes.size() < h.frame_size()) return DecodeStatus::kNeedMore;
+  return DecodeStatus::kOk;
+}
+
+void encode_header(const FrameHeader& h, std::byte* p) {
+  store<uint16_t>(p + kOffMagic, kFrameMagic);
+  store<uint8_t>(p + kOffKind, static_cast<uint8_t>(h.kind));
+  store<uint8_t>(p + kOffRoute, static_cast<uint8_t>(h.route));
+  store<uint8_t>(p + kOffRole, static_cast<uint8_t>(h.sender_role));
+  store<uint8_t>(p + kOffFlags, h.flags);
+  store<uint16_t>(p + kOffAction, h.action_length);
+  store<uint32_t>(p + kOffPayload, h.payload_length);
+  store<int32_t>(p + kOffTarget, h.target_pid);
+  store<int32_t>(p + kOffSender, h.sender_pid);
+  store<uint32_t>(p + kOffReserved, 0);
+  store<uint64_t>(p + kOffId, h.id);
+}
+
+void stamp_sender(std::byte* encoded_header, Role role, int32_t pid) {
+  store<uint8_t>(encoded_header + kOffRole, static_cast<uint8_t>(role));
+  store<int32_t>(encoded_header + kOffSender, pid);
+}
+
+void stamp_id(std::byte* encoded_header, uint64_t id) { store<uint64_t>(encoded_header + kOffId, id); }
+
+void append_frame(std::vector<std::byte>& out, FrameHeader header, std::string_view action,
+                  std::string_view payload) {
+  header.action_length = static_cast<uint16_t>(action.size());
+  header.payload_length = static_cast<uint32_t>(payload.size());
+  std::size_t at = out.size();
+  out.resize(at + header.frame_size());
+  std::byte* p = out.data() + at;
+  encode_header(header, p);
+  if (!action.empty()) std::memcpy(p + kHeaderSize, action.data(), action.size());
+  if (!payload.empty()) std::memcpy(p + kHeaderSize + action.size(), payload.data(), payload.size());
+}
+
+FrameView view_frame(const FrameHeader& header, const std::byte* frame_start) {
+  const char* body = reinterpret_cast<const char*>(frame_start + kHeaderSize);
+  return FrameView{header, std::string_view(body, header.action_length),
+                   std::string_view(body + header.action_length, header.payload_length)};
+}
+
+}  // namespace clutch::ipc

@@ -1,0 +1,102 @@
+// The wire format of the messenger: fixed 32-byte header, then the action name, then the payload.
+// Pure code, no I/O: the master forwards frames by reading only the header, so everything it
+// needs to route (kind, route, target pid, lengths) lives there and payloads are never decoded.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace clutch::ipc {
+
+inline constexpr uint16_t kFrameMagic = 0xC1C7;
+inline constexpr std::size_t kHeaderSize = 32;
+inline constexpr std::size_t kMaxActionLength = 255;
+
+// What a frame is. Numbers are part of the wire format.
+enum class FrameKind : uint8_t {
+  kMessage = 1,  // user or runtime message, routed by `route`
+  kAck = 2,      // receiver -> master -> sender: an acknowledged message was handled (or failed)
+  kReply = 3,    // answer to a request, routed to `target_pid`
+  kError = 4,    // master -> sender: the frame with this id could not be delivered
+  kControl = 5,  // child <-> master lifecycle (ready, fatal, draining); never reaches user code
+};
+
+// Where a kMessage frame goes; chosen by the sender, resolved by the master.
+enum class Route : uint8_t {
+  kNone = 0,
+  kBroadcast = 1,  // every agent and worker, the sender included
+  kApp = 2,        // every worker
+  kOthers = 3,     // every worker but the sender
+  kAgent = 4,      // the agent
+  kRandom = 5,     // exactly one live worker
+  kPid = 6,        // the process `target_pid`
+};
+
+// Who sent a frame, as stamped by the master (children cannot forge it).
+enum class Role : uint8_t { kUnknown = 0, kMaster = 1, kAgent = 2, kWorker = 3 };
+
+enum FrameFlags : uint8_t {
+  kFlagWantAck = 1 << 0,  // send_random with acknowledged delivery
+  kFlagRequest = 1 << 1,  // the sender waits for a kReply with the same id
+  kFlagFailed = 1 << 2,   // on kAck / kReply: the handler failed; payload is the error text
+};
+
+struct FrameHeader {
+  FrameKind kind = FrameKind::kMessage;
+  Route route = Route::kNone;
+  Role sender_role = Role::kUnknown;
+  uint8_t flags = 0;
+  uint16_t action_length = 0;
+  uint32_t payload_length = 0;
+  int32_t target_pid = 0;
+  int32_t sender_pid = 0;
+  uint64_t id = 0;
+
+  std::size_t body_size() const { return std::size_t{action_length} + payload_length; }
+  std::size_t frame_size() const { return kHeaderSize + body_size(); }
+};
+
+enum class DecodeStatus {
+  kOk,          // a whole frame is available
+  kNeedMore,    // not enough bytes yet; not an error
+  kBadMagic,    // not a clutch frame: the peer is broken or hostile
+  kBadKind,     // unknown kind or route
+  kBadAction,   // action longer than kMaxActionLength
+  kTooLarge,    // payload longer than the configured limit
+};
+
+std::string_view to_string(DecodeStatus status);
+std::string_view to_string(Role role);
+std::string_view to_string(Route route);
+
+// Reads one header from the start of `bytes`. On kOk, the whole frame
+// (header.frame_size() bytes) is present in `bytes`.
+DecodeStatus decode_header(std::span<const std::byte> bytes, std::size_t max_payload,
+                           FrameHeader& out);
+
+// Writes the header into exactly kHeaderSize bytes at `out`.
+void encode_header(const FrameHeader& header, std::byte* out);
+
+// Overwrites the sender fields of an encoded header in place; the master stamps every frame it
+// forwards so a receiver always learns who really sent it.
+void stamp_sender(std::byte* encoded_header, Role role, int32_t pid);
+// Overwrites the id of an encoded header in place (the master renumbers acknowledged messages).
+void stamp_id(std::byte* encoded_header, uint64_t id);
+
+// Appends a whole frame to `out` (no allocation when `out` has the capacity).
+void append_frame(std::vector<std::byte>& out, FrameHeader header, std::string_view action,
+                  std::string_view payload);
+
+// A decoded frame whose views point into the buffer it was decoded from.
+struct FrameView {
+  FrameHeader header;
+  std::string_view action;
+  std::string_view payload;
+};
+FrameView view_frame(const FrameHeader& header, const std::byte* frame_start);
+
+}  // namespace clutch::ipc

@@ -1,0 +1,96 @@
+// What the master knows of each child process and of the slots they fill.
+#pragma once
+
+#include <asio/steady_timer.hpp>
+#include <sys/types.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "ipc/channel.hpp"
+#include "ipc/frame.hpp"
+#include "master/restart_policy.hpp"
+
+namespace clutch::master {
+
+using Clock = std::chrono::steady_clock;
+
+enum class ChildState {
+  kStarting,  // spawned, setup running
+  kReady,     // takes every kind of message
+  kDraining,  // asked to stop (or stopping on its own): no new send_random, finishing its work
+  kGone,      // exited; kept only until the exit is handled
+};
+
+struct Child {
+  ipc::Role role = ipc::Role::kWorker;
+  int slot = 0;  // worker index; 0 for the agent
+  pid_t pid = 0;
+  ChildState state = ChildState::kStarting;
+  Clock::time_point started_at;
+  std::shared_ptr<ipc::Channel> channel;
+  uint32_t unacked = 0;          // acknowledged messages handed to it and not yet acknowledged
+  bool ready_sent = false;       // clutch:ready is delivered once per process
+  bool term_sent = false;        // SIGTERM sent by the master
+  std::string fatal_error;       // what the child reported before dying, if anything
+  std::vector<pid_t> blocked_senders;  // paused because this child's output is over high water
+  std::unique_ptr<asio::steady_timer> startup_timer, kill_timer, stable_timer;
+
+  bool is_worker() const { return role == ipc::Role::kWorker; }
+  bool connected() const { return channel && !channel->closed(); }
+  bool takes_random() const { return is_worker() && state == ChildState::kReady && connected(); }
+  std::string describe() const;
+};
+
+// A place in the cluster that a process fills: the agent, or worker i. It outlives its processes
+// and carries their crash history.
+struct Slot {
+  ipc::Role role = ipc::Role::kWorker;
+  int index = 0;
+  RestartBackoff backoff;
+  pid_t current = 0;  // the process filling it, 0 while empty
+  std::unique_ptr<asio::steady_timer> restart_timer;
+};
+
+// The live children by pid.
+class ChildTable {
+ public:
+  Child* find(pid_t pid) {
+    auto it = by_pid_.find(pid);
+    return it == by_pid_.end() ? nullptr : it->second.get();
+  }
+  Child& add(std::unique_ptr<Child> child) {
+    Child& ref = *child;
+    by_pid_[child->pid] = std::move(child);
+    order_.push_back(ref.pid);
+    return ref;
+  }
+  void remove(pid_t pid) {
+    by_pid_.erase(pid);
+    std::erase(order_, pid);
+  }
+  // The agent that is connected, if any (there is at most one).
+  Child* agent() {
+    for (pid_t pid : order_) {
+      Child* c = find(pid);
+      if (c->role == ipc::Role::kAgent && c->state != ChildState::kGone) return c;
+    }
+    return nullptr;
+  }
+  // Children in start order (stable iteration for broadcasts).
+  template <typename Fn>
+  void for_each(Fn&& fn) {
+    for (pid_t pid : order_) fn(*find(pid));
+  }
+  std::size_t size() const { return by_pid_.size(); }
+  const std::vector<pid_t>& pids() const { return order_; }
+
+ private:
+  std::unordered_map<pid_t, std::unique_ptr<Child>> by_pid_;
+  std::vector<pid_t> order_;
+};
+
+}  // namespace clutch::master

@@ -1,0 +1,37 @@
+// When to restart a dead child: at once after a stable run, with exponential back-off while it
+// keeps dying young. Pure logic, no clock of its own: the master feeds it uptimes.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+namespace clutch::master {
+
+using Millis = std::chrono::milliseconds;
+
+struct RestartPolicyConfig {
+  Millis min_uptime{1000};       // a child that dies younger than this is crashing
+  Millis backoff_initial{100};   // delay before the first restart of a crashing child
+  Millis backoff_max{10000};     // cap of the exponential back-off
+};
+
+// One per process slot (the agent, or worker index i): the slot survives its processes.
+class RestartBackoff {
+ public:
+  explicit RestartBackoff(RestartPolicyConfig config = {}) : config_(config) {}
+
+  // The slot's process died after `uptime`; returns how long to wait before starting the next one.
+  Millis on_exit(Millis uptime);
+  // The slot's current process has run for min_uptime: forget earlier crashes.
+  void on_stable() { consecutive_crashes_ = 0; }
+
+  bool crashing() const { return consecutive_crashes_ > 0; }
+  uint32_t consecutive_crashes() const { return consecutive_crashes_; }
+  const RestartPolicyConfig& config() const { return config_; }
+
+ private:
+  RestartPolicyConfig config_;
+  uint32_t consecutive_crashes_ = 0;
+};
+
+}  // namespace clutch::master

@@ -1,0 +1,336 @@
+#include "master/router.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace clutch::master {
+
+using ipc::FrameHeader;
+using ipc::FrameKind;
+using ipc::Role;
+using ipc::Route;
+
+namespace {
+constexpr std::string_view kReservedPrefix = "clutch:";
+
+// Calls fn(header, frame bytes) for each frame in a buffer of whole frames.
+template <typename Fn>
+void for_each_frame(const std::vector<std::byte>& buffer, Fn&& fn) {
+  std::size_t at = 0;
+  while (at < buffer.size()) {
+    FrameHeader h;
+    auto bytes = std::span<const std::byte>(buffer.data() + at, buffer.size() - at);
+    if (ipc::decode_header(bytes, UINT32_MAX, h) != ipc::DecodeStatus::kOk) return;
+    fn(h, buffer.data() + at);
+    at += h.frame_size();
+  }
+}
+}  // namespace
+
+std::string Child::describe() const {
+  if (role == Role::kAgent) return fmt::format("agent (pid {})", pid);
+  return fmt::format("worker {} (pid {})", slot, pid);
+}
+
+Router::Router(ChildTable& children, pid_t master_pid, ControlFn on_control, ViolationFn on_violation)
+    : children_(children),
+      master_pid_(master_pid),
+      on_control_(std::move(on_control)),
+      on_violation_(std::move(on_violation)) {
+  rng_state_ ^= static_cast<uint64_t>(master_pid) * 0x100000001B3ULL;
+}
+
+void Router::on_frame(Child& from, const ipc::FrameView& frame, std::byte* raw) {
+  sender_ = &from;
+  // Whatever the child wrote there, receivers learn the sender from the master.
+  ipc::stamp_sender(raw, from.role, from.pid);
+  switch (frame.header.kind) {
+    case FrameKind::kMessage: route_message(from, frame, raw); break;
+    case FrameKind::kAck: route_ack(from, frame, raw); break;
+    case FrameKind::kReply: route_reply(from, frame, raw); break;
+    case FrameKind::kControl: on_control_(from, frame.action, frame.payload); break;
+    case FrameKind::kError:
+      on_violation_(from, "sent an error frame, which only the master may send");
+      break;
+  }
+  sender_ = nullptr;
+}
+
+void Router::route_message(Child& from, const ipc::FrameView& frame, std::byte* raw) {
+  const FrameHeader& h = frame.header;
+  std::size_t size = h.frame_size();
+  if (frame.action.starts_with(kReservedPrefix)) {
+    send_error(from, h.id, frame.action,
+               fmt::format("action '{}' is reserved for the clutch runtime", frame.action));
+    return;
+  }
+  switch (h.route) {
+    case Route::kBroadcast:
+      children_.for_each([&](Child& c) {
+        if (c.connected()) deliver(c, raw, size);
+      });
+      break;
+    case Route::kApp:
+    case Route::kOthers:
+      children_.for_each([&](Child& c) {
+        if (c.is_worker() && c.connected() && !(h.route == Route::kOthers && &c == &from)) {
+          deliver(c, raw, size);
+        }
+      });
+      break;
+    case Route::kAgent:
+      if (Child* agent = children_.agent(); agent && agent->connected()) {
+        deliver(*agent, raw, size);
+      } else {
+        // The agent is restarting: keep the message for the next one.
+        agent_hold_.insert(agent_hold_.end(), raw, raw + size);
+        if (agent_hold_.size() > hold_limit_) {
+          from.channel->pause_reading();
+          hold_blocked_senders_.push_back(from.pid);
+        }
+      }
+      break;
+    case Route::kRandom:
+      if (h.flags & ipc::kFlagWantAck) {
+        uint64_t id = next_master_id_++;
+        AckedMessage& m = acked_[id];
+        m.origin = from.pid;
+        m.origin_id = h.id;
+        m.frame.assign(raw, raw + size);
+        ipc::stamp_id(m.frame.data(), id);
+        deliver_acked(id, m);
+      } else {
+        deliver_random(raw, size);
+      }
+      break;
+    case Route::kPid: {
+      Child* to = children_.find(h.target_pid);
+      if (to == nullptr || !to->connected()) {
+        send_error(from, h.id, frame.action,
+                   fmt::format("send_to: no process with pid {} in this cluster", h.target_pid));
+      } else {
+        deliver(*to, raw, size);
+      }
+      break;
+    }
+    case Route::kNone:
+      on_violation_(from, "sent a message without a route");
+      break;
+  }
+}
+
+void Router::route_ack(Child& from, const ipc::FrameView& frame, std::byte* raw) {
+  auto it = acked_.find(frame.header.id);
+  // An ack for a message that was meanwhile given to another worker (this one was thought dead)
+  // is stale: the other worker's ack is the one that counts.
+  if (it == acked_.end() || it->second.assigned != from.pid) return;
+  AckedMessage m = std::move(it->second);
+  acked_.erase(it);
+  if (from.unacked > 0) --from.unacked;
+  Child* origin = children_.find(m.origin);
+  if (origin == nullptr || !origin->connected()) {
+    spdlog::debug("ack for a message from pid {} that has exited", m.origin);
+    return;
+  }
+  ipc::stamp_id(raw, m.origin_id);
+  deliver(*origin, raw, frame.header.frame_size());
+}
+
+void Router::route_reply(Child& from, const ipc::FrameView& frame, std::byte* raw) {
+  Child* to = children_.find(frame.header.target_pid);
+  if (to == nullptr || !to->connected()) {
+    spdlog::debug("{} replied to pid {}, which has exited", from.describe(), frame.header.target_pid);
+    return;
+  }
+  deliver(*to, raw, frame.header.frame_size());
+}
+
+void Router::deliver(Child& to, const std::byte* raw, std::size_t size) {
+  auto& out = to.channel->output();
+  out.insert(out.end(), raw, raw + size);
+  to.channel->flush_soon();
+  // Back-pressure: the receiver is not keeping up, so stop reading from whoever feeds it.
+  if (sender_ != nullptr && sender_ != &to && to.channel->over_high_water() &&
+      !sender_->channel->paused()) {
+    sender_->channel->pause_reading();
+    to.blocked_senders.push_back(sender_->pid);
+  }
+}
+
+void Router::deliver_random(const std::byte* raw, std::size_t size) {
+  if (random_targets_.empty()) {
+    random_hold_.insert(random_hold_.end(), raw, raw + size);
+    if (random_hold_.size() > hold_limit_ && sender_ != nullptr) {
+      sender_->channel->pause_reading();
+      hold_blocked_senders_.push_back(sender_->pid);
+    }
+    return;
+  }
+  // xorshift64: cheap and good enough to spread load; not for anything secret.
+  rng_state_ ^= rng_state_ << 13;
+  rng_state_ ^= rng_state_ >> 7;
+  rng_state_ ^= rng_state_ << 17;
+  deliver(*random_targets_[rng_state_ % random_targets_.size()], raw, size);
+}
+
+Child* Router::least_busy_worker() {
+  if (random_targets_.empty()) return nullptr;
+  // Least unacknowledged work first; among equals, rotate so every worker gets some.
+  std::size_t n = random_targets_.size();
+  Child* best = nullptr;
+  for (std::size_t i = 0; i < n; ++i) {
+    Child* c = random_targets_[(least_busy_cursor_ + i) % n];
+    if (best == nullptr || c->unacked < best->unacked) best = c;
+  }
+  least_busy_cursor_ = (least_busy_cursor_ + 1) % n;
+  return best;
+}
+
+void Router::deliver_acked(uint64_t master_id, AckedMessage& m) {
+  Child* to = least_busy_worker();
+  if (to == nullptr) {
+    m.assigned = 0;
+    acked_waiting_.push_back(master_id);
+    return;
+  }
+  m.assigned = to->pid;
+  ++to->unacked;
+  deliver(*to, m.frame.data(), m.frame.size());
+}
+
+void Router::send_error(Child& to, uint64_t id, std::string_view action, std::string_view message) {
+  spdlog::warn("{}: {}", to.describe(), message);
+  FrameHeader h;
+  h.kind = FrameKind::kError;
+  h.sender_role = Role::kMaster;
+  h.sender_pid = master_pid_;
+  h.id = id;
+  ipc::append_frame(to.channel->output(), h, action, message);
+  to.channel->flush_soon();
+}
+
+void Router::send_runtime(Child& to, std::string_view action, std::string_view payload) {
+  if (!to.connected()) return;
+  FrameHeader h;
+  h.kind = FrameKind::kMessage;
+  h.route = Route::kPid;
+  h.sender_role = Role::kMaster;
+  h.sender_pid = master_pid_;
+  h.target_pid = to.pid;
+  ipc::append_frame(to.channel->output(), h, action, payload);
+  to.channel->flush_soon();
+}
+
+void Router::send_control(Child& to, std::string_view op, std::string_view payload) {
+  if (!to.connected()) return;
+  FrameHeader h;
+  h.kind = FrameKind::kControl;
+  h.sender_role = Role::kMaster;
+  h.sender_pid = master_pid_;
+  ipc::append_frame(to.channel->output(), h, op, payload);
+  to.channel->flush_soon();
+}
+
+void Router::announce_members() {
+  pid_t agent = 0;
+  std::vector<pid_t> workers;
+  children_.for_each([&](Child& c) {
+    if (c.state != ChildState::kReady) return;
+    if (c.is_worker()) workers.push_back(c.pid);
+    else agent = c.pid;
+  });
+  std::string pids = fmt::format("[{}]", fmt::join(workers, ","));
+  std::string members = fmt::format(R"({{"agent":{},"workers":{}}})", agent, pids);
+  children_.for_each([&](Child& c) {
+    if (c.state != ChildState::kReady && c.state != ChildState::kDraining) return;
+    send_runtime(c, "clutch:members", members);
+    if (!c.is_worker()) send_runtime(c, "clutch:pids", pids);
+  });
+}
+
+void Router::targets_changed() {
+  random_targets_.clear();
+  children_.for_each([&](Child& c) {
+    if (c.takes_random()) random_targets_.push_back(&c);
+  });
+  if (least_busy_cursor_ >= random_targets_.size()) least_busy_cursor_ = 0;
+  flush_holds();
+}
+
+void Router::flush_holds() {
+  sender_ = nullptr;
+  if (!agent_hold_.empty()) {
+    Child* agent = children_.agent();
+    if (agent != nullptr && agent->connected()) {
+      deliver(*agent, agent_hold_.data(), agent_hold_.size());
+      agent_hold_.clear();
+      agent_hold_.shrink_to_fit();
+    }
+  }
+  if (!random_targets_.empty()) {
+    if (!random_hold_.empty()) {
+      std::vector<std::byte> held;
+      held.swap(random_hold_);
+      for_each_frame(held, [&](const FrameHeader& h, const std::byte* raw) {
+        deliver_random(raw, h.frame_size());
+      });
+    }
+    while (!acked_waiting_.empty() && !random_targets_.empty()) {
+      uint64_t id = acked_waiting_.front();
+      acked_waiting_.pop_front();
+      if (auto it = acked_.find(id); it != acked_.end()) deliver_acked(id, it->second);
+    }
+  }
+  if (agent_hold_.size() <= hold_limit_ && random_hold_.size() <= hold_limit_) {
+    for (pid_t pid : std::exchange(hold_blocked_senders_, {})) {
+      if (Child* c = children_.find(pid); c != nullptr && c->connected()) c->channel->resume_reading();
+    }
+  }
+}
+
+void Router::on_child_gone(Child& child) {
+  std::erase(random_targets_, &child);
+  resume_blocked(child);
+  // Every message it had not acknowledged goes to another worker (or waits for one).
+  std::vector<uint64_t> orphaned;
+  for (auto& [id, m] : acked_) {
+    if (m.assigned == child.pid) orphaned.push_back(id);
+  }
+  std::sort(orphaned.begin(), orphaned.end());  // keep the original order among them
+  if (!orphaned.empty()) {
+    spdlog::info("{} exited with {} unacknowledged message(s): handing them to other workers",
+                 child.describe(), orphaned.size());
+  }
+  child.unacked = 0;
+  for (uint64_t id : orphaned) deliver_acked(id, acked_[id]);
+}
+
+void Router::resume_blocked(Child& receiver) {
+  for (pid_t pid : std::exchange(receiver.blocked_senders, {})) {
+    if (Child* c = children_.find(pid); c != nullptr && c->connected()) c->channel->resume_reading();
+  }
+}
+
+std::size_t Router::fail_unacknowledged(std::string_view reason) {
+  std::size_t count = acked_.size();
+  for (auto& [id, m] : acked_) {
+    Child* origin = children_.find(m.origin);
+    if (origin == nullptr || !origin->connected()) continue;
+    FrameHeader h;
+    h.kind = FrameKind::kAck;
+    h.flags = ipc::kFlagFailed;
+    h.sender_role = Role::kMaster;
+    h.sender_pid = master_pid_;
+    h.id = m.origin_id;
+    ipc::append_frame(origin->channel->output(), h, {}, reason);
+    origin->channel->flush_soon();
+  }
+  acked_.clear();
+  acked_waiting_.clear();
+  return count;
+}
+
+}  // namespace clutch::master

@@ -1,0 +1,90 @@
+// The master's half of the messenger: forwards each frame to the processes its route names,
+// without decoding the payload; keeps acknowledged send_random messages until a worker confirms
+// them (handing them to another worker if the chosen one dies); holds messages whose target is not
+// there yet; and pauses a sender whose receivers cannot keep up.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "master/child.hpp"
+
+namespace clutch::master {
+
+class Router {
+ public:
+  // A lifecycle frame (kControl) from a child: "ready", "fatal" (payload: the error), "draining".
+  using ControlFn = std::function<void(Child& from, std::string_view op, std::string_view payload)>;
+  // A child broke the protocol (e.g. sent a frame kind only the master may send).
+  using ViolationFn = std::function<void(Child& from, const std::string& reason)>;
+
+  Router(ChildTable& children, pid_t master_pid, ControlFn on_control, ViolationFn on_violation);
+
+  void on_frame(Child& from, const ipc::FrameView& frame, std::byte* raw);
+
+  // Call after any change of a child's state: rebuilds the send_random candidates and delivers
+  // what was held for want of a target.
+  void targets_changed();
+  // A child is gone: its unacknowledged messages go to other workers, its paused senders resume.
+  void on_child_gone(Child& child);
+  // The child's pending output fell below its low-water mark: resume the senders it paused.
+  void resume_blocked(Child& receiver);
+  // Sends a runtime message (action "clutch:...") from the master.
+  void send_runtime(Child& to, std::string_view action, std::string_view payload);
+  void send_control(Child& to, std::string_view op, std::string_view payload = {});
+  // clutch:members to everyone and clutch:pids to the agent.
+  void announce_members();
+  // At the end of a shutdown: tells the senders of still unacknowledged messages that they were
+  // not handled, instead of dropping them silently. Returns how many there were.
+  std::size_t fail_unacknowledged(std::string_view reason);
+
+  std::size_t unacknowledged() const { return acked_.size(); }
+  std::size_t held_bytes() const { return agent_hold_.size() + random_hold_.size(); }
+
+ private:
+  struct AckedMessage {
+    pid_t origin = 0;
+    uint64_t origin_id = 0;
+    pid_t assigned = 0;  // 0 while waiting for a worker
+    std::vector<std::byte> frame;
+  };
+
+  void route_message(Child& from, const ipc::FrameView& frame, std::byte* raw);
+  void route_ack(Child& from, const ipc::FrameView& frame, std::byte* raw);
+  void route_reply(Child& from, const ipc::FrameView& frame, std::byte* raw);
+  void deliver(Child& to, const std::byte* raw, std::size_t size);
+  void deliver_random(const std::byte* raw, std::size_t size);
+  void deliver_acked(uint64_t master_id, AckedMessage& message);
+  Child* least_busy_worker();
+  void send_error(Child& to, uint64_t id, std::string_view action, std::string_view message);
+  void flush_holds();
+
+  ChildTable& children_;
+  pid_t master_pid_;
+  ControlFn on_control_;
+  ViolationFn on_violation_;
+  Child* sender_ = nullptr;  // the child whose frames are being routed (for back-pressure)
+
+  std::vector<Child*> random_targets_;
+  uint64_t rng_state_ = 0x9E3779B97F4A7C15ULL;
+  std::size_t least_busy_cursor_ = 0;
+
+  std::unordered_map<uint64_t, AckedMessage> acked_;
+  std::deque<uint64_t> acked_waiting_;  // acknowledged messages with no worker to take them yet
+  uint64_t next_master_id_ = 1;
+
+  // Frames held while their target is missing: for the agent (while it restarts) and for
+  // send_random (while no worker is ready). Bounded: a sender that fills them is paused.
+  std::vector<std::byte> agent_hold_, random_hold_;
+  std::vector<pid_t> hold_blocked_senders_;
+  std::size_t hold_limit_ = std::size_t{64} << 20;
+};
+
+}  // namespace clutch::master

@@ -1,0 +1,395 @@
+#include "master/supervisor.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <sys/wait.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+
+#include "common/config_keys.hpp"
+#include "master/cpu_count.hpp"
+#include "master/spawner.hpp"
+
+namespace clutch::master {
+namespace {
+
+std::string exit_description(int status) {
+  if (WIFEXITED(status)) return fmt::format("exited with code {}", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    return fmt::format("was killed by signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
+  }
+  return fmt::format("ended with status {}", status);
+}
+
+long long ms_since(Clock::time_point t) {
+  return std::chrono::duration_cast<Millis>(Clock::now() - t).count();
+}
+
+}  // namespace
+
+Supervisor::Supervisor(asio::io_context& io, Config config, std::string app_name,
+                       std::vector<std::string> argv)
+    : io_(io),
+      config_(std::move(config)),
+      app_name_(std::move(app_name)),
+      argv_(std::move(argv)),
+      pid_(getpid()),
+      router_(
+          children_, pid_,
+          [this](Child& c, std::string_view op, std::string_view payload) { on_control(c, op, payload); },
+          [this](Child& c, const std::string& reason) {
+            spdlog::error("{} broke the messenger protocol ({}): restarting it", c.describe(), reason);
+            c.channel->close();
+            kill(c.pid, SIGKILL);
+          }),
+      stop_signals_(io, SIGTERM, SIGINT, SIGQUIT),
+      child_signals_(io, SIGCHLD) {}
+
+int Supervisor::run() {
+  started_at_ = Clock::now();
+  std::error_code ec;
+  exe_path_ = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+  if (ec) exe_path_ = "/proc/self/exe";
+  signal(SIGPIPE, SIG_IGN);
+
+  try {
+    listen_ = bind_listen_socket(config_.host, config_.port);
+    int high = fcntl(listen_.fd, F_DUPFD_CLOEXEC, 10);
+    close(listen_.fd);
+    listen_.fd = high;
+  } catch (const std::exception& e) {
+    spdlog::error("cannot start: {}", e.what());
+    return kExitStartFailed;
+  }
+  config_text_ = serialize_config(config_);
+
+  RestartPolicyConfig policy{config_.min_uptime, config_.restart_backoff_initial,
+                             config_.restart_backoff_max};
+  unsigned workers = config_.workers != 0 ? config_.workers : usable_cpus();
+  agent_slot_ = Slot{ipc::Role::kAgent, 0, RestartBackoff(policy), 0,
+                     std::make_unique<asio::steady_timer>(io_)};
+  for (unsigned i = 0; i < workers; ++i) {
+    worker_slots_.push_back(Slot{ipc::Role::kWorker, static_cast<int>(i), RestartBackoff(policy), 0,
+                                 std::make_unique<asio::steady_timer>(io_)});
+  }
+  wait_signals();
+  wait_children();
+  spdlog::info("starting {} with 1 agent and {} worker(s) on {}:{}", app_name_, workers,
+               config_.host, listen_.port);
+  spawn(agent_slot_);
+  io_.run();
+  return exit_code_;
+}
+
+void Supervisor::wait_signals() {
+  stop_signals_.async_wait([this](const asio::error_code& ec, int sig) {
+    if (ec) return;
+    if (phase_ == Phase::kStopping && sig != SIGQUIT) {
+      spdlog::warn("second {} during the graceful stop: stopping now", strsignal(sig));
+      force_stop();
+    } else {
+      begin_stop(exit_code_, fmt::format("received {}", strsignal(sig)));
+    }
+    wait_signals();
+  });
+}
+
+void Supervisor::wait_children() {
+  child_signals_.async_wait([this](const asio::error_code& ec, int) {
+    if (ec) return;
+    int status = 0;
+    for (pid_t pid; (pid = waitpid(-1, &status, WNOHANG)) > 0;) on_exit(pid, status);
+    wait_children();
+  });
+}
+
+void Supervisor::spawn(Slot& slot) {
+  SpawnRequest request;
+  request.role = slot.role == ipc::Role::kAgent ? "agent" : "worker";
+  request.worker_index = slot.role == ipc::Role::kAgent ? -1 : slot.index;
+  request.listen_fd = slot.role == ipc::Role::kWorker ? listen_.fd : -1;
+  request.listen_port = listen_.port;
+  request.config_text = config_text_;
+  request.argv = argv_;
+  request.exe_path = exe_path_;
+  SpawnedChild spawned;
+  try {
+    spawned = spawn_child(request);
+  } catch (const std::exception& e) {
+    if (phase_ == Phase::kStarting) return fail_start(request.role, e.what());
+    spdlog::error("{}", e.what());
+    return restart_later(slot, slot.backoff.on_exit(Millis{0}));
+  }
+
+  auto child = std::make_unique<Child>();
+  child->role = slot.role;
+  child->slot = slot.index;
+  child->pid = spawned.pid;
+  child->started_at = Clock::now();
+  child->channel = std::make_shared<ipc::Channel>(io_, spawned.ipc_fd,
+                                                  config_.max_message_size + ipc::kMaxActionLength);
+  child->startup_timer = std::make_unique<asio::steady_timer>(io_);
+  child->kill_timer = std::make_unique<asio::steady_timer>(io_);
+  child->stable_timer = std::make_unique<asio::steady_timer>(io_);
+  Child& c = children_.add(std::move(child));
+  slot.current = c.pid;
+  pid_t pid = c.pid;
+  // The channel never outlives the Child: it is closed before the Child is removed, and a closed
+  // channel calls nothing.
+  c.channel->start([this, &c](const ipc::FrameView& frame,
+                              std::byte* raw) { router_.on_frame(c, frame, raw); },
+                   [this, pid](const std::string& reason, bool protocol_error) {
+                     on_channel_closed(pid, reason, protocol_error);
+                   });
+  c.channel->on_drain([this, &c] { router_.resume_blocked(c); });
+  c.startup_timer->expires_after(config_.startup_timeout);
+  c.startup_timer->async_wait([this, pid](const asio::error_code& ec) {
+    Child* late = children_.find(pid);
+    if (ec || late == nullptr || late->state != ChildState::kStarting) return;
+    std::string error = fmt::format("not ready within startup_timeout ({} ms)",
+                                    config_.startup_timeout.count());
+    late->fatal_error = error;
+    spdlog::error("{} {}: killing it", late->describe(), error);
+    kill(pid, SIGKILL);
+  });
+  spdlog::debug("started {}", c.describe());
+}
+
+void Supervisor::on_control(Child& child, std::string_view op, std::string_view payload) {
+  if (op == "ready") {
+    if (child.state == ChildState::kStarting) on_ready(child);
+  } else if (op == "fatal") {
+    child.fatal_error = std::string(payload);
+    spdlog::error("{} failed: {}", child.describe(), payload);
+  } else if (op == "draining") {
+    if (child.state != ChildState::kGone) {
+      bool was_ready = child.state == ChildState::kReady;
+      child.state = ChildState::kDraining;
+      router_.targets_changed();
+      // In order after every frame already routed to it: once the child reads this, nothing
+      // but broadcasts will come.
+      router_.send_control(child, "drain-ok");
+      if (was_ready && phase_ == Phase::kRunning) router_.announce_members();
+    }
+  } else {
+    spdlog::error("{} sent an unknown control frame '{}': restarting it", child.describe(), op);
+    child.channel->close();
+    kill(child.pid, SIGKILL);
+  }
+}
+
+void Supervisor::on_ready(Child& child) {
+  child.state = ChildState::kReady;
+  child.startup_timer->cancel();
+  Slot& slot = slot_of(child);
+  pid_t pid = child.pid;
+  child.stable_timer->expires_after(config_.min_uptime);
+  child.stable_timer->async_wait([this, pid, &slot](const asio::error_code& ec) {
+    if (ec || slot.current != pid) return;
+    if (slot.backoff.crashing()) {
+      spdlog::info("{} {} is stable again", slot.role == ipc::Role::kAgent ? "agent" : "worker",
+                   slot.index);
+    }
+    slot.backoff.on_stable();
+  });
+  spdlog::debug("{} ready in {} ms", child.describe(), ms_since(child.started_at));
+  router_.targets_changed();
+
+  switch (phase_) {
+    case Phase::kStarting:
+      if (child.role == ipc::Role::kAgent && !workers_spawned_) {
+        workers_spawned_ = true;
+        for (Slot& s : worker_slots_) spawn(s);
+      }
+      maybe_cluster_ready();
+      break;
+    case Phase::kRunning:
+      child.ready_sent = true;
+      router_.send_runtime(child, "clutch:ready", {});
+      router_.announce_members();
+      spdlog::info("{} ready (replacement)", child.describe());
+      break;
+    case Phase::kStopping:
+      terminate(child);
+      break;
+  }
+}
+
+void Supervisor::maybe_cluster_ready() {
+  if (!workers_spawned_) return;
+  for (Slot& s : worker_slots_) {
+    Child* c = children_.find(s.current);
+    if (c == nullptr || c->state != ChildState::kReady) return;
+  }
+  phase_ = Phase::kRunning;
+  std::vector<pid_t> workers;
+  children_.for_each([&](Child& c) {
+    if (c.is_worker()) workers.push_back(c.pid);
+    c.ready_sent = true;
+    router_.send_runtime(c, "clutch:ready", {});
+  });
+  router_.announce_members();
+  std::cout << fmt::format("{} ready in {} ms: master {}, agent {}, workers [{}], listening on {}:{}",
+                           app_name_, ms_since(started_at_), pid_, agent_slot_.current,
+                           fmt::join(workers, ","), config_.host, listen_.port)
+            << std::endl;
+  sd_notifyf(0, "READY=1\nSTATUS=serving on %s:%d with %zu workers\nMAINPID=%d",
+             config_.host.c_str(), listen_.port, workers.size(), static_cast<int>(pid_));
+}
+
+void Supervisor::on_channel_closed(pid_t pid, const std::string& reason, bool protocol_error) {
+  Child* c = children_.find(pid);
+  if (c == nullptr || c->state == ChildState::kGone) return;
+  if (protocol_error) {
+    spdlog::error("{} sent a bad frame ({}): disconnected, restarting it", c->describe(), reason);
+    kill(pid, SIGKILL);
+  } else {
+    // A child closes its channel on its way out; one that lingers without it is useless.
+    c->kill_timer->expires_after(std::chrono::seconds(1));
+    c->kill_timer->async_wait([pid](const asio::error_code& ec) {
+      if (!ec) kill(pid, SIGKILL);
+    });
+  }
+  // Its unacknowledged work can go elsewhere now rather than when it is reaped.
+  c->state = ChildState::kDraining;
+  router_.on_child_gone(*c);
+  router_.targets_changed();
+}
+
+void Supervisor::on_exit(pid_t pid, int status) {
+  Child* c = children_.find(pid);
+  if (c == nullptr) return;
+  // Read its last words (a "fatal" frame) before judging the exit.
+  if (c->connected()) c->channel->read_pending_now();
+  c->channel->close();
+  bool was_ready = c->state == ChildState::kReady || c->state == ChildState::kDraining;
+  c->state = ChildState::kGone;
+  c->startup_timer->cancel();
+  c->kill_timer->cancel();
+  c->stable_timer->cancel();
+  router_.on_child_gone(*c);
+  router_.targets_changed();
+
+  Slot& slot = slot_of(*c);
+  if (slot.current == pid) slot.current = 0;
+  std::string who = c->describe();
+  std::string how = exit_description(status);
+  std::string error = c->fatal_error;
+  Millis uptime = std::chrono::duration_cast<Millis>(Clock::now() - c->started_at);
+  bool asked_to_stop = c->term_sent;
+  children_.remove(pid);
+
+  switch (phase_) {
+    case Phase::kStarting:
+      fail_start(who, error.empty() ? how : fmt::format("{} ({})", error, how));
+      break;
+    case Phase::kRunning: {
+      Millis delay = slot.backoff.on_exit(uptime);
+      if (slot.backoff.crashing()) {
+        spdlog::warn("{} {} after {} ms{}; crash {} in a row: cluster degraded, restarting in {} ms",
+                     who, how, uptime.count(), error.empty() ? "" : ": " + error,
+                     slot.backoff.consecutive_crashes(), delay.count());
+      } else {
+        spdlog::warn("{} {} after {} ms{}; restarting it", who, how, uptime.count(),
+                     asked_to_stop ? " (stopped on request)" : "");
+      }
+      if (was_ready) router_.announce_members();
+      restart_later(slot, delay);
+      break;
+    }
+    case Phase::kStopping:
+      spdlog::info("{} {}", who, how);
+      continue_stop();
+      break;
+  }
+}
+
+void Supervisor::restart_later(Slot& slot, Millis delay) {
+  if (delay.count() == 0) return spawn(slot);
+  slot.restart_timer->expires_after(delay);
+  slot.restart_timer->async_wait([this, &slot](const asio::error_code& ec) {
+    if (!ec && phase_ == Phase::kRunning && slot.current == 0) spawn(slot);
+  });
+}
+
+void Supervisor::fail_start(const std::string& who, const std::string& error) {
+  if (phase_ == Phase::kStopping) return;
+  spdlog::error("{} failed to start: {}", who, error);
+  std::cerr << fmt::format("{}: start failed: {} failed to start: {}", app_name_, who, error)
+            << std::endl;
+  begin_stop(kExitStartFailed, "start failed");
+}
+
+void Supervisor::begin_stop(int exit_code, const std::string& why) {
+  if (phase_ == Phase::kStopping) return;
+  phase_ = Phase::kStopping;
+  exit_code_ = exit_code;
+  spdlog::info("stopping ({}): workers first, then the agent", why);
+  sd_notify(0, "STOPPING=1");
+  agent_slot_.restart_timer->cancel();
+  for (Slot& s : worker_slots_) s.restart_timer->cancel();
+  continue_stop();
+}
+
+void Supervisor::continue_stop() {
+  if (live_workers() > 0) {
+    children_.for_each([&](Child& c) {
+      if (c.is_worker()) terminate(c);
+    });
+    return;
+  }
+  if (Child* agent = children_.agent()) {
+    terminate(*agent);
+    return;
+  }
+  if (children_.size() == 0) finish();
+}
+
+void Supervisor::terminate(Child& c) {
+  if (c.term_sent || c.state == ChildState::kGone) return;
+  c.term_sent = true;
+  if (c.state == ChildState::kReady) {
+    c.state = ChildState::kDraining;
+    router_.targets_changed();
+  }
+  kill(c.pid, SIGTERM);
+  pid_t pid = c.pid;
+  c.kill_timer->expires_after(config_.kill_timeout);
+  c.kill_timer->async_wait([this, pid](const asio::error_code& ec) {
+    Child* late = children_.find(pid);
+    if (ec || late == nullptr) return;
+    spdlog::warn("{} still running {} ms after SIGTERM (kill_timeout): SIGKILL", late->describe(),
+                 config_.kill_timeout.count());
+    kill(pid, SIGKILL);
+  });
+}
+
+void Supervisor::force_stop() {
+  exit_code_ = kExitForced;
+  children_.for_each([](Child& c) { kill(c.pid, SIGKILL); });
+}
+
+void Supervisor::finish() {
+  std::size_t lost = router_.fail_unacknowledged("the cluster stopped before a worker handled it");
+  if (lost > 0) spdlog::warn("{} acknowledged message(s) were never handled", lost);
+  if (listen_.fd >= 0) close(listen_.fd);
+  spdlog::info("stopped (exit code {})", exit_code_);
+  io_.stop();
+}
+
+Slot& Supervisor::slot_of(const Child& child) {
+  return child.role == ipc::Role::kAgent ? agent_slot_ : worker_slots_.at(child.slot);
+}
+
+std::size_t Supervisor::live_workers() {
+  std::size_t n = 0;
+  children_.for_each([&](Child& c) { n += c.is_worker() ? 1 : 0; });
+  return n;
+}
+
+}  // namespace clutch::master

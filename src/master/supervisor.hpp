@@ -1,0 +1,75 @@
+// The master's lifecycle: start the agent, then the workers, announce the cluster ready, restart
+// what dies (backing off on crash loops), and stop gracefully on a signal. Signal handlers only
+// queue work for the loop (Asio's signal_set), as nginx's set flags for its cycle.
+#pragma once
+
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "clutch/config.hpp"
+#include "master/child.hpp"
+#include "master/listen_socket.hpp"
+#include "master/router.hpp"
+
+namespace clutch::master {
+
+// Exit codes of the master (documented in docs/OPERATIONS.md).
+inline constexpr int kExitOk = 0;           // stopped gracefully
+inline constexpr int kExitStartFailed = 1;  // a child or the listening socket failed the start
+inline constexpr int kExitUsage = 2;        // bad command line or configuration
+inline constexpr int kExitForced = 3;       // a second SIGTERM/SIGINT stopped it at once
+
+class Supervisor {
+ public:
+  Supervisor(asio::io_context& io, Config config, std::string app_name,
+             std::vector<std::string> argv);
+  // Runs the cluster until it stops; returns the master's exit code.
+  int run();
+
+ private:
+  enum class Phase { kStarting, kRunning, kStopping };
+
+  void wait_signals();
+  void wait_children();
+  void spawn(Slot& slot);
+  void on_control(Child& child, std::string_view op, std::string_view payload);
+  void on_ready(Child& child);
+  void on_channel_closed(pid_t pid, const std::string& reason, bool protocol_error);
+  void on_exit(pid_t pid, int status);
+  void restart_later(Slot& slot, Millis delay);
+  void maybe_cluster_ready();
+  void fail_start(const std::string& who, const std::string& error);
+  void begin_stop(int exit_code, const std::string& why);
+  void continue_stop();
+  void force_stop();
+  void terminate(Child& child);
+  void finish();
+  Slot& slot_of(const Child& child);
+  std::size_t live_workers();
+
+  asio::io_context& io_;
+  Config config_;
+  std::string app_name_;
+  std::vector<std::string> argv_;
+  std::string exe_path_;
+  std::string config_text_;
+  pid_t pid_;
+  Clock::time_point started_at_;
+  ListenSocket listen_;
+
+  ChildTable children_;
+  Router router_;
+  Slot agent_slot_;
+  std::vector<Slot> worker_slots_;
+  bool workers_spawned_ = false;
+
+  Phase phase_ = Phase::kStarting;
+  int exit_code_ = kExitOk;
+  asio::signal_set stop_signals_, child_signals_;
+};
+
+}  // namespace clutch::master

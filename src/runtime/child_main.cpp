@@ -1,0 +1,107 @@
+#include "runtime/child_main.hpp"
+
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+
+#include "common/config_keys.hpp"
+#include "common/log.hpp"
+#include "ipc/channel.hpp"
+#include "runtime/messenger_client.hpp"
+#include "runtime/process_context.hpp"
+
+namespace clutch::runtime {
+namespace {
+
+int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? std::atoi(v) : fallback;
+}
+
+}  // namespace
+
+bool started_by_master() { return std::getenv("CLUTCH_INTERNAL_ROLE") != nullptr; }
+
+int child_main(const std::string& app_name, const Setup& agent_setup, const Setup& worker_setup) {
+  std::string role_name = std::getenv("CLUTCH_INTERNAL_ROLE");
+  int master_pid = env_int("CLUTCH_INTERNAL_MASTER_PID", 0);
+  // No orphans: die with the master, and catch the race where it died before this line.
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != master_pid) return 1;
+  signal(SIGPIPE, SIG_IGN);
+
+  ProcessIdentity id;
+  id.role = role_name == "agent" ? Role::kAgent : Role::kWorker;
+  id.worker_index = env_int("CLUTCH_INTERNAL_WORKER_INDEX", -1);
+  id.listen_fd = env_int("CLUTCH_INTERNAL_LISTEN_FD", -1);
+  id.port = env_int("CLUTCH_INTERNAL_PORT", 0);
+  init_logging(id.role == Role::kAgent ? app_name + " agent"
+                                       : fmt::format("{} worker {}", app_name, id.worker_index));
+  const char* config_text = std::getenv("CLUTCH_INTERNAL_CONFIG");
+  Config config = deserialize_config(config_text != nullptr ? config_text : "");
+
+  asio::io_context io(1);
+  auto channel = std::make_shared<ipc::Channel>(io, env_int("CLUTCH_INTERNAL_IPC_FD", 3),
+                                                config.max_message_size + ipc::kMaxActionLength);
+  auto messenger = std::make_shared<MessengerClient>(io, channel, id.role, config.max_message_size);
+  auto context = std::make_unique<ProcessContext>(io, config, id, messenger);
+
+  int exit_code = 0;
+  auto exit_now = [&](int code) {
+    exit_code = code;
+    channel->close();
+    io.stop();
+  };
+  messenger->on_cluster_ready = [&] { context->cluster_ready(); };
+
+  // The master orchestrates stops: SIGTERM starts this process's drain. SIGINT and SIGQUIT are
+  // taken (not obeyed) because a terminal's Ctrl-C reaches the whole process group and the
+  // master will stop the children in the right order itself.
+  asio::signal_set signals(io, SIGTERM, SIGINT, SIGQUIT);
+  std::function<void()> wait_signal = [&] {
+    signals.async_wait([&](const asio::error_code& ec, int sig) {
+      if (ec) return;
+      if (sig == SIGTERM) context->begin_stop(exit_now);
+      wait_signal();
+    });
+  };
+  wait_signal();
+
+  try {
+    const Setup& setup = id.role == Role::kAgent ? agent_setup : worker_setup;
+    if (setup) setup(*context);
+  } catch (const std::exception& e) {
+    messenger->send_control("fatal", e.what());
+    channel->flush_blocking_and_close();
+    spdlog::error("setup failed: {}", e.what());
+    return 1;
+  } catch (...) {
+    messenger->send_control("fatal", "setup threw a non-standard exception");
+    channel->flush_blocking_and_close();
+    return 1;
+  }
+  messenger->send_control("ready");
+  channel->start([&](const ipc::FrameView& frame, std::byte*) { messenger->handle_frame(frame); },
+                 [&](const std::string& reason, bool protocol_error) {
+                   if (protocol_error) spdlog::error("bad frame from the master: {}", reason);
+                   else spdlog::debug("master channel closed: {}", reason);
+                   // Without its master a child has nothing to do: leave at once.
+                   exit_now(context->stopping() ? 0 : 1);
+                 });
+  io.run();
+  // From here on the loop no longer answers signals: a late SIGTERM (the master's, after this
+  // process stopped on a signal of its own) must not turn a clean exit into a kill.
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGINT, SIG_IGN);
+  signal(SIGQUIT, SIG_IGN);
+  return exit_code;
+}
+
+}  // namespace clutch::runtime

@@ -1,0 +1,340 @@
+#include "runtime/messenger_client.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+namespace clutch {
+
+std::string_view to_string(Role role) {
+  switch (role) {
+    case Role::kMaster: return "master";
+    case Role::kAgent: return "agent";
+    case Role::kWorker: return "worker";
+  }
+  return "unknown";
+}
+
+MessageState::MessageState(std::weak_ptr<runtime::MessengerClient> client, bool is_request,
+                           uint64_t id, int sender_pid)
+    : client_(std::move(client)), is_request_(is_request), id_(id), sender_pid_(sender_pid) {
+  if (auto c = client_.lock()) c->message_opened();
+}
+
+MessageState::~MessageState() {
+  if (!done_) answer(false, "the handler dropped the message without answering it");
+}
+
+void MessageState::answer(bool ok, std::string_view data) {
+  if (done_) return;
+  done_ = true;
+  if (auto c = client_.lock()) {
+    c->send_answer(is_request_, id_, sender_pid_, ok, data);
+    c->message_closed();
+  }
+}
+
+void Deferred::ack() {
+  if (state_) state_->answer(true, {});
+}
+void Deferred::reply(std::string_view data) {
+  if (state_) state_->answer(true, data);
+}
+void Deferred::fail(std::string_view error) {
+  if (state_) state_->answer(false, error);
+}
+bool Deferred::pending() const { return state_ && !state_->done(); }
+
+void Message::reply(std::string_view data) const {
+  if (!is_request_ || !state_) throw MessengerError("reply(): this message is not a request");
+  state_->answer(true, data);
+}
+
+Deferred Message::defer() const {
+  if (state_) state_->deferred = true;
+  return Deferred(state_);
+}
+
+}  // namespace clutch
+
+namespace clutch::runtime {
+
+using ipc::FrameHeader;
+using ipc::FrameKind;
+using ipc::Route;
+
+namespace {
+Role from_wire(ipc::Role role) {
+  switch (role) {
+    case ipc::Role::kMaster: return Role::kMaster;
+    case ipc::Role::kAgent: return Role::kAgent;
+    default: return Role::kWorker;
+  }
+}
+}  // namespace
+
+MessengerClient::MessengerClient(asio::io_context& io, std::shared_ptr<ipc::Channel> channel,
+                                 Role role, std::size_t max_message_size)
+    : io_(io),
+      channel_(std::move(channel)),
+      role_(role),
+      max_message_size_(max_message_size),
+      queue_limit_(std::max<std::size_t>(std::size_t{64} << 20, 2 * max_message_size)) {
+  channel_->on_drain([this] {
+    for (auto& fn : std::exchange(writable_fns_, {})) fn();
+  });
+}
+
+uint64_t MessengerClient::send(Route route, int target_pid, std::string_view action,
+                               std::string_view data, uint8_t flags) {
+  if (action.starts_with("clutch:")) {
+    throw MessengerError(fmt::format("action '{}' is reserved for the clutch runtime", action));
+  }
+  if (action.empty() || action.size() > ipc::kMaxActionLength) {
+    throw MessengerError(fmt::format("action must be 1 to {} bytes long", ipc::kMaxActionLength));
+  }
+  if (data.size() > max_message_size_) {
+    throw MessengerError(fmt::format("payload of {} bytes for '{}' is over max_message_size ({} bytes)",
+                                     data.size(), action, max_message_size_));
+  }
+  if (channel_->pending_output() + data.size() > queue_limit_) {
+    throw MessengerError(fmt::format(
+        "messenger queue full ({} bytes waiting for the master): wait for on_writable()",
+        channel_->pending_output()));
+  }
+  if (channel_->closed()) throw MessengerError("the master is gone: cannot send");
+  FrameHeader h;
+  h.kind = FrameKind::kMessage;
+  h.route = route;
+  h.flags = flags;
+  h.target_pid = target_pid;
+  h.id = next_id_++;
+  channel_->send(h, action, data);
+  return h.id;
+}
+
+void MessengerClient::broadcast(std::string_view a, std::string_view d) { send(Route::kBroadcast, 0, a, d); }
+void MessengerClient::send_to_app(std::string_view a, std::string_view d) { send(Route::kApp, 0, a, d); }
+void MessengerClient::send_to_others(std::string_view a, std::string_view d) { send(Route::kOthers, 0, a, d); }
+void MessengerClient::send_to_agent(std::string_view a, std::string_view d) { send(Route::kAgent, 0, a, d); }
+void MessengerClient::send_random(std::string_view a, std::string_view d) { send(Route::kRandom, 0, a, d); }
+void MessengerClient::send_to(int pid, std::string_view a, std::string_view d) { send(Route::kPid, pid, a, d); }
+
+void MessengerClient::send_random(std::string_view action, std::string_view data,
+                                  std::function<void(const AckResult&)> on_ack) {
+  uint64_t id = send(Route::kRandom, 0, action, data, ipc::kFlagWantAck);
+  pending_acks_.emplace(id, std::move(on_ack));
+}
+
+void MessengerClient::request(Target target, std::string_view action, std::string_view data,
+                              std::chrono::milliseconds timeout,
+                              std::function<void(const Reply&)> on_reply) {
+  Route route = target.kind == Target::Kind::kAgent    ? Route::kAgent
+                : target.kind == Target::Kind::kRandom ? Route::kRandom
+                                                       : Route::kPid;
+  uint64_t id = send(route, target.pid, action, data, ipc::kFlagRequest);
+  auto timer = std::make_unique<asio::steady_timer>(io_, timeout);
+  timer->async_wait([this, id, timeout, name = std::string(action)](const asio::error_code& ec) {
+    if (ec) return;
+    Reply r;
+    r.error = fmt::format("request '{}' timed out after {} ms", name, timeout.count());
+    finish_request(id, std::move(r));
+  });
+  pending_requests_.emplace(id, PendingRequest{std::move(on_reply), std::move(timer)});
+}
+
+void MessengerClient::finish_request(uint64_t id, Reply reply) {
+  auto it = pending_requests_.find(id);
+  if (it == pending_requests_.end()) return;
+  auto fn = std::move(it->second.on_reply);
+  it->second.timer->cancel();
+  pending_requests_.erase(it);
+  fn(reply);
+}
+
+HandlerId MessengerClient::add_handler(std::string_view action, Handler handler, bool once) {
+  HandlerId id = next_handler_id_++;
+  auto it = handlers_.find(action);
+  if (it == handlers_.end()) it = handlers_.emplace(std::string(action), std::vector<std::shared_ptr<Entry>>{}).first;
+  it->second.push_back(std::make_shared<Entry>(Entry{id, std::move(handler), once}));
+  return id;
+}
+
+HandlerId MessengerClient::on(std::string_view action, Handler handler) {
+  return add_handler(action, std::move(handler), false);
+}
+HandlerId MessengerClient::once(std::string_view action, Handler handler) {
+  return add_handler(action, std::move(handler), true);
+}
+
+void MessengerClient::off(std::string_view action) {
+  if (auto it = handlers_.find(action); it != handlers_.end()) {
+    // Cleared, not erased: a dispatch loop may be walking this very vector.
+    for (auto& e : it->second) e->removed = true;
+    it->second.clear();
+  }
+}
+
+void MessengerClient::off(HandlerId id) {
+  for (auto& [action, entries] : handlers_) {
+    for (auto& e : entries) {
+      if (e->id == id) e->removed = true;
+    }
+    std::erase_if(entries, [](const auto& e) { return e->removed; });
+  }
+}
+
+void MessengerClient::send_control(std::string_view op, std::string_view payload) {
+  FrameHeader h;
+  h.kind = FrameKind::kControl;
+  channel_->send(h, op, payload);
+}
+
+void MessengerClient::send_answer(bool is_request, uint64_t id, int to_pid, bool ok,
+                                  std::string_view data) {
+  if (channel_->closed()) return;
+  FrameHeader h;
+  h.kind = is_request ? FrameKind::kReply : FrameKind::kAck;
+  h.flags = ok ? 0 : ipc::kFlagFailed;
+  h.id = id;
+  h.target_pid = to_pid;
+  // An ack carries only the error, if any; a reply carries the data.
+  channel_->send(h, {}, (is_request || !ok) ? data : std::string_view{});
+}
+
+void MessengerClient::handle_frame(const ipc::FrameView& frame) {
+  const FrameHeader& h = frame.header;
+  switch (h.kind) {
+    case FrameKind::kMessage:
+      if (h.sender_role == ipc::Role::kMaster) {
+        if (frame.action == "clutch:ready") {
+          if (on_cluster_ready) on_cluster_ready();
+        } else if (frame.action == "clutch:members") {
+          apply_members(frame.payload);
+        }
+      }
+      dispatch(frame);
+      break;
+    case FrameKind::kAck: {
+      auto it = pending_acks_.find(h.id);
+      if (it == pending_acks_.end()) return;
+      auto fn = std::move(it->second);
+      pending_acks_.erase(it);
+      AckResult result;
+      result.ok = (h.flags & ipc::kFlagFailed) == 0;
+      result.error = std::string(frame.payload);
+      result.handled_by = h.sender_pid;
+      fn(result);
+      break;
+    }
+    case FrameKind::kReply: {
+      Reply r;
+      r.ok = (h.flags & ipc::kFlagFailed) == 0;
+      (r.ok ? r.data : r.error) = std::string(frame.payload);
+      r.from = Sender{from_wire(h.sender_role), h.sender_pid};
+      finish_request(h.id, std::move(r));
+      break;
+    }
+    case FrameKind::kError: {
+      if (auto it = pending_acks_.find(h.id); it != pending_acks_.end()) {
+        auto fn = std::move(it->second);
+        pending_acks_.erase(it);
+        fn(AckResult{false, std::string(frame.payload), 0});
+      } else if (pending_requests_.count(h.id) != 0) {
+        Reply r;
+        r.error = std::string(frame.payload);
+        finish_request(h.id, std::move(r));
+      } else if (error_fn_) {
+        error_fn_(DeliveryError{std::string(frame.action), std::string(frame.payload)});
+      } else {
+        spdlog::warn("message '{}' not delivered: {}", frame.action, frame.payload);
+      }
+      break;
+    }
+    case FrameKind::kControl:
+      if (frame.action == "drain-ok" && on_drain_ok) on_drain_ok();
+      break;
+  }
+}
+
+void MessengerClient::dispatch(const ipc::FrameView& frame) {
+  const FrameHeader& h = frame.header;
+  bool wants_ack = (h.flags & ipc::kFlagWantAck) != 0;
+  bool is_request = (h.flags & ipc::kFlagRequest) != 0;
+  std::shared_ptr<MessageState> state;
+  if (wants_ack || is_request) {
+    state = std::make_shared<MessageState>(weak_from_this(), is_request, h.id, h.sender_pid);
+  }
+  Message message(frame.action, frame.payload, Sender{from_wire(h.sender_role), h.sender_pid},
+                  wants_ack, is_request, state);
+  auto it = handlers_.find(frame.action);
+  if (it == handlers_.end() || it->second.empty()) {
+    if (state) {
+      state->answer(false, fmt::format("no handler for '{}' in {} {}", frame.action,
+                                       to_string(role_), getpid()));
+    } else if (!frame.action.starts_with("clutch:") &&
+               warned_unhandled_.emplace(std::string(frame.action), true).second) {
+      spdlog::warn("no handler for message '{}' (further ones are not logged)", frame.action);
+    }
+    return;
+  }
+  std::string failure;
+  bool failed = false;
+  // Index loop over a count taken now: handlers may add or remove handlers while they run.
+  auto& entries = it->second;
+  std::size_t count = entries.size();
+  bool any_once = false;
+  for (std::size_t i = 0; i < count && i < entries.size(); ++i) {
+    std::shared_ptr<Entry> entry = entries[i];
+    if (entry->removed) continue;
+    if (entry->once) {
+      entry->removed = true;
+      any_once = true;
+    }
+    try {
+      entry->handler(message);
+    } catch (const std::exception& e) {
+      failed = true;
+      failure = e.what();
+      spdlog::error("handler for '{}' threw: {}", frame.action, e.what());
+    } catch (...) {
+      failed = true;
+      failure = "unknown exception";
+      spdlog::error("handler for '{}' threw a non-standard exception", frame.action);
+    }
+  }
+  if (any_once) {
+    if (auto again = handlers_.find(frame.action); again != handlers_.end()) {
+      std::erase_if(again->second, [](const auto& e) { return e->removed; });
+    }
+  }
+  if (state && !state->deferred) state->answer(!failed, failed ? std::string_view(failure) : "");
+}
+
+void MessengerClient::apply_members(std::string_view text) {
+  auto json = nlohmann::json::parse(text, nullptr, false);
+  if (json.is_discarded()) return;
+  int agent = json.value("agent", 0);
+  std::vector<int> workers = json.value("workers", std::vector<int>{});
+  std::vector<MemberEvent> events;
+  for (int pid : workers_) {
+    if (std::find(workers.begin(), workers.end(), pid) == workers.end()) events.push_back({false, Role::kWorker, pid});
+  }
+  for (int pid : workers) {
+    if (std::find(workers_.begin(), workers_.end(), pid) == workers_.end()) events.push_back({true, Role::kWorker, pid});
+  }
+  if (agent != agent_) {
+    if (agent_ != 0) events.push_back({false, Role::kAgent, agent_});
+    if (agent != 0) events.push_back({true, Role::kAgent, agent});
+  }
+  workers_ = std::move(workers);
+  agent_ = agent;
+  for (const auto& ev : events) {
+    for (auto& fn : member_fns_) fn(ev);
+  }
+}
+
+}  // namespace clutch::runtime

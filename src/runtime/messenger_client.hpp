@@ -1,0 +1,116 @@
+// The messenger inside an agent or worker: encodes sends into frames for the master, dispatches
+// received frames to handlers, and keeps the callbacks of acknowledged sends and requests.
+#pragma once
+
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "clutch/messenger.hpp"
+#include "ipc/channel.hpp"
+
+namespace clutch::runtime {
+
+class MessengerClient final : public Messenger, public std::enable_shared_from_this<MessengerClient> {
+ public:
+  MessengerClient(asio::io_context& io, std::shared_ptr<ipc::Channel> channel, Role role,
+                  std::size_t max_message_size);
+
+  void broadcast(std::string_view action, std::string_view data) override;
+  void send_to_app(std::string_view action, std::string_view data) override;
+  void send_to_others(std::string_view action, std::string_view data) override;
+  void send_to_agent(std::string_view action, std::string_view data) override;
+  void send_random(std::string_view action, std::string_view data) override;
+  void send_random(std::string_view action, std::string_view data,
+                   std::function<void(const AckResult&)> on_ack) override;
+  void send_to(int pid, std::string_view action, std::string_view data) override;
+  void request(Target target, std::string_view action, std::string_view data,
+               std::chrono::milliseconds timeout, std::function<void(const Reply&)> on_reply) override;
+  HandlerId on(std::string_view action, Handler handler) override;
+  HandlerId once(std::string_view action, Handler handler) override;
+  void off(std::string_view action) override;
+  void off(HandlerId id) override;
+  std::vector<int> workers() const override { return workers_; }
+  int agent() const override { return agent_; }
+  void on_member(std::function<void(const MemberEvent&)> fn) override { member_fns_.push_back(std::move(fn)); }
+  void on_error(std::function<void(const DeliveryError&)> fn) override { error_fn_ = std::move(fn); }
+  std::size_t pending_bytes() const override { return channel_->pending_output(); }
+  void on_writable(std::function<void()> fn) override { writable_fns_.push_back(std::move(fn)); }
+
+  // Runtime side.
+  void handle_frame(const ipc::FrameView& frame);
+  void send_control(std::string_view op, std::string_view payload = {});
+  // Answers for a message (ack or reply); used by MessageState.
+  void send_answer(bool is_request, uint64_t id, int to_pid, bool ok, std::string_view data);
+  // Acknowledged messages and requests handed to this process and not yet answered.
+  std::size_t open_messages() const { return open_messages_; }
+  void message_opened() { ++open_messages_; }
+  void message_closed() { --open_messages_; }
+  // Runtime hooks for the reserved actions.
+  std::function<void()> on_cluster_ready;
+  std::function<void()> on_drain_ok;
+
+ private:
+  struct Entry {
+    HandlerId id;
+    Handler handler;
+    bool once;
+    bool removed = false;
+  };
+  struct PendingRequest {
+    std::function<void(const Reply&)> on_reply;
+    std::unique_ptr<asio::steady_timer> timer;
+  };
+
+  uint64_t send(ipc::Route route, int target_pid, std::string_view action, std::string_view data,
+                uint8_t flags = 0);
+  HandlerId add_handler(std::string_view action, Handler handler, bool once);
+  void dispatch(const ipc::FrameView& frame);
+  void apply_members(std::string_view json);
+  void finish_request(uint64_t id, Reply reply);
+
+  asio::io_context& io_;
+  std::shared_ptr<ipc::Channel> channel_;
+  Role role_;
+  std::size_t max_message_size_;
+  std::size_t queue_limit_;
+  uint64_t next_id_ = 1;
+  HandlerId next_handler_id_ = 1;
+  std::map<std::string, std::vector<std::shared_ptr<Entry>>, std::less<>> handlers_;
+  std::unordered_map<uint64_t, std::function<void(const AckResult&)>> pending_acks_;
+  std::unordered_map<uint64_t, PendingRequest> pending_requests_;
+  std::vector<int> workers_;
+  int agent_ = 0;
+  std::vector<std::function<void(const MemberEvent&)>> member_fns_;
+  std::function<void(const DeliveryError&)> error_fn_;
+  std::vector<std::function<void()>> writable_fns_;
+  std::size_t open_messages_ = 0;
+  std::map<std::string, bool, std::less<>> warned_unhandled_;
+};
+
+// The answer owed for one acknowledged message or request.
+}  // namespace clutch::runtime
+
+namespace clutch {
+class MessageState {
+ public:
+  MessageState(std::weak_ptr<runtime::MessengerClient> client, bool is_request, uint64_t id,
+               int sender_pid);
+  ~MessageState();
+  void answer(bool ok, std::string_view data);
+  bool done() const { return done_; }
+  bool deferred = false;
+
+ private:
+  std::weak_ptr<runtime::MessengerClient> client_;
+  bool is_request_;
+  uint64_t id_;
+  int sender_pid_;
+  bool done_ = false;
+};
+}  // namespace clutch

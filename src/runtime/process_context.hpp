@@ -1,0 +1,76 @@
+// The Context of an agent or worker process: identity, messenger, timers, lifecycle hooks, and
+// the graceful stop (drain) sequence.
+#pragma once
+
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "clutch/context.hpp"
+#include "runtime/messenger_client.hpp"
+
+namespace clutch::runtime {
+
+struct ProcessIdentity {
+  Role role = Role::kWorker;
+  int worker_index = -1;
+  int listen_fd = -1;
+  int port = 0;
+};
+
+class ProcessContext final : public Context {
+ public:
+  ProcessContext(asio::io_context& io, Config config, ProcessIdentity identity,
+                 std::shared_ptr<MessengerClient> messenger);
+
+  Role role() const override { return identity_.role; }
+  int pid() const override { return pid_; }
+  int worker_index() const override { return identity_.worker_index; }
+  const Config& config() const override { return config_; }
+  Messenger& messenger() override { return *messenger_; }
+  int listen_fd() const override { return identity_.listen_fd; }
+  int port() const override { return identity_.port; }
+  TimerId set_timeout(std::chrono::milliseconds delay, std::function<void()> fn) override;
+  TimerId set_interval(std::chrono::milliseconds period, std::function<void()> fn) override;
+  void cancel_timer(TimerId id) override;
+  void post(std::function<void()> fn) override;
+  void on_ready(std::function<void()> fn) override { ready_fns_.push_back(std::move(fn)); }
+  void on_stop(std::function<void(std::function<void()>)> fn) override { stop_fns_.push_back(std::move(fn)); }
+  bool stopping() const override { return stopping_; }
+  void* native_loop() override { return &io_; }
+
+  // Runtime side.
+  void cluster_ready();
+  // Starts the graceful stop: tell the master, take what it already routed here, run the stop
+  // hooks, wait for open messages, flush, then call `exit(0)`.
+  void begin_stop(std::function<void(int)> exit);
+
+ private:
+  void arm(TimerId id, std::chrono::milliseconds delay, bool repeat);
+  void after_drain_ok();
+  void wait_until_idle();
+
+  asio::io_context& io_;
+  Config config_;
+  ProcessIdentity identity_;
+  int pid_;
+  std::shared_ptr<MessengerClient> messenger_;
+  struct Timer {
+    std::unique_ptr<asio::steady_timer> timer;
+    std::function<void()> fn;
+    std::chrono::milliseconds period;
+  };
+  std::map<TimerId, Timer> timers_;
+  TimerId next_timer_ = 1;
+  std::vector<std::function<void()>> ready_fns_;
+  std::vector<std::function<void(std::function<void()>)>> stop_fns_;
+  bool ready_done_ = false, stopping_ = false;
+  std::size_t stop_hooks_running_ = 0;
+  std::function<void(int)> exit_;
+  std::unique_ptr<asio::steady_timer> idle_timer_;
+};
+
+}  // namespace clutch::runtime

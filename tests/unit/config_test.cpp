@@ -1,0 +1,116 @@
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "common/config_keys.hpp"
+#include "common/config_loader.hpp"
+
+namespace clutch {
+namespace {
+
+using std::chrono::milliseconds;
+
+// Runs load_config on a command line given as words.
+Config load(std::vector<std::string> words) {
+  words.insert(words.begin(), "app");
+  std::vector<char*> argv;
+  for (auto& w : words) argv.push_back(w.data());
+  Config c;
+  EXPECT_FALSE(load_config(static_cast<int>(argv.size()), argv.data(), "app", c));
+  return c;
+}
+
+std::string error_of(std::vector<std::string> words) {
+  try {
+    load(std::move(words));
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+struct TempFile {
+  std::string path;
+  explicit TempFile(const std::string& text) {
+    char name[] = "/tmp/clutch-config-XXXXXX";
+    int fd = mkstemp(name);
+    close(fd);
+    path = name;
+    std::ofstream(path) << text;
+  }
+  ~TempFile() { std::remove(path.c_str()); }
+};
+
+TEST(Config, DefaultsAreSane) {
+  Config c = load({});
+  EXPECT_EQ(c.workers, 0u);
+  EXPECT_EQ(c.port, 7001);
+  EXPECT_EQ(c.max_message_size, 64u << 20);
+}
+
+TEST(Config, FileThenEnvironmentThenFlags) {
+  TempFile file("workers = 3\nport = 8000\nkill_timeout = \"2s\"\n[app]\nanything = 1\n");
+  Config from_file = load({"--config", file.path});
+  EXPECT_EQ(from_file.workers, 3u);
+  EXPECT_EQ(from_file.port, 8000);
+  EXPECT_EQ(from_file.kill_timeout, milliseconds(2000));
+
+  setenv("CLUTCH_PORT", "9000", 1);
+  setenv("CLUTCH_WORKERS", "5", 1);
+  Config from_env = load({"--config", file.path});
+  EXPECT_EQ(from_env.port, 9000);
+  EXPECT_EQ(from_env.workers, 5u);
+
+  Config from_flags = load({"--config", file.path, "--workers", "7", "-s", "kill_timeout=3s"});
+  EXPECT_EQ(from_flags.workers, 7u);
+  EXPECT_EQ(from_flags.port, 9000);
+  EXPECT_EQ(from_flags.kill_timeout, milliseconds(3000));
+  unsetenv("CLUTCH_PORT");
+  unsetenv("CLUTCH_WORKERS");
+}
+
+TEST(Config, BadValuesNameTheKeyAndTheSource) {
+  {
+    std::string e = error_of({"--port", "70000"});
+    EXPECT_NE(e.find("port"), std::string::npos) << e;
+    EXPECT_NE(e.find("70000"), std::string::npos) << e;
+  }
+  std::string e = error_of({"-s", "kill_timeout=soon"});
+  EXPECT_NE(e.find("kill_timeout"), std::string::npos) << e;
+  e = error_of({"-s", "no_such_key=1"});
+  EXPECT_NE(e.find("unknown key 'no_such_key'"), std::string::npos) << e;
+  setenv("CLUTCH_MAX_MESSAGE_SIZE", "huge", 1);
+  e = error_of({});
+  unsetenv("CLUTCH_MAX_MESSAGE_SIZE");
+  EXPECT_NE(e.find("CLUTCH_MAX_MESSAGE_SIZE"), std::string::npos) << e;
+  TempFile bad("workers = -2\n");
+  e = error_of({"--config", bad.path});
+  EXPECT_NE(e.find("workers"), std::string::npos) << e;
+  TempFile broken("workers = = 2\n");
+  e = error_of({"--config", broken.path});
+  EXPECT_NE(e.find(broken.path), std::string::npos) << e;
+  e = error_of({"--bogus-flag"});
+  EXPECT_NE(e.find("bogus"), std::string::npos) << e;
+  e = error_of({"-s", "restart_backoff_initial=5s", "-s", "restart_backoff_max=1s"});
+  EXPECT_NE(e.find("restart_backoff_max"), std::string::npos) << e;
+}
+
+TEST(Config, SerializedConfigReadsBackEqual) {
+  Config c;
+  c.workers = 4;
+  c.host = "0.0.0.0";
+  c.port = 1234;
+  c.kill_timeout = milliseconds(1500);
+  c.max_message_size = 1 << 20;
+  Config back = deserialize_config(serialize_config(c));
+  EXPECT_EQ(back.workers, 4u);
+  EXPECT_EQ(back.host, "0.0.0.0");
+  EXPECT_EQ(back.port, 1234);
+  EXPECT_EQ(back.kill_timeout, milliseconds(1500));
+  EXPECT_EQ(back.max_message_size, 1u << 20);
+}
+
+}  // namespace
+}  // namespace clutch

@@ -1,0 +1,134 @@
+#include "ipc/frame.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace clutch::ipc {
+namespace {
+
+std::vector<std::byte> encode(FrameHeader h, std::string_view action, std::string_view payload) {
+  std::vector<std::byte> out;
+  append_frame(out, h, action, payload);
+  return out;
+}
+
+TEST(Frame, RoundTripKeepsEveryField) {
+  FrameHeader h;
+  h.kind = FrameKind::kMessage;
+  h.route = Route::kPid;
+  h.sender_role = Role::kAgent;
+  h.flags = kFlagWantAck | kFlagRequest;
+  h.target_pid = 4242;
+  h.sender_pid = -7;
+  h.id = 0x0102030405060708ULL;
+  auto bytes = encode(h, "orders:new", "payload bytes");
+  ASSERT_EQ(bytes.size(), kHeaderSize + 10 + 13);
+
+  FrameHeader got;
+  ASSERT_EQ(decode_header(bytes, 1 << 20, got), DecodeStatus::kOk);
+  EXPECT_EQ(got.kind, FrameKind::kMessage);
+  EXPECT_EQ(got.route, Route::kPid);
+  EXPECT_EQ(got.sender_role, Role::kAgent);
+  EXPECT_EQ(got.flags, kFlagWantAck | kFlagRequest);
+  EXPECT_EQ(got.target_pid, 4242);
+  EXPECT_EQ(got.sender_pid, -7);
+  EXPECT_EQ(got.id, 0x0102030405060708ULL);
+  FrameView view = view_frame(got, bytes.data());
+  EXPECT_EQ(view.action, "orders:new");
+  EXPECT_EQ(view.payload, "payload bytes");
+}
+
+TEST(Frame, EmptyActionAndPayload) {
+  auto bytes = encode(FrameHeader{}, "", "");
+  FrameHeader got;
+  ASSERT_EQ(decode_header(bytes, 0, got), DecodeStatus::kOk);
+  EXPECT_EQ(got.frame_size(), kHeaderSize);
+}
+
+TEST(Frame, EveryPrefixOfAFrameNeedsMore) {
+  auto bytes = encode(FrameHeader{}, "a", std::string(100, 'x'));
+  for (std::size_t n = 0; n < bytes.size(); ++n) {
+    FrameHeader got;
+    EXPECT_EQ(decode_header(std::span(bytes.data(), n), 1 << 20, got), DecodeStatus::kNeedMore)
+        << "prefix of " << n << " bytes";
+  }
+}
+
+TEST(Frame, WrongMagicIsRejectedFromTheFirstTwoBytes) {
+  std::vector<std::byte> garbage = {std::byte{'G'}, std::byte{'E'}};
+  FrameHeader got;
+  EXPECT_EQ(decode_header(garbage, 1 << 20, got), DecodeStatus::kBadMagic);
+}
+
+TEST(Frame, NonZeroReservedBytesAreRejected) {
+  auto bytes = encode(FrameHeader{}, "a", "b");
+  bytes[21] = std::byte{1};
+  FrameHeader got;
+  EXPECT_EQ(decode_header(bytes, 1 << 20, got), DecodeStatus::kBadMagic);
+}
+
+TEST(Frame, UnknownKindRouteOrRoleIsRejected) {
+  for (std::size_t offset : {2u, 3u, 4u}) {
+    auto bytes = encode(FrameHeader{}, "a", "b");
+    bytes[offset] = std::byte{99};
+    FrameHeader got;
+    EXPECT_EQ(decode_header(bytes, 1 << 20, got), DecodeStatus::kBadKind) << "offset " << offset;
+  }
+}
+
+TEST(Frame, PayloadOverTheLimitIsRejectedBeforeItArrives) {
+  FrameHeader h;
+  h.payload_length = 1001;
+  std::vector<std::byte> header(kHeaderSize);
+  encode_header(h, header.data());
+  FrameHeader got;
+  EXPECT_EQ(decode_header(header, 1000, got), DecodeStatus::kTooLarge);
+  EXPECT_EQ(decode_header(header, 1001, got), DecodeStatus::kNeedMore);
+}
+
+TEST(Frame, OverlongActionIsRejected) {
+  FrameHeader h;
+  h.action_length = kMaxActionLength + 1;
+  std::vector<std::byte> header(kHeaderSize);
+  encode_header(h, header.data());
+  FrameHeader got;
+  EXPECT_EQ(decode_header(header, 1 << 20, got), DecodeStatus::kBadAction);
+}
+
+TEST(Frame, StampingRewritesSenderAndIdInPlace) {
+  FrameHeader h;
+  h.sender_role = Role::kWorker;
+  h.sender_pid = 1;
+  h.id = 5;
+  auto bytes = encode(h, "x", "y");
+  stamp_sender(bytes.data(), Role::kAgent, 777);
+  stamp_id(bytes.data(), 99);
+  FrameHeader got;
+  ASSERT_EQ(decode_header(bytes, 1 << 20, got), DecodeStatus::kOk);
+  EXPECT_EQ(got.sender_role, Role::kAgent);
+  EXPECT_EQ(got.sender_pid, 777);
+  EXPECT_EQ(got.id, 99u);
+  EXPECT_EQ(view_frame(got, bytes.data()).payload, "y");
+}
+
+TEST(Frame, SeveralFramesInOneBufferDecodeInOrder) {
+  std::vector<std::byte> buffer;
+  for (int i = 0; i < 50; ++i) {
+    FrameHeader h;
+    h.id = static_cast<uint64_t>(i);
+    append_frame(buffer, h, "n", std::string(static_cast<std::size_t>(i), 'p'));
+  }
+  std::size_t at = 0;
+  for (uint64_t i = 0; i < 50; ++i) {
+    FrameHeader got;
+    ASSERT_EQ(decode_header(std::span(buffer).subspan(at), 1 << 20, got), DecodeStatus::kOk);
+    EXPECT_EQ(got.id, i);
+    EXPECT_EQ(got.payload_length, i);
+    at += got.frame_size();
+  }
+  EXPECT_EQ(at, buffer.size());
+}
+
+}  // namespace
+}  // namespace clutch::ipc
