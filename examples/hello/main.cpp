@@ -1,8 +1,8 @@
 // hello: every messenger call in one small app. The agent ticks once a second and hands each
 // tick to exactly one worker (acknowledged); workers answer the agent, ask it questions, and
 // greet each other.
-#include <clutch/app.hpp>
 #include <spdlog/spdlog.h>
+#include <clutch/app.hpp>
 
 #include <string>
 
@@ -17,7 +17,8 @@ int main(int argc, char** argv) {
     m.on("tick-done", [](const clutch::Message& msg) {
       spdlog::info("worker {} finished {}", msg.sender().pid, msg.data());
     });
-    m.on("clutch:pids", [](const clutch::Message& msg) { spdlog::info("workers now: {}", msg.data()); });
+    m.on("clutch:pids",
+         [](const clutch::Message& msg) { spdlog::info("workers now: {}", msg.data()); });
     ctx.on_ready([&ctx, ticks] {
       ctx.messenger().broadcast("hello", "the cluster is ready");
       ctx.set_interval(std::chrono::seconds(1), [&ctx, ticks] {
@@ -38,13 +39,15 @@ int main(int argc, char** argv) {
       // Greet the other workers, once.
       if (ctx.worker_index() == 0) ctx.messenger().send_to_others("greeting", "hi from worker 0");
     });
-    m.on("greeting", [](const clutch::Message& msg) { spdlog::info("got greeting: {}", msg.data()); });
+    m.on("greeting",
+         [](const clutch::Message& msg) { spdlog::info("got greeting: {}", msg.data()); });
     m.on("status", [](const clutch::Message& msg) { spdlog::info("status: {}", msg.data()); });
     m.on("tick", [&ctx](const clutch::Message& msg) {
       ctx.messenger().send_to_agent("tick-done", msg.data());
       ctx.messenger().request(clutch::Target::agent(), "ticks?", {}, std::chrono::seconds(1),
                               [](const clutch::Reply& reply) {
-                                if (reply.ok) spdlog::info("the agent has ticked {} times", reply.data);
+                                if (reply.ok)
+                                  spdlog::info("the agent has ticked {} times", reply.data);
                               });
     });
     ctx.messenger().on_member([](const clutch::MemberEvent& ev) {

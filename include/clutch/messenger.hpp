@@ -69,8 +69,12 @@ class Message {
   // Built by the runtime.
   Message(std::string_view action, std::string_view data, Sender sender, bool wants_ack,
           bool is_request, std::shared_ptr<MessageState> state)
-      : action_(action), data_(data), sender_(sender), wants_ack_(wants_ack),
-        is_request_(is_request), state_(std::move(state)) {}
+      : action_(action),
+        data_(data),
+        sender_(sender),
+        wants_ack_(wants_ack),
+        is_request_(is_request),
+        state_(std::move(state)) {}
 
  private:
   std::string_view action_, data_;
@@ -82,7 +86,7 @@ class Message {
 // The outcome of an acknowledged send_random.
 struct AckResult {
   bool ok = false;
-  std::string error;  // the handler's exception, or why no worker handled it
+  std::string error;   // the handler's exception, or why no worker handled it
   int handled_by = 0;  // the worker's pid
 };
 
@@ -141,7 +145,8 @@ class Messenger {
   virtual void send_to(int pid, std::string_view action, std::string_view data = {}) = 0;
   // Sends and waits (without blocking the loop) for the receiver's reply, or a timeout.
   virtual void request(Target target, std::string_view action, std::string_view data,
-                       std::chrono::milliseconds timeout, std::function<void(const Reply&)> on_reply) = 0;
+                       std::chrono::milliseconds timeout,
+                       std::function<void(const Reply&)> on_reply) = 0;
 
   virtual HandlerId on(std::string_view action, Handler handler) = 0;
   virtual HandlerId once(std::string_view action, Handler handler) = 0;

@@ -10,7 +10,8 @@
 namespace clutch {
 namespace {
 
-using Setter = std::function<void(Config&, std::string_view, const std::function<void(std::string_view)>&)>;
+using Setter =
+    std::function<void(Config&, std::string_view, const std::function<void(std::string_view)>&)>;
 
 struct Key {
   std::string name;
@@ -22,7 +23,8 @@ Key duration_key(std::string name, std::chrono::milliseconds Config::*field) {
   return Key{name,
              [field](Config& c, std::string_view v, const auto& fail) {
                auto d = parse_duration(v);
-               if (!d || d->count() <= 0) fail("expected a positive duration such as 500ms, 5s or 1m");
+               if (!d || d->count() <= 0)
+                 fail("expected a positive duration such as 500ms, 5s or 1m");
                c.*field = *d;
              },
              [field](const Config& c) { return std::to_string((c.*field).count()) + "ms"; }};
@@ -33,7 +35,8 @@ const std::vector<Key>& keys() {
       {"workers",
        [](Config& c, std::string_view v, const auto& fail) {
          auto n = parse_unsigned(v);
-         if (!n || *n > 1024) fail("expected a number of workers from 0 (one per usable CPU) to 1024");
+         if (!n || *n > 1024)
+           fail("expected a number of workers from 0 (one per usable CPU) to 1024");
          c.workers = static_cast<unsigned>(*n);
        },
        [](const Config& c) { return std::to_string(c.workers); }},
@@ -64,7 +67,8 @@ const std::vector<Key>& keys() {
          c.max_message_size = static_cast<std::size_t>(*n);
        },
        [](const Config& c) { return std::to_string(c.max_message_size); }},
-      {"config_file", [](Config& c, std::string_view v, const auto&) { c.config_file = std::string(v); },
+      {"config_file",
+       [](Config& c, std::string_view v, const auto&) { c.config_file = std::string(v); },
        [](const Config& c) { return c.config_file; }},
   };
   return table;
@@ -77,8 +81,8 @@ void apply_config_value(Config& config, std::string_view key, std::string_view v
   for (const Key& k : keys()) {
     if (k.name != key) continue;
     k.set(config, value, [&](std::string_view why) {
-      throw ConfigError(fmt::format("config: bad value '{}' for {} (from {}): {}", value, key,
-                                    source, why));
+      throw ConfigError(
+          fmt::format("config: bad value '{}' for {} (from {}): {}", value, key, source, why));
     });
     return;
   }
@@ -88,9 +92,9 @@ void apply_config_value(Config& config, std::string_view key, std::string_view v
 
 void validate_config(const Config& c) {
   if (c.restart_backoff_max < c.restart_backoff_initial) {
-    throw ConfigError(fmt::format(
-        "config: restart_backoff_max ({} ms) is below restart_backoff_initial ({} ms)",
-        c.restart_backoff_max.count(), c.restart_backoff_initial.count()));
+    throw ConfigError(
+        fmt::format("config: restart_backoff_max ({} ms) is below restart_backoff_initial ({} ms)",
+                    c.restart_backoff_max.count(), c.restart_backoff_initial.count()));
   }
 }
 

@@ -1,8 +1,8 @@
 #include "common/config_loader.hpp"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <toml++/toml.h>
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <cstdlib>
@@ -34,7 +34,8 @@ void apply_toml_file(Config& config, const std::string& path) {
     // Tables are the application's own sections ([app], [orders], ...): not ours to check.
     if (node.is_table()) continue;
     std::string text;
-    if (auto s = node.value<std::string>()) text = *s;
+    if (auto s = node.value<std::string>())
+      text = *s;
     else if (auto i = node.value<int64_t>()) {
       if (*i < 0) {
         throw ConfigError(fmt::format("config: bad value {} for {} (from {}): must not be negative",
@@ -42,8 +43,8 @@ void apply_toml_file(Config& config, const std::string& path) {
       }
       text = std::to_string(*i);
     } else {
-      throw ConfigError(fmt::format("config: bad value for {} (from {}): expected a number or a string",
-                                    key.str(), source));
+      throw ConfigError(fmt::format(
+          "config: bad value for {} (from {}): expected a number or a string", key.str(), source));
     }
     apply_config_value(config, key.str(), text, source);
   }
@@ -82,7 +83,8 @@ std::optional<int> load_config(int argc, char** argv, std::string_view app_name,
 
   Config config;
   const char* env_file = std::getenv("CLUTCH_CONFIG");
-  std::optional<std::string> file = config_file ? config_file : (env_file ? std::optional<std::string>(env_file) : std::nullopt);
+  std::optional<std::string> file =
+      config_file ? config_file : (env_file ? std::optional<std::string>(env_file) : std::nullopt);
   if (file) apply_toml_file(config, *file);
   for (const std::string& key : config_keys()) {
     std::string name = env_name(key);

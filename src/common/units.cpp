@@ -26,7 +26,8 @@ std::optional<std::pair<uint64_t, std::string>> split_number(std::string_view te
   }
   if (i == 0) return std::nullopt;
   std::string unit;
-  for (char c : trim(text.substr(i))) unit += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (char c : trim(text.substr(i)))
+    unit += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return std::make_pair(value, unit);
 }
 
@@ -42,11 +43,16 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
   if (!parts) return std::nullopt;
   auto [value, unit] = *parts;
   uint64_t factor = 0;
-  if (unit.empty() || unit == "ms") factor = 1;
-  else if (unit == "s") factor = 1000;
-  else if (unit == "m" || unit == "min") factor = 60'000;
-  else if (unit == "h") factor = 3'600'000;
-  else return std::nullopt;
+  if (unit.empty() || unit == "ms")
+    factor = 1;
+  else if (unit == "s")
+    factor = 1000;
+  else if (unit == "m" || unit == "min")
+    factor = 60'000;
+  else if (unit == "h")
+    factor = 3'600'000;
+  else
+    return std::nullopt;
   auto ms = scaled(value, factor);
   if (!ms || *ms > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return std::nullopt;
   return std::chrono::milliseconds(static_cast<int64_t>(*ms));

@@ -1,12 +1,12 @@
 #include "ipc/channel.hpp"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <asio/post.hpp>
 #include <asio/read.hpp>
 #include <asio/write.hpp>
-#include <fcntl.h>
-#include <sys/socket.h>
-#include <poll.h>
-#include <unistd.h>
 
 #include <cstring>
 
@@ -135,26 +135,26 @@ void Channel::flush() {
   writing_.swap(out_);
   out_.clear();
   writing_active_ = true;
-  asio::async_write(socket_, asio::buffer(writing_),
-                    [self = shared_from_this()](const asio::error_code& ec, std::size_t) {
-                      self->writing_active_ = false;
-                      if (self->closed_) return;
-                      if (ec) {
-                        self->fail("write failed: " + ec.message(), false);
-                        return;
-                      }
-                      self->writing_.clear();
-                      // Keep a modest buffer for the next turn; drop the memory of a burst.
-                      if (self->writing_.capacity() > (std::size_t{8} << 20)) {
-                        self->writing_.shrink_to_fit();
-                      }
-                      if (self->was_over_high_water_ &&
-                          self->pending_output() < self->high_water_ / 2) {
-                        self->was_over_high_water_ = false;
-                        if (self->on_drain_) self->on_drain_();
-                      }
-                      self->flush();
-                    });
+  asio::async_write(
+      socket_, asio::buffer(writing_),
+      [self = shared_from_this()](const asio::error_code& ec, std::size_t) {
+        self->writing_active_ = false;
+        if (self->closed_) return;
+        if (ec) {
+          self->fail("write failed: " + ec.message(), false);
+          return;
+        }
+        self->writing_.clear();
+        // Keep a modest buffer for the next turn; drop the memory of a burst.
+        if (self->writing_.capacity() > (std::size_t{8} << 20)) {
+          self->writing_.shrink_to_fit();
+        }
+        if (self->was_over_high_water_ && self->pending_output() < self->high_water_ / 2) {
+          self->was_over_high_water_ = false;
+          if (self->on_drain_) self->on_drain_();
+        }
+        self->flush();
+      });
 }
 
 void Channel::fail(const std::string& reason, bool protocol_error) {

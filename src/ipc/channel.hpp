@@ -21,7 +21,8 @@ class Channel : public std::enable_shared_from_this<Channel> {
   // Called once per whole frame; `raw` points at the frame's first byte in the read buffer and may
   // be modified in place (the master stamps the sender) until the callback returns.
   using FrameFn = std::function<void(const FrameView& frame, std::byte* raw)>;
-  // Called once when the channel ends: peer closed, I/O error, or a bad frame (`reason` says which).
+  // Called once when the channel ends: peer closed, I/O error, or a bad frame (`reason` says
+  // which).
   using CloseFn = std::function<void(const std::string& reason, bool protocol_error)>;
   // Called when the pending output has fallen below the low-water mark after being above it.
   using DrainFn = std::function<void()>;

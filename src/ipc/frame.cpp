@@ -22,46 +22,70 @@ T load(const std::byte* p) {
 template <typename T>
 void store(std::byte* p, T value) {
   auto bits = static_cast<uint64_t>(value);
-  for (std::size_t i = 0; i < sizeof(T); ++i) p[i] = static_cast<std::byte>((bits >> (8 * i)) & 0xFF);
+  for (std::size_t i = 0; i < sizeof(T); ++i)
+    p[i] = static_cast<std::byte>((bits >> (8 * i)) & 0xFF);
 }
 
-bool valid_kind(uint8_t kind) { return kind >= 1 && kind <= 5; }
-bool valid_route(uint8_t route) { return route <= 6; }
-bool valid_role(uint8_t role) { return role <= 3; }
+bool valid_kind(uint8_t kind) {
+  return kind >= 1 && kind <= 5;
+}
+bool valid_route(uint8_t route) {
+  return route <= 6;
+}
+bool valid_role(uint8_t role) {
+  return role <= 3;
+}
 
 }  // namespace
 
 std::string_view to_string(DecodeStatus status) {
   switch (status) {
-    case DecodeStatus::kOk: return "ok";
-    case DecodeStatus::kNeedMore: return "incomplete frame";
-    case DecodeStatus::kBadMagic: return "bad frame header (wrong magic or reserved bits)";
-    case DecodeStatus::kBadKind: return "bad frame kind, route or role";
-    case DecodeStatus::kBadAction: return "action name too long";
-    case DecodeStatus::kTooLarge: return "payload larger than max_message_size";
+    case DecodeStatus::kOk:
+      return "ok";
+    case DecodeStatus::kNeedMore:
+      return "incomplete frame";
+    case DecodeStatus::kBadMagic:
+      return "bad frame header (wrong magic or reserved bits)";
+    case DecodeStatus::kBadKind:
+      return "bad frame kind, route or role";
+    case DecodeStatus::kBadAction:
+      return "action name too long";
+    case DecodeStatus::kTooLarge:
+      return "payload larger than max_message_size";
   }
   return "unknown";
 }
 
 std::string_view to_string(Role role) {
   switch (role) {
-    case Role::kMaster: return "master";
-    case Role::kAgent: return "agent";
-    case Role::kWorker: return "worker";
-    case Role::kUnknown: break;
+    case Role::kMaster:
+      return "master";
+    case Role::kAgent:
+      return "agent";
+    case Role::kWorker:
+      return "worker";
+    case Role::kUnknown:
+      break;
   }
   return "unknown";
 }
 
 std::string_view to_string(Route route) {
   switch (route) {
-    case Route::kBroadcast: return "broadcast";
-    case Route::kApp: return "send_to_app";
-    case Route::kOthers: return "send_to_others";
-    case Route::kAgent: return "send_to_agent";
-    case Route::kRandom: return "send_random";
-    case Route::kPid: return "send_to";
-    case Route::kNone: break;
+    case Route::kBroadcast:
+      return "broadcast";
+    case Route::kApp:
+      return "send_to_app";
+    case Route::kOthers:
+      return "send_to_others";
+    case Route::kAgent:
+      return "send_to_agent";
+    case Route::kRandom:
+      return "send_random";
+    case Route::kPid:
+      return "send_to";
+    case Route::kNone:
+      break;
   }
   return "none";
 }
@@ -118,7 +142,9 @@ void stamp_sender(std::byte* encoded_header, Role role, int32_t pid) {
   store<int32_t>(encoded_header + kOffSender, pid);
 }
 
-void stamp_id(std::byte* encoded_header, uint64_t id) { store<uint64_t>(encoded_header + kOffId, id); }
+void stamp_id(std::byte* encoded_header, uint64_t id) {
+  store<uint64_t>(encoded_header + kOffId, id);
+}
 
 void append_frame(std::vector<std::byte>& out, FrameHeader header, std::string_view action,
                   std::string_view payload) {
@@ -129,7 +155,8 @@ void append_frame(std::vector<std::byte>& out, FrameHeader header, std::string_v
   std::byte* p = out.data() + at;
   encode_header(header, p);
   if (!action.empty()) std::memcpy(p + kHeaderSize, action.data(), action.size());
-  if (!payload.empty()) std::memcpy(p + kHeaderSize + action.size(), payload.data(), payload.size());
+  if (!payload.empty())
+    std::memcpy(p + kHeaderSize + action.size(), payload.data(), payload.size());
 }
 
 FrameView view_frame(const FrameHeader& header, const std::byte* frame_start) {

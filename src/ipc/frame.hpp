@@ -61,12 +61,12 @@ struct FrameHeader {
 };
 
 enum class DecodeStatus {
-  kOk,          // a whole frame is available
-  kNeedMore,    // not enough bytes yet; not an error
-  kBadMagic,    // not a clutch frame: the peer is broken or hostile
-  kBadKind,     // unknown kind or route
-  kBadAction,   // action longer than kMaxActionLength
-  kTooLarge,    // payload longer than the configured limit
+  kOk,         // a whole frame is available
+  kNeedMore,   // not enough bytes yet; not an error
+  kBadMagic,   // not a clutch frame: the peer is broken or hostile
+  kBadKind,    // unknown kind or route
+  kBadAction,  // action longer than kMaxActionLength
+  kTooLarge,   // payload longer than the configured limit
 };
 
 std::string_view to_string(DecodeStatus status);

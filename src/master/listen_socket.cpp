@@ -37,15 +37,16 @@ ListenSocket bind_listen_socket(const std::string& host, int port, int backlog) 
     int err = errno;
     close(fd);
     if (err == EADDRINUSE) {
-      throw std::runtime_error(
-          fmt::format("port {} on {} is already in use (is another instance running?)", port, host));
+      throw std::runtime_error(fmt::format(
+          "port {} on {} is already in use (is another instance running?)", port, host));
     }
     throw std::runtime_error(fmt::format("cannot bind {}:{}: {}", host, port, std::strerror(err)));
   }
   if (listen(fd, backlog) != 0) {
     int err = errno;
     close(fd);
-    throw std::runtime_error(fmt::format("cannot listen on {}:{}: {}", host, port, std::strerror(err)));
+    throw std::runtime_error(
+        fmt::format("cannot listen on {}:{}: {}", host, port, std::strerror(err)));
   }
   sockaddr_storage bound{};
   socklen_t len = sizeof(bound);

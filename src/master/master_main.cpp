@@ -1,7 +1,7 @@
 #include "master/master_main.hpp"
 
-#include <asio/io_context.hpp>
 #include <spdlog/spdlog.h>
+#include <asio/io_context.hpp>
 
 #include <iostream>
 

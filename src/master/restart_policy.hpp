@@ -10,9 +10,9 @@ namespace clutch::master {
 using Millis = std::chrono::milliseconds;
 
 struct RestartPolicyConfig {
-  Millis min_uptime{1000};       // a child that dies younger than this is crashing
-  Millis backoff_initial{100};   // delay before the first restart of a crashing child
-  Millis backoff_max{10000};     // cap of the exponential back-off
+  Millis min_uptime{1000};      // a child that dies younger than this is crashing
+  Millis backoff_initial{100};  // delay before the first restart of a crashing child
+  Millis backoff_max{10000};    // cap of the exponential back-off
 };
 
 // One per process slot (the agent, or worker index i): the slot survives its processes.

@@ -35,7 +35,8 @@ std::string Child::describe() const {
   return fmt::format("worker {} (pid {})", slot, pid);
 }
 
-Router::Router(ChildTable& children, pid_t master_pid, ControlFn on_control, ViolationFn on_violation)
+Router::Router(ChildTable& children, pid_t master_pid, ControlFn on_control,
+               ViolationFn on_violation)
     : children_(children),
       master_pid_(master_pid),
       on_control_(std::move(on_control)),
@@ -48,10 +49,18 @@ void Router::on_frame(Child& from, const ipc::FrameView& frame, std::byte* raw) 
   // Whatever the child wrote there, receivers learn the sender from the master.
   ipc::stamp_sender(raw, from.role, from.pid);
   switch (frame.header.kind) {
-    case FrameKind::kMessage: route_message(from, frame, raw); break;
-    case FrameKind::kAck: route_ack(from, frame, raw); break;
-    case FrameKind::kReply: route_reply(from, frame, raw); break;
-    case FrameKind::kControl: on_control_(from, frame.action, frame.payload); break;
+    case FrameKind::kMessage:
+      route_message(from, frame, raw);
+      break;
+    case FrameKind::kAck:
+      route_ack(from, frame, raw);
+      break;
+    case FrameKind::kReply:
+      route_reply(from, frame, raw);
+      break;
+    case FrameKind::kControl:
+      on_control_(from, frame.action, frame.payload);
+      break;
     case FrameKind::kError:
       on_violation_(from, "sent an error frame, which only the master may send");
       break;
@@ -142,7 +151,8 @@ void Router::route_ack(Child& from, const ipc::FrameView& frame, std::byte* raw)
 void Router::route_reply(Child& from, const ipc::FrameView& frame, std::byte* raw) {
   Child* to = children_.find(frame.header.target_pid);
   if (to == nullptr || !to->connected()) {
-    spdlog::debug("{} replied to pid {}, which has exited", from.describe(), frame.header.target_pid);
+    spdlog::debug("{} replied to pid {}, which has exited", from.describe(),
+                  frame.header.target_pid);
     return;
   }
   deliver(*to, raw, frame.header.frame_size());
@@ -239,8 +249,10 @@ void Router::announce_members() {
   std::vector<pid_t> workers;
   children_.for_each([&](Child& c) {
     if (c.state != ChildState::kReady) return;
-    if (c.is_worker()) workers.push_back(c.pid);
-    else agent = c.pid;
+    if (c.is_worker())
+      workers.push_back(c.pid);
+    else
+      agent = c.pid;
   });
   std::string pids = fmt::format("[{}]", fmt::join(workers, ","));
   std::string members = fmt::format(R"({{"agent":{},"workers":{}}})", agent, pids);
@@ -286,7 +298,8 @@ void Router::flush_holds() {
   }
   if (agent_hold_.size() <= hold_limit_ && random_hold_.size() <= hold_limit_) {
     for (pid_t pid : std::exchange(hold_blocked_senders_, {})) {
-      if (Child* c = children_.find(pid); c != nullptr && c->connected()) c->channel->resume_reading();
+      if (Child* c = children_.find(pid); c != nullptr && c->connected())
+        c->channel->resume_reading();
     }
   }
 }
@@ -310,7 +323,8 @@ void Router::on_child_gone(Child& child) {
 
 void Router::resume_blocked(Child& receiver) {
   for (pid_t pid : std::exchange(receiver.blocked_senders, {})) {
-    if (Child* c = children_.find(pid); c != nullptr && c->connected()) c->channel->resume_reading();
+    if (Child* c = children_.find(pid); c != nullptr && c->connected())
+      c->channel->resume_reading();
   }
 }
 

@@ -13,9 +13,9 @@ inline constexpr int kChildIpcFd = 3;
 inline constexpr int kChildListenFd = 4;
 
 struct SpawnRequest {
-  std::string role;         // "agent" or "worker"
-  int worker_index = -1;    // the slot of a worker
-  int listen_fd = -1;       // -1: none
+  std::string role;       // "agent" or "worker"
+  int worker_index = -1;  // the slot of a worker
+  int listen_fd = -1;     // -1: none
   int listen_port = 0;
   std::string config_text;  // serialized resolved Config
   std::vector<std::string> argv;

@@ -21,7 +21,8 @@ namespace {
 std::string exit_description(int status) {
   if (WIFEXITED(status)) return fmt::format("exited with code {}", WEXITSTATUS(status));
   if (WIFSIGNALED(status)) {
-    return fmt::format("was killed by signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    return fmt::format("was killed by signal {} ({})", WTERMSIG(status),
+                       strsignal(WTERMSIG(status)));
   }
   return fmt::format("ended with status {}", status);
 }
@@ -41,9 +42,12 @@ Supervisor::Supervisor(asio::io_context& io, Config config, std::string app_name
       pid_(getpid()),
       router_(
           children_, pid_,
-          [this](Child& c, std::string_view op, std::string_view payload) { on_control(c, op, payload); },
+          [this](Child& c, std::string_view op, std::string_view payload) {
+            on_control(c, op, payload);
+          },
           [this](Child& c, const std::string& reason) {
-            spdlog::error("{} broke the messenger protocol ({}): restarting it", c.describe(), reason);
+            spdlog::error("{} broke the messenger protocol ({}): restarting it", c.describe(),
+                          reason);
             c.channel->close();
             kill(c.pid, SIGKILL);
           }),
@@ -141,18 +145,18 @@ void Supervisor::spawn(Slot& slot) {
   pid_t pid = c.pid;
   // The channel never outlives the Child: it is closed before the Child is removed, and a closed
   // channel calls nothing.
-  c.channel->start([this, &c](const ipc::FrameView& frame,
-                              std::byte* raw) { router_.on_frame(c, frame, raw); },
-                   [this, pid](const std::string& reason, bool protocol_error) {
-                     on_channel_closed(pid, reason, protocol_error);
-                   });
+  c.channel->start(
+      [this, &c](const ipc::FrameView& frame, std::byte* raw) { router_.on_frame(c, frame, raw); },
+      [this, pid](const std::string& reason, bool protocol_error) {
+        on_channel_closed(pid, reason, protocol_error);
+      });
   c.channel->on_drain([this, &c] { router_.resume_blocked(c); });
   c.startup_timer->expires_after(config_.startup_timeout);
   c.startup_timer->async_wait([this, pid](const asio::error_code& ec) {
     Child* late = children_.find(pid);
     if (ec || late == nullptr || late->state != ChildState::kStarting) return;
-    std::string error = fmt::format("not ready within startup_timeout ({} ms)",
-                                    config_.startup_timeout.count());
+    std::string error =
+        fmt::format("not ready within startup_timeout ({} ms)", config_.startup_timeout.count());
     late->fatal_error = error;
     spdlog::error("{} {}: killing it", late->describe(), error);
     kill(pid, SIGKILL);
@@ -209,9 +213,9 @@ void Supervisor::on_ready(Child& child) {
       maybe_cluster_ready();
       break;
     case Phase::kRunning:
+      router_.announce_members();
       child.ready_sent = true;
       router_.send_runtime(child, "clutch:ready", {});
-      router_.announce_members();
       spdlog::info("{} ready (replacement)", child.describe());
       break;
     case Phase::kStopping:
@@ -227,16 +231,18 @@ void Supervisor::maybe_cluster_ready() {
     if (c == nullptr || c->state != ChildState::kReady) return;
   }
   phase_ = Phase::kRunning;
+  // Membership first, so that a process knows its peers when its ready hooks run.
+  router_.announce_members();
   std::vector<pid_t> workers;
   children_.for_each([&](Child& c) {
     if (c.is_worker()) workers.push_back(c.pid);
     c.ready_sent = true;
     router_.send_runtime(c, "clutch:ready", {});
   });
-  router_.announce_members();
-  std::cout << fmt::format("{} ready in {} ms: master {}, agent {}, workers [{}], listening on {}:{}",
-                           app_name_, ms_since(started_at_), pid_, agent_slot_.current,
-                           fmt::join(workers, ","), config_.host, listen_.port)
+  std::cout << fmt::format(
+                   "{} ready in {} ms: master {}, agent {}, workers [{}], listening on {}:{}",
+                   app_name_, ms_since(started_at_), pid_, agent_slot_.current,
+                   fmt::join(workers, ","), config_.host, listen_.port)
             << std::endl;
   sd_notifyf(0, "READY=1\nSTATUS=serving on %s:%d with %zu workers\nMAINPID=%d",
              config_.host.c_str(), listen_.port, workers.size(), static_cast<int>(pid_));
@@ -291,9 +297,10 @@ void Supervisor::on_exit(pid_t pid, int status) {
     case Phase::kRunning: {
       Millis delay = slot.backoff.on_exit(uptime);
       if (slot.backoff.crashing()) {
-        spdlog::warn("{} {} after {} ms{}; crash {} in a row: cluster degraded, restarting in {} ms",
-                     who, how, uptime.count(), error.empty() ? "" : ": " + error,
-                     slot.backoff.consecutive_crashes(), delay.count());
+        spdlog::warn(
+            "{} {} after {} ms{}; crash {} in a row: cluster degraded, restarting in {} ms", who,
+            how, uptime.count(), error.empty() ? "" : ": " + error,
+            slot.backoff.consecutive_crashes(), delay.count());
       } else {
         spdlog::warn("{} {} after {} ms{}; restarting it", who, how, uptime.count(),
                      asked_to_stop ? " (stopped on request)" : "");

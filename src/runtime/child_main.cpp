@@ -1,11 +1,11 @@
 #include "runtime/child_main.hpp"
 
-#include <asio/io_context.hpp>
-#include <asio/signal_set.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
 #include <unistd.h>
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
 
 #include <csignal>
 #include <cstdlib>
@@ -27,7 +27,9 @@ int env_int(const char* name, int fallback) {
 
 }  // namespace
 
-bool started_by_master() { return std::getenv("CLUTCH_INTERNAL_ROLE") != nullptr; }
+bool started_by_master() {
+  return std::getenv("CLUTCH_INTERNAL_ROLE") != nullptr;
+}
 
 int child_main(const std::string& app_name, const Setup& agent_setup, const Setup& worker_setup) {
   std::string role_name = std::getenv("CLUTCH_INTERNAL_ROLE");
@@ -90,8 +92,10 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
   messenger->send_control("ready");
   channel->start([&](const ipc::FrameView& frame, std::byte*) { messenger->handle_frame(frame); },
                  [&](const std::string& reason, bool protocol_error) {
-                   if (protocol_error) spdlog::error("bad frame from the master: {}", reason);
-                   else spdlog::debug("master channel closed: {}", reason);
+                   if (protocol_error)
+                     spdlog::error("bad frame from the master: {}", reason);
+                   else
+                     spdlog::debug("master channel closed: {}", reason);
                    // Without its master a child has nothing to do: leave at once.
                    exit_now(context->stopping() ? 0 : 1);
                  });

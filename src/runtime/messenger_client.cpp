@@ -1,9 +1,9 @@
 #include "runtime/messenger_client.hpp"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 
@@ -11,9 +11,12 @@ namespace clutch {
 
 std::string_view to_string(Role role) {
   switch (role) {
-    case Role::kMaster: return "master";
-    case Role::kAgent: return "agent";
-    case Role::kWorker: return "worker";
+    case Role::kMaster:
+      return "master";
+    case Role::kAgent:
+      return "agent";
+    case Role::kWorker:
+      return "worker";
   }
   return "unknown";
 }
@@ -46,7 +49,9 @@ void Deferred::reply(std::string_view data) {
 void Deferred::fail(std::string_view error) {
   if (state_) state_->answer(false, error);
 }
-bool Deferred::pending() const { return state_ && !state_->done(); }
+bool Deferred::pending() const {
+  return state_ && !state_->done();
+}
 
 void Message::reply(std::string_view data) const {
   if (!is_request_ || !state_) throw MessengerError("reply(): this message is not a request");
@@ -69,9 +74,12 @@ using ipc::Route;
 namespace {
 Role from_wire(ipc::Role role) {
   switch (role) {
-    case ipc::Role::kMaster: return Role::kMaster;
-    case ipc::Role::kAgent: return Role::kAgent;
-    default: return Role::kWorker;
+    case ipc::Role::kMaster:
+      return Role::kMaster;
+    case ipc::Role::kAgent:
+      return Role::kAgent;
+    default:
+      return Role::kWorker;
   }
 }
 }  // namespace
@@ -97,8 +105,9 @@ uint64_t MessengerClient::send(Route route, int target_pid, std::string_view act
     throw MessengerError(fmt::format("action must be 1 to {} bytes long", ipc::kMaxActionLength));
   }
   if (data.size() > max_message_size_) {
-    throw MessengerError(fmt::format("payload of {} bytes for '{}' is over max_message_size ({} bytes)",
-                                     data.size(), action, max_message_size_));
+    throw MessengerError(
+        fmt::format("payload of {} bytes for '{}' is over max_message_size ({} bytes)", data.size(),
+                    action, max_message_size_));
   }
   if (channel_->pending_output() + data.size() > queue_limit_) {
     throw MessengerError(fmt::format(
@@ -116,12 +125,24 @@ uint64_t MessengerClient::send(Route route, int target_pid, std::string_view act
   return h.id;
 }
 
-void MessengerClient::broadcast(std::string_view a, std::string_view d) { send(Route::kBroadcast, 0, a, d); }
-void MessengerClient::send_to_app(std::string_view a, std::string_view d) { send(Route::kApp, 0, a, d); }
-void MessengerClient::send_to_others(std::string_view a, std::string_view d) { send(Route::kOthers, 0, a, d); }
-void MessengerClient::send_to_agent(std::string_view a, std::string_view d) { send(Route::kAgent, 0, a, d); }
-void MessengerClient::send_random(std::string_view a, std::string_view d) { send(Route::kRandom, 0, a, d); }
-void MessengerClient::send_to(int pid, std::string_view a, std::string_view d) { send(Route::kPid, pid, a, d); }
+void MessengerClient::broadcast(std::string_view a, std::string_view d) {
+  send(Route::kBroadcast, 0, a, d);
+}
+void MessengerClient::send_to_app(std::string_view a, std::string_view d) {
+  send(Route::kApp, 0, a, d);
+}
+void MessengerClient::send_to_others(std::string_view a, std::string_view d) {
+  send(Route::kOthers, 0, a, d);
+}
+void MessengerClient::send_to_agent(std::string_view a, std::string_view d) {
+  send(Route::kAgent, 0, a, d);
+}
+void MessengerClient::send_random(std::string_view a, std::string_view d) {
+  send(Route::kRandom, 0, a, d);
+}
+void MessengerClient::send_to(int pid, std::string_view a, std::string_view d) {
+  send(Route::kPid, pid, a, d);
+}
 
 void MessengerClient::send_random(std::string_view action, std::string_view data,
                                   std::function<void(const AckResult&)> on_ack) {
@@ -158,7 +179,8 @@ void MessengerClient::finish_request(uint64_t id, Reply reply) {
 HandlerId MessengerClient::add_handler(std::string_view action, Handler handler, bool once) {
   HandlerId id = next_handler_id_++;
   auto it = handlers_.find(action);
-  if (it == handlers_.end()) it = handlers_.emplace(std::string(action), std::vector<std::shared_ptr<Entry>>{}).first;
+  if (it == handlers_.end())
+    it = handlers_.emplace(std::string(action), std::vector<std::shared_ptr<Entry>>{}).first;
   it->second.push_back(std::make_shared<Entry>(Entry{id, std::move(handler), once}));
   return id;
 }
@@ -321,10 +343,12 @@ void MessengerClient::apply_members(std::string_view text) {
   std::vector<int> workers = json.value("workers", std::vector<int>{});
   std::vector<MemberEvent> events;
   for (int pid : workers_) {
-    if (std::find(workers.begin(), workers.end(), pid) == workers.end()) events.push_back({false, Role::kWorker, pid});
+    if (std::find(workers.begin(), workers.end(), pid) == workers.end())
+      events.push_back({false, Role::kWorker, pid});
   }
   for (int pid : workers) {
-    if (std::find(workers_.begin(), workers_.end(), pid) == workers_.end()) events.push_back({true, Role::kWorker, pid});
+    if (std::find(workers_.begin(), workers_.end(), pid) == workers_.end())
+      events.push_back({true, Role::kWorker, pid});
   }
   if (agent != agent_) {
     if (agent_ != 0) events.push_back({false, Role::kAgent, agent_});

@@ -16,7 +16,8 @@
 
 namespace clutch::runtime {
 
-class MessengerClient final : public Messenger, public std::enable_shared_from_this<MessengerClient> {
+class MessengerClient final : public Messenger,
+                              public std::enable_shared_from_this<MessengerClient> {
  public:
   MessengerClient(asio::io_context& io, std::shared_ptr<ipc::Channel> channel, Role role,
                   std::size_t max_message_size);
@@ -30,15 +31,20 @@ class MessengerClient final : public Messenger, public std::enable_shared_from_t
                    std::function<void(const AckResult&)> on_ack) override;
   void send_to(int pid, std::string_view action, std::string_view data) override;
   void request(Target target, std::string_view action, std::string_view data,
-               std::chrono::milliseconds timeout, std::function<void(const Reply&)> on_reply) override;
+               std::chrono::milliseconds timeout,
+               std::function<void(const Reply&)> on_reply) override;
   HandlerId on(std::string_view action, Handler handler) override;
   HandlerId once(std::string_view action, Handler handler) override;
   void off(std::string_view action) override;
   void off(HandlerId id) override;
   std::vector<int> workers() const override { return workers_; }
   int agent() const override { return agent_; }
-  void on_member(std::function<void(const MemberEvent&)> fn) override { member_fns_.push_back(std::move(fn)); }
-  void on_error(std::function<void(const DeliveryError&)> fn) override { error_fn_ = std::move(fn); }
+  void on_member(std::function<void(const MemberEvent&)> fn) override {
+    member_fns_.push_back(std::move(fn));
+  }
+  void on_error(std::function<void(const DeliveryError&)> fn) override {
+    error_fn_ = std::move(fn);
+  }
   std::size_t pending_bytes() const override { return channel_->pending_output(); }
   void on_writable(std::function<void()> fn) override { writable_fns_.push_back(std::move(fn)); }
 

@@ -1,8 +1,8 @@
 #include "runtime/process_context.hpp"
 
-#include <asio/post.hpp>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
+#include <asio/post.hpp>
 
 namespace clutch::runtime {
 namespace {
@@ -58,8 +58,10 @@ void ProcessContext::arm(TimerId id, std::chrono::milliseconds delay, bool repea
     auto it = timers_.find(id);
     if (it == timers_.end()) return;
     std::function<void()> fn = it->second.fn;
-    if (repeat) arm(id, it->second.period, true);
-    else timers_.erase(it);
+    if (repeat)
+      arm(id, it->second.period, true);
+    else
+      timers_.erase(it);
     guarded("timer", fn);
   });
 }

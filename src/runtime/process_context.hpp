@@ -38,7 +38,9 @@ class ProcessContext final : public Context {
   void cancel_timer(TimerId id) override;
   void post(std::function<void()> fn) override;
   void on_ready(std::function<void()> fn) override { ready_fns_.push_back(std::move(fn)); }
-  void on_stop(std::function<void(std::function<void()>)> fn) override { stop_fns_.push_back(std::move(fn)); }
+  void on_stop(std::function<void(std::function<void()>)> fn) override {
+    stop_fns_.push_back(std::move(fn));
+  }
   bool stopping() const override { return stopping_; }
   void* native_loop() override { return &io_; }
 

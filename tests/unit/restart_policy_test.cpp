@@ -7,7 +7,9 @@ namespace {
 
 using std::chrono::milliseconds;
 
-RestartPolicyConfig policy() { return {milliseconds(1000), milliseconds(100), milliseconds(1000)}; }
+RestartPolicyConfig policy() {
+  return {milliseconds(1000), milliseconds(100), milliseconds(1000)};
+}
 
 TEST(RestartPolicy, StableChildRestartsAtOnce) {
   RestartBackoff b(policy());

@@ -1,0 +1,129 @@
+"""A real clutch cluster for the integration tests: starts an example binary, reads the master's
+ready line and the JSON events the probe app appends to its log, and always stops every process it
+started, by pid."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+
+BUILD_DIR = os.environ.get("CLUTCH_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build/dev"))
+PROBE = os.path.join(BUILD_DIR, "tests/integration/probe")
+HELLO = os.path.join(BUILD_DIR, "examples/hello/hello")
+
+READY_LINE = re.compile(
+    r"ready in (\d+) ms: master (\d+), agent (\d+), workers \[([\d,]*)\], listening on ([^:]+):(\d+)")
+
+
+def alive(pid):
+    """True while pid runs (a zombie counts as gone: it runs no code)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def wait_for(predicate, timeout, what, interval=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Cluster:
+    def __init__(self, binary=PROBE, workers=2, args=(), env=None):
+        self.dir = tempfile.mkdtemp(prefix="clutch-test-")
+        self.log_path = os.path.join(self.dir, "events.jsonl")
+        full_env = dict(os.environ)
+        full_env.update({"PROBE_LOG": self.log_path, "CLUTCH_LOG_LEVEL": "info"})
+        full_env.update(env or {})
+        port = [] if "--port" in args else ["--port", "0"]
+        self.cmd = [binary, "--workers", str(workers), *port, "--host", "127.0.0.1", *args]
+        self.proc = subprocess.Popen(self.cmd, env=full_env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.stdout_lines, self.stderr_lines = [], []
+        self._readers = [
+            threading.Thread(target=self._pump, args=(self.proc.stdout, self.stdout_lines), daemon=True),
+            threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr_lines), daemon=True),
+        ]
+        for t in self._readers:
+            t.start()
+        self.ready = None
+
+    @staticmethod
+    def _pump(stream, sink):
+        for line in stream:
+            sink.append(line.rstrip("\n"))
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def wait_ready(self, timeout=30):
+        def find():
+            for line in self.stdout_lines:
+                m = READY_LINE.search(line)
+                if m:
+                    return m
+            if self.proc.poll() is not None:
+                raise AssertionError(f"master exited with {self.proc.returncode} before ready:\n{self.stderr()}")
+            return None
+        m = wait_for(find, timeout, "the cluster's ready line")
+        self.ready = {
+            "ms": int(m.group(1)), "master": int(m.group(2)), "agent": int(m.group(3)),
+            "workers": [int(p) for p in m.group(4).split(",") if p], "port": int(m.group(6)),
+        }
+        return self.ready
+
+    def events(self, ev=None):
+        try:
+            with open(self.log_path) as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return []
+        out = [json.loads(line) for line in lines if line]
+        return [e for e in out if ev is None or e["ev"] == ev]
+
+    def stderr(self):
+        return "\n".join(self.stderr_lines)
+
+    def child_pids(self):
+        return sorted({e["pid"] for e in self.events("start")})
+
+    def signal(self, sig):
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def wait_exit(self, timeout=20):
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"master did not exit within {timeout}s:\n{self.stderr()}")
+
+    def close(self):
+        """Stops the master and every child it reported, by pid, whatever state they are in."""
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for pid in self.child_pids():
+            if alive(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for t in self._readers:
+            t.join(timeout=2)
+        self.proc.stdout.close()
+        self.proc.stderr.close()

@@ -1,0 +1,149 @@
+// probe: a clutch app whose behaviour the integration tests choose through PROBE_* environment
+// variables, and which reports what each process sees as JSON lines appended to $PROBE_LOG
+// (one write per line, O_APPEND, so lines from several processes never interleave).
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+#include <clutch/app.hpp>
+
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+
+namespace {
+
+std::string env(const char* name, const char* fallback = "") {
+  const char* v = std::getenv(name);
+  return v != nullptr ? v : fallback;
+}
+int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? std::atoi(v) : fallback;
+}
+
+void record(const std::string& json_fields) {
+  static int fd =
+      open(env("PROBE_LOG", "/dev/null").c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  std::string line = fmt::format("{{\"pid\":{},{}}}\n", getpid(), json_fields);
+  (void)!write(fd, line.data(), line.size());
+}
+
+std::string role_of(const clutch::Context& ctx) {
+  return std::string(clutch::to_string(ctx.role()));
+}
+
+// What every process reports: start, ready, membership, and every message it is sent.
+void common_setup(clutch::Context& ctx) {
+  record(fmt::format(R"("ev":"start","role":"{}","slot":{})", role_of(ctx), ctx.worker_index()));
+  ctx.on_ready([&ctx] { record(fmt::format(R"("ev":"ready","role":"{}")", role_of(ctx))); });
+  for (const char* action : {"b", "app", "others", "ag", "direct"}) {
+    ctx.messenger().on(action, [&ctx, action](const clutch::Message& m) {
+      record(fmt::format(R"("ev":"got","action":"{}","role":"{}","from":{},"from_role":"{}")",
+                         action, role_of(ctx), m.sender().pid, clutch::to_string(m.sender().role)));
+    });
+  }
+  ctx.messenger().on_error([](const clutch::DeliveryError& e) {
+    record(fmt::format(R"("ev":"delivery-error","action":"{}")", e.action));
+  });
+}
+
+void agent_setup(clutch::Context& ctx) {
+  common_setup(ctx);
+  auto& m = ctx.messenger();
+  m.on("clutch:pids", [](const clutch::Message& msg) {
+    record(fmt::format(R"("ev":"pids","workers":{})", msg.data()));
+  });
+  std::string scenario = env("PROBE_SCENARIO");
+  int count = env_int("PROBE_COUNT", 10000);
+  ctx.on_ready([&ctx, scenario, count] {
+    auto& m = ctx.messenger();
+    if (scenario == "random") {
+      for (int i = 0; i < count; ++i) m.send_random("work", std::to_string(i));
+    } else if (scenario == "acked") {
+      // Paced so that the test's kills land while messages are in flight.
+      int batch = env_int("PROBE_BATCH", 100);
+      auto next = std::make_shared<int>(0);
+      auto sent = std::make_shared<clutch::TimerId>(0);
+      *sent = ctx.set_interval(std::chrono::milliseconds(env_int("PROBE_PACE_MS", 20)), [&ctx, next,
+                                                                                         count,
+                                                                                         batch,
+                                                                                         sent] {
+        for (int n = 0; n < batch && *next < count; ++n, ++*next) {
+          int id = *next;
+          ctx.messenger().send_random("work", std::to_string(id), [id](const clutch::AckResult& r) {
+            record(fmt::format(R"("ev":"ack","id":{},"ok":{},"by":{})", id, r.ok, r.handled_by));
+          });
+        }
+        if (*next >= count) ctx.cancel_timer(*sent);
+      });
+    } else if (scenario == "routes") {
+      m.broadcast("b");
+      m.send_to_app("app");
+      m.send_to_agent("ag");
+    } else if (scenario == "slow") {
+      m.send_random("slow", "", [](const clutch::AckResult& r) {
+        record(fmt::format(R"("ev":"ack","id":0,"ok":{},"by":{})", r.ok, r.handled_by));
+      });
+    } else if (scenario == "ping") {
+      auto n = std::make_shared<int>(0);
+      ctx.set_interval(std::chrono::milliseconds(50),
+                       [&ctx, n] { ctx.messenger().send_random("work", std::to_string((*n)++)); });
+    }
+  });
+}
+
+void worker_setup(clutch::Context& ctx) {
+  common_setup(ctx);
+  if (env("PROBE_FAIL_WORKER") == "1" && ctx.worker_index() == 1) {
+    throw std::runtime_error("probe: worker setup failed on purpose");
+  }
+  std::string crash_file = env("PROBE_CRASH_FILE");
+  if (!crash_file.empty() && ctx.worker_index() == 0 && std::filesystem::exists(crash_file)) {
+    record(R"("ev":"crash-at-start")");
+    _exit(3);
+  }
+  if (env("PROBE_IGNORE_TERM") == "1") signal(SIGTERM, SIG_IGN);
+  auto& m = ctx.messenger();
+  int work_us = env_int("PROBE_WORK_US", 0);
+  m.on("work", [work_us](const clutch::Message& msg) {
+    if (work_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(work_us));
+    record(fmt::format(R"("ev":"handled","id":{})", msg.data()));
+  });
+  m.on("slow", [](const clutch::Message&) {
+    record(R"("ev":"slow-start")");
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    record(R"("ev":"slow-end")");
+  });
+  ctx.on_ready([&ctx] {
+    auto& m = ctx.messenger();
+    if (env("PROBE_SCENARIO") == "routes" && ctx.worker_index() == 0) {
+      m.send_to_others("others");
+      for (int pid : m.workers()) {
+        if (pid != ctx.pid()) {
+          m.send_to(pid, "direct");
+          break;
+        }
+      }
+      m.send_to(999999, "direct");
+    }
+    std::string garbage_flag = env("PROBE_GARBAGE_FLAG");
+    if (!garbage_flag.empty() && ctx.worker_index() == 1 &&
+        !std::filesystem::exists(garbage_flag)) {
+      close(open(garbage_flag.c_str(), O_CREAT | O_WRONLY, 0644));
+      record(R"("ev":"garbage")");
+      const char junk[] = "GET / HTTP/1.1\r\nthis is not a clutch frame\r\n\r\n";
+      (void)!write(3, junk, sizeof(junk));
+    }
+  });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  clutch::App app("probe");
+  app.agent(agent_setup).worker(worker_setup);
+  return app.run(argc, argv);
+}

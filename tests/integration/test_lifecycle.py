@@ -1,0 +1,108 @@
+"""Start-up, ready, failed starts, graceful and forced stops, orphans (acceptance 1, 5, 6)."""
+
+import collections
+import os
+import signal
+import time
+import unittest
+
+from cluster import Cluster, alive, wait_for
+
+
+class Lifecycle(unittest.TestCase):
+    def cluster(self, **kw):
+        c = Cluster(**kw)
+        self.addCleanup(c.close)
+        return c
+
+    def test_every_process_gets_ready_exactly_once(self):
+        c = self.cluster(workers=4)
+        ready = c.wait_ready()
+        self.assertEqual(len(ready["workers"]), 4)
+        wait_for(lambda: len(c.events("ready")) >= 5, 10, "5 ready events")
+        time.sleep(0.3)  # a duplicate would arrive by now
+        counts = collections.Counter(e["pid"] for e in c.events("ready"))
+        self.assertEqual(set(counts), {ready["agent"], *ready["workers"]})
+        self.assertTrue(all(n == 1 for n in counts.values()), counts)
+        self.assertEqual(len(set(ready["workers"]) | {ready["agent"], ready["master"]}), 6)
+
+    def test_worker_setup_that_throws_fails_the_start_and_leaves_nothing(self):
+        c = self.cluster(workers=4, env={"PROBE_FAIL_WORKER": "1"})
+        self.assertEqual(c.wait_exit(), 1)
+        self.assertIn("probe: worker setup failed on purpose", c.stderr())
+        self.assertRegex(c.stderr(), r"worker 1 \(pid \d+\) failed to start")
+        started = c.child_pids()
+        self.assertGreaterEqual(len(started), 2)
+        for pid in started:
+            self.assertFalse(alive(pid), f"pid {pid} outlived its master")
+
+    def test_bad_config_value_names_the_key(self):
+        c = self.cluster(args=("-s", "kill_timeout=never"))
+        self.assertEqual(c.wait_exit(), 2)
+        self.assertIn("kill_timeout", c.stderr())
+        self.assertEqual(c.child_pids(), [])
+
+    def test_port_in_use_fails_the_start_naming_the_port(self):
+        first = self.cluster(workers=1)
+        port = first.wait_ready()["port"]
+        second = self.cluster(workers=1, args=("--port", str(port)))
+        self.assertEqual(second.wait_exit(), 1)
+        self.assertIn(f"port {port}", second.stderr())
+        self.assertIn("in use", second.stderr())
+
+    def test_sigterm_lets_a_running_handler_finish_then_exits_0(self):
+        c = self.cluster(workers=2, env={"PROBE_SCENARIO": "slow"})
+        c.wait_ready()
+        wait_for(lambda: c.events("slow-start"), 10, "the slow handler to start")
+        c.signal(signal.SIGTERM)
+        self.assertEqual(c.wait_exit(), 0, c.stderr())
+        self.assertEqual(len(c.events("slow-end")), 1)
+        for pid in c.child_pids():
+            self.assertFalse(alive(pid))
+
+    def test_child_ignoring_sigterm_is_killed_after_kill_timeout(self):
+        c = self.cluster(workers=2, env={"PROBE_IGNORE_TERM": "1"}, args=("-s", "kill_timeout=500ms"))
+        c.wait_ready()
+        started = time.monotonic()
+        c.signal(signal.SIGTERM)
+        self.assertEqual(c.wait_exit(), 0)
+        self.assertLess(time.monotonic() - started, 8)
+        self.assertIn("kill_timeout", c.stderr())
+        for pid in c.child_pids():
+            self.assertFalse(alive(pid))
+
+    def test_second_sigint_stops_at_once(self):
+        c = self.cluster(workers=2, env={"PROBE_IGNORE_TERM": "1"}, args=("-s", "kill_timeout=60s"))
+        c.wait_ready()
+        c.signal(signal.SIGINT)
+        time.sleep(0.3)
+        c.signal(signal.SIGINT)
+        self.assertEqual(c.wait_exit(timeout=5), 3)
+        for pid in c.child_pids():
+            wait_for(lambda: not alive(pid), 2, f"pid {pid} to die")
+
+    def test_sigkill_of_the_master_takes_every_child_within_1s(self):
+        c = self.cluster(workers=3)
+        ready = c.wait_ready()
+        children = [ready["agent"], *ready["workers"]]
+        os.kill(ready["master"], signal.SIGKILL)
+        c.proc.wait()
+        killed_at = time.monotonic()
+        wait_for(lambda: not any(alive(p) for p in children), 1.0, "every child to exit", interval=0.01)
+        self.assertLess(time.monotonic() - killed_at, 1.0)
+
+    def test_sigkill_of_the_agent_starts_a_new_agent_that_gets_the_pids(self):
+        c = self.cluster(workers=2)
+        ready = c.wait_ready()
+        wait_for(lambda: c.events("pids"), 5, "the first clutch:pids")
+        os.kill(ready["agent"], signal.SIGKILL)
+        def new_agent_pids():
+            return [e for e in c.events("pids") if e["pid"] != ready["agent"]]
+        got = wait_for(new_agent_pids, 10, "clutch:pids in the new agent")
+        self.assertEqual(sorted(got[-1]["workers"]), sorted(ready["workers"]))
+        new_agents = [e["pid"] for e in c.events("ready") if e["role"] == "agent"]
+        self.assertEqual(len(new_agents), 2)
+
+
+if __name__ == "__main__":
+    unittest.main()

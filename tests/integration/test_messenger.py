@@ -1,0 +1,131 @@
+"""The messenger's promises on a real cluster (acceptance 2, 3, 4, 7, 8)."""
+
+import collections
+import os
+import random
+import signal
+import time
+import unittest
+
+from cluster import Cluster, alive, wait_for
+
+
+class Messenger(unittest.TestCase):
+    def cluster(self, **kw):
+        c = Cluster(**kw)
+        self.addCleanup(c.close)
+        return c
+
+    def test_send_random_reaches_exactly_one_worker_each_time(self):
+        c = self.cluster(workers=4, env={"PROBE_SCENARIO": "random", "PROBE_COUNT": "10000"})
+        ready = c.wait_ready()
+        wait_for(lambda: len(c.events("handled")) >= 10000, 60, "10,000 handled messages")
+        time.sleep(0.3)  # a duplicate would show by now
+        handled = c.events("handled")
+        by_id = collections.Counter(e["id"] for e in handled)
+        self.assertEqual(set(by_id), set(range(10000)))
+        self.assertEqual(max(by_id.values()), 1, "a message was handled twice")
+        per_worker = collections.Counter(e["pid"] for e in handled)
+        self.assertEqual(set(per_worker), set(ready["workers"]), f"not every worker got some: {per_worker}")
+
+    def test_each_route_reaches_exactly_the_processes_of_the_table(self):
+        c = self.cluster(workers=3, env={"PROBE_SCENARIO": "routes"})
+        ready = c.wait_ready()
+        agent, workers = ready["agent"], ready["workers"]
+        wait_for(lambda: c.events("delivery-error"), 10, "the unknown-pid error")
+        time.sleep(0.5)
+        got = collections.defaultdict(list)
+        for e in c.events("got"):
+            got[e["action"]].append(e["pid"])
+        self.assertEqual(sorted(got["b"]), sorted([agent, *workers]), "broadcast")
+        self.assertEqual(sorted(got["app"]), sorted(workers), "send_to_app")
+        self.assertEqual(got["ag"], [agent], "send_to_agent")
+        worker0 = next(e["pid"] for e in c.events("start") if e["slot"] == 0)
+        self.assertEqual(sorted(got["others"]), sorted(w for w in workers if w != worker0), "send_to_others")
+        self.assertEqual(len(got["direct"]), 1, "send_to(pid)")
+        self.assertIn(got["direct"][0], workers)
+        self.assertNotEqual(got["direct"][0], worker0)
+        senders = {(e["action"], e["from_role"]) for e in c.events("got")}
+        self.assertIn(("b", "agent"), senders, "handlers see who sent a message")
+        self.assertIn(("direct", "worker"), senders)
+        errors = c.events("delivery-error")
+        self.assertEqual([(e["pid"], e["action"]) for e in errors], [(worker0, "direct")])
+        self.assertIn("no process with pid 999999", c.stderr())
+
+    def test_acknowledged_messages_survive_a_worker_killed_every_100ms(self):
+        c = self.cluster(
+            workers=4,
+            env={"PROBE_SCENARIO": "acked", "PROBE_COUNT": "10000", "PROBE_BATCH": "100",
+                 "PROBE_PACE_MS": "25", "PROBE_WORK_US": "300"},
+            args=("-s", "min_uptime=50ms", "-s", "restart_backoff_initial=10ms",
+                  "-s", "restart_backoff_max=200ms"))
+        ready = c.wait_ready()
+        rng = random.Random(7)
+        killed = []
+        deadline = time.monotonic() + 60
+        while len(c.events("ack")) < 10000 and time.monotonic() < deadline:
+            workers = [e["pid"] for e in c.events("ready") if e["role"] == "worker"
+                       and alive(e["pid"]) and e["pid"] not in killed]
+            if workers:
+                victim = rng.choice(workers)
+                os.kill(victim, signal.SIGKILL)
+                killed.append(victim)
+            time.sleep(0.1)
+        acks = c.events("ack")
+        self.assertGreaterEqual(len(killed), 10, "the test must really kill workers")
+        self.assertEqual(len(acks), 10000, f"only {len(acks)} of 10000 acknowledged")
+        self.assertTrue(all(a["ok"] for a in acks), [a for a in acks if not a["ok"]][:3])
+        self.assertEqual({a["id"] for a in acks}, set(range(10000)))
+        handled = {e["id"] for e in c.events("handled")}
+        self.assertEqual(handled, set(range(10000)), "a message was never handled")
+        self.assertIn("unacknowledged message(s): handing them to other workers", c.stderr())
+        # The killed workers were replaced and the agent's clutch:pids followed.
+        def pids_caught_up():
+            pids = c.events("pids")
+            live = sorted(p for p in pids[-1]["workers"] if alive(p)) if pids else []
+            return pids and len(live) == 4 and not set(pids[-1]["workers"]) & set(killed)
+        wait_for(pids_caught_up, 10, "clutch:pids to list 4 live replacement workers")
+
+    def test_crash_looping_worker_backs_off_while_the_others_serve(self):
+        crash_file = os.path.join("/tmp", f"clutch-crash-{os.getpid()}")
+        self.addCleanup(lambda: os.path.exists(crash_file) and os.remove(crash_file))
+        c = self.cluster(workers=3, env={"PROBE_SCENARIO": "ping", "PROBE_CRASH_FILE": crash_file},
+                         args=("-s", "min_uptime=1s", "-s", "restart_backoff_initial=50ms",
+                               "-s", "restart_backoff_max=800ms"))
+        c.wait_ready()
+        slot0 = next(e["pid"] for e in c.events("start") if e["slot"] == 0)
+        open(crash_file, "w").close()
+        os.kill(slot0, signal.SIGKILL)
+        wait_for(lambda: len(c.events("crash-at-start")) >= 5, 20, "five crash-looping starts")
+        handled_before = len(c.events("handled"))
+        time.sleep(1.0)
+        self.assertGreater(len(c.events("handled")), handled_before + 5, "the other workers stopped serving")
+        delays = [int(m) for m in __import__("re").findall(r"restarting in (\d+) ms", c.stderr())]
+        self.assertGreaterEqual(len(delays), 4)
+        self.assertEqual(delays[:4], sorted(delays[:4]))
+        self.assertGreater(delays[3], delays[0], f"restart delays did not grow: {delays}")
+        self.assertIn("cluster degraded", c.stderr())
+        # The master still answers: a graceful stop completes promptly.
+        os.remove(crash_file)
+        c.signal(signal.SIGTERM)
+        self.assertEqual(c.wait_exit(timeout=10), 0)
+
+    def test_child_writing_garbage_is_disconnected_and_replaced(self):
+        flag = os.path.join("/tmp", f"clutch-garbage-{os.getpid()}")
+        self.addCleanup(lambda: os.path.exists(flag) and os.remove(flag))
+        c = self.cluster(workers=3, env={"PROBE_SCENARIO": "ping", "PROBE_GARBAGE_FLAG": flag})
+        c.wait_ready()
+        wait_for(lambda: c.events("garbage"), 10, "the garbage write")
+        offender = c.events("garbage")[0]["pid"]
+        wait_for(lambda: not alive(offender), 5, "the offender to be killed")
+        self.assertIn("sent a bad frame", c.stderr())
+        wait_for(lambda: any(e["role"] == "worker" and e["pid"] != offender and
+                             e["pid"] not in c.ready["workers"] for e in c.events("ready")),
+                 10, "a replacement worker")
+        handled_before = len(c.events("handled"))
+        wait_for(lambda: len(c.events("handled")) > handled_before + 5, 5, "the cluster to carry on")
+        self.assertTrue(alive(c.pid))
+
+
+if __name__ == "__main__":
+    unittest.main()
