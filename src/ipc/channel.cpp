@@ -131,7 +131,6 @@ void Channel::flush_soon() {
 
 void Channel::flush() {
   if (writing_active_ || closed_ || out_.empty()) return;
-  if (over_high_water()) was_over_high_water_ = true;
   writing_.swap(out_);
   out_.clear();
   writing_active_ = true;
@@ -149,12 +148,23 @@ void Channel::flush() {
         if (self->writing_.capacity() > (std::size_t{8} << 20)) {
           self->writing_.shrink_to_fit();
         }
-        if (self->was_over_high_water_ && self->pending_output() < self->high_water_ / 2) {
-          self->was_over_high_water_ = false;
-          if (self->on_drain_) self->on_drain_();
-        }
         self->flush();
+        self->notify_drain_if_low();
       });
+}
+
+void Channel::wait_for_drain() {
+  if (drain_wanted_) return;
+  drain_wanted_ = true;
+  if (!writing_active_) {
+    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->notify_drain_if_low(); });
+  }
+}
+
+void Channel::notify_drain_if_low() {
+  if (!drain_wanted_ || closed_ || pending_output() >= high_water_ / 2) return;
+  drain_wanted_ = false;
+  if (on_drain_) on_drain_();
 }
 
 void Channel::fail(const std::string& reason, bool protocol_error) {

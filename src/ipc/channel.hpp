@@ -24,7 +24,8 @@ class Channel : public std::enable_shared_from_this<Channel> {
   // Called once when the channel ends: peer closed, I/O error, or a bad frame (`reason` says
   // which).
   using CloseFn = std::function<void(const std::string& reason, bool protocol_error)>;
-  // Called when the pending output has fallen below the low-water mark after being above it.
+  // Called when the pending output has fallen below the low-water mark (half the high-water mark)
+  // after someone waited for it with wait_for_drain().
   using DrainFn = std::function<void()>;
 
   // Takes ownership of `fd`, a connected AF_UNIX stream socket.
@@ -46,6 +47,9 @@ class Channel : public std::enable_shared_from_this<Channel> {
   void flush();
   std::size_t pending_output() const { return out_.size() + writing_.size(); }
   bool over_high_water() const { return pending_output() > high_water_; }
+  // Asks for one on_drain call once the pending output is below the low-water mark (at once, on
+  // the loop, if it already is).
+  void wait_for_drain();
   void set_high_water(std::size_t bytes) { high_water_ = bytes; }
 
   // Back-pressure: stop taking frames from the peer until resume_reading().
@@ -66,6 +70,7 @@ class Channel : public std::enable_shared_from_this<Channel> {
   void read_more();
   void process_input();
   void fail(const std::string& reason, bool protocol_error);
+  void notify_drain_if_low();
 
   asio::local::stream_protocol::socket socket_;
   std::size_t max_payload_;
@@ -77,7 +82,7 @@ class Channel : public std::enable_shared_from_this<Channel> {
   std::vector<std::byte> out_, writing_;
   std::size_t high_water_ = std::size_t{4} << 20;
   bool reading_ = false, writing_active_ = false, flush_posted_ = false;
-  bool paused_ = false, closed_ = false, was_over_high_water_ = false;
+  bool paused_ = false, closed_ = false, drain_wanted_ = false;
 };
 
 }  // namespace clutch::ipc

@@ -167,6 +167,7 @@ void Router::deliver(Child& to, const std::byte* raw, std::size_t size) {
       !sender_->channel->paused()) {
     sender_->channel->pause_reading();
     to.blocked_senders.push_back(sender_->pid);
+    to.channel->wait_for_drain();
   }
 }
 

@@ -46,7 +46,10 @@ class MessengerClient final : public Messenger,
     error_fn_ = std::move(fn);
   }
   std::size_t pending_bytes() const override { return channel_->pending_output(); }
-  void on_writable(std::function<void()> fn) override { writable_fns_.push_back(std::move(fn)); }
+  void on_writable(std::function<void()> fn) override {
+    writable_fns_.push_back(std::move(fn));
+    channel_->wait_for_drain();
+  }
 
   // Runtime side.
   void handle_frame(const ipc::FrameView& frame);
