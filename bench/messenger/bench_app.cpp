@@ -45,8 +45,10 @@ struct Run {
         m.on_writable([this] { pump(); });
         return;
       }
-      if (mode == "broadcast") m.send_to_app("x", payload);
-      else m.send_random("x", payload);
+      if (mode == "broadcast")
+        m.send_to_app("x", payload);
+      else
+        m.send_random("x", payload);
       ++sent;
     }
     // FIFO per pair: each worker sees "flush" after every message it was given.
@@ -63,15 +65,16 @@ struct Run {
 
   void ping() {
     auto t0 = Clock::now();
-    ctx->messenger().request(clutch::Target::random_worker(), "ping", payload,
-                             std::chrono::seconds(5), [this, t0](const clutch::Reply& r) {
-                               if (!r.ok) std::fprintf(stderr, "ping failed: %s\n", r.error.c_str());
-                               rtts.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
-                               if (rtts.size() < count) return ping();
-                               std::sort(rtts.begin(), rtts.end());
-                               report("rtt_p50_us", rtts[rtts.size() / 2]);
-                               report("rtt_p99_us", rtts[rtts.size() * 99 / 100]);
-                             });
+    ctx->messenger().request(
+        clutch::Target::random_worker(), "ping", payload, std::chrono::seconds(5),
+        [this, t0](const clutch::Reply& r) {
+          if (!r.ok) std::fprintf(stderr, "ping failed: %s\n", r.error.c_str());
+          rtts.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+          if (rtts.size() < count) return ping();
+          std::sort(rtts.begin(), rtts.end());
+          report("rtt_p50_us", rtts[rtts.size() / 2]);
+          report("rtt_p99_us", rtts[rtts.size() * 99 / 100]);
+        });
   }
 };
 
@@ -85,15 +88,20 @@ int main(int argc, char** argv) {
     run->mode = env("BENCH_MODE", "idle");
     run->payload = std::string(std::stoul(env("BENCH_SIZE", "64")), 'p');
     run->count = std::stoul(env("BENCH_COUNT", "100000"));
-    ctx.messenger().on("count", [run](const clutch::Message& m) { run->on_count(std::stoul(std::string(m.data()))); });
+    ctx.messenger().on("count", [run](const clutch::Message& m) {
+      run->on_count(std::stoul(std::string(m.data())));
+    });
     ctx.messenger().on_member([](const clutch::MemberEvent& ev) {
-      if (ev.joined && ev.role == clutch::Role::kWorker) report("worker_joined_at_us", realtime_us());
+      if (ev.joined && ev.role == clutch::Role::kWorker)
+        report("worker_joined_at_us", realtime_us());
     });
     ctx.on_ready([run] {
       run->workers = run->ctx->messenger().workers().size();
       run->started = Clock::now();
-      if (run->mode == "random" || run->mode == "broadcast") run->pump();
-      else if (run->mode == "latency") run->ping();
+      if (run->mode == "random" || run->mode == "broadcast")
+        run->pump();
+      else if (run->mode == "latency")
+        run->ping();
       report("ready", 1);
     });
   });

@@ -133,31 +133,31 @@ void Channel::flush() {
   if (writing_active_ || closed_ || out_.empty()) return;
   writing_.swap(out_);
   out_.clear();
+  out_.trim(std::size_t{32} << 20);
   writing_active_ = true;
-  asio::async_write(
-      socket_, asio::buffer(writing_),
-      [self = shared_from_this()](const asio::error_code& ec, std::size_t) {
-        self->writing_active_ = false;
-        if (self->closed_) return;
-        if (ec) {
-          self->fail("write failed: " + ec.message(), false);
-          return;
-        }
-        self->writing_.clear();
-        // Keep a modest buffer for the next turn; drop the memory of a burst.
-        if (self->writing_.capacity() > (std::size_t{8} << 20)) {
-          self->writing_.shrink_to_fit();
-        }
-        self->flush();
-        self->notify_drain_if_low();
-      });
+  asio::async_write(socket_, asio::buffer(writing_.data(), writing_.size()),
+                    [self = shared_from_this()](const asio::error_code& ec, std::size_t) {
+                      self->writing_active_ = false;
+                      if (self->closed_) return;
+                      if (ec) {
+                        self->fail("write failed: " + ec.message(), false);
+                        return;
+                      }
+                      self->writing_.clear();
+                      // Keep the buffer for the next turns (refaulting fresh pages is what costs);
+                      // give back only what a one-off huge message left behind.
+                      self->writing_.trim(std::size_t{32} << 20);
+                      self->flush();
+                      self->notify_drain_if_low();
+                    });
 }
 
 void Channel::wait_for_drain() {
   if (drain_wanted_) return;
   drain_wanted_ = true;
   if (!writing_active_) {
-    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->notify_drain_if_low(); });
+    asio::post(socket_.get_executor(),
+               [self = shared_from_this()] { self->notify_drain_if_low(); });
   }
 }
 
@@ -187,7 +187,7 @@ void Channel::close() {
 void Channel::flush_blocking_and_close() {
   if (closed_) return;
   int fd = socket_.native_handle();
-  auto write_all = [fd](const std::vector<std::byte>& buf) {
+  auto write_all = [fd](const ByteBuffer& buf) {
     std::size_t done = 0;
     while (done < buf.size()) {
       ssize_t n = ::send(fd, buf.data() + done, buf.size() - done, MSG_NOSIGNAL);

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "ipc/byte_buffer.hpp"
 #include "ipc/frame.hpp"
 
 namespace clutch::ipc {
@@ -38,7 +39,7 @@ class Channel : public std::enable_shared_from_this<Channel> {
   void on_drain(DrainFn fn) { on_drain_ = std::move(fn); }
 
   // The buffer outgoing frames are appended to; call flush_soon() after appending.
-  std::vector<std::byte>& output() { return out_; }
+  ByteBuffer& output() { return out_; }
   // Appends a frame and schedules the flush.
   void send(const FrameHeader& header, std::string_view action, std::string_view payload);
   // Writes everything appended so far at the end of this loop turn (coalescing many frames).
@@ -79,7 +80,7 @@ class Channel : public std::enable_shared_from_this<Channel> {
   DrainFn on_drain_;
   std::vector<std::byte> in_;
   std::size_t in_begin_ = 0, in_end_ = 0;
-  std::vector<std::byte> out_, writing_;
+  ByteBuffer out_, writing_;
   std::size_t high_water_ = std::size_t{4} << 20;
   bool reading_ = false, writing_active_ = false, flush_posted_ = false;
   bool paused_ = false, closed_ = false, drain_wanted_ = false;

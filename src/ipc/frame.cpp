@@ -146,19 +146,6 @@ void stamp_id(std::byte* encoded_header, uint64_t id) {
   store<uint64_t>(encoded_header + kOffId, id);
 }
 
-void append_frame(std::vector<std::byte>& out, FrameHeader header, std::string_view action,
-                  std::string_view payload) {
-  header.action_length = static_cast<uint16_t>(action.size());
-  header.payload_length = static_cast<uint32_t>(payload.size());
-  std::size_t at = out.size();
-  out.resize(at + header.frame_size());
-  std::byte* p = out.data() + at;
-  encode_header(header, p);
-  if (!action.empty()) std::memcpy(p + kHeaderSize, action.data(), action.size());
-  if (!payload.empty())
-    std::memcpy(p + kHeaderSize + action.size(), payload.data(), payload.size());
-}
-
 FrameView view_frame(const FrameHeader& header, const std::byte* frame_start) {
   const char* body = reinterpret_cast<const char*>(frame_start + kHeaderSize);
   return FrameView{header, std::string_view(body, header.action_length),

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string>
 #include <string_view>
@@ -87,9 +88,21 @@ void stamp_sender(std::byte* encoded_header, Role role, int32_t pid);
 // Overwrites the id of an encoded header in place (the master renumbers acknowledged messages).
 void stamp_id(std::byte* encoded_header, uint64_t id);
 
-// Appends a whole frame to `out` (no allocation when `out` has the capacity).
-void append_frame(std::vector<std::byte>& out, FrameHeader header, std::string_view action,
-                  std::string_view payload);
+// Appends a whole frame to `out` (a std::vector<std::byte> or an ipc::ByteBuffer); no allocation
+// when `out` has the capacity.
+template <typename Buffer>
+void append_frame(Buffer& out, FrameHeader header, std::string_view action,
+                  std::string_view payload) {
+  header.action_length = static_cast<uint16_t>(action.size());
+  header.payload_length = static_cast<uint32_t>(payload.size());
+  std::size_t at = out.size();
+  out.resize(at + header.frame_size());
+  std::byte* p = out.data() + at;
+  encode_header(header, p);
+  if (!action.empty()) std::memcpy(p + kHeaderSize, action.data(), action.size());
+  if (!payload.empty())
+    std::memcpy(p + kHeaderSize + action.size(), payload.data(), payload.size());
+}
 
 // A decoded frame whose views point into the buffer it was decoded from.
 struct FrameView {

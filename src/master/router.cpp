@@ -159,8 +159,7 @@ void Router::route_reply(Child& from, const ipc::FrameView& frame, std::byte* ra
 }
 
 void Router::deliver(Child& to, const std::byte* raw, std::size_t size) {
-  auto& out = to.channel->output();
-  out.insert(out.end(), raw, raw + size);
+  to.channel->output().append(raw, size);
   to.channel->flush_soon();
   // Back-pressure: the receiver is not keeping up, so stop reading from whoever feeds it.
   if (sender_ != nullptr && sender_ != &to && to.channel->over_high_water() &&

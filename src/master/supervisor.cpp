@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/wait.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -13,6 +12,7 @@
 
 #include "common/config_keys.hpp"
 #include "master/cpu_count.hpp"
+#include "master/sd_notify.hpp"
 #include "master/spawner.hpp"
 
 namespace clutch::master {
@@ -244,8 +244,8 @@ void Supervisor::maybe_cluster_ready() {
                    app_name_, ms_since(started_at_), pid_, agent_slot_.current,
                    fmt::join(workers, ","), config_.host, listen_.port)
             << std::endl;
-  sd_notifyf(0, "READY=1\nSTATUS=serving on %s:%d with %zu workers\nMAINPID=%d",
-             config_.host.c_str(), listen_.port, workers.size(), static_cast<int>(pid_));
+  notify_systemd(fmt::format("READY=1\nSTATUS=serving on {}:{} with {} workers\nMAINPID={}",
+                             config_.host, listen_.port, workers.size(), pid_));
 }
 
 void Supervisor::on_channel_closed(pid_t pid, const std::string& reason, bool protocol_error) {
@@ -337,7 +337,7 @@ void Supervisor::begin_stop(int exit_code, const std::string& why) {
   phase_ = Phase::kStopping;
   exit_code_ = exit_code;
   spdlog::info("stopping ({}): workers first, then the agent", why);
-  sd_notify(0, "STOPPING=1");
+  notify_systemd("STOPPING=1");
   agent_slot_.restart_timer->cancel();
   for (Slot& s : worker_slots_) s.restart_timer->cancel();
   continue_stop();
