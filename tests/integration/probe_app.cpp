@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace {
 
@@ -56,6 +57,15 @@ void agent_setup(clutch::Context& ctx) {
   m.on("clutch:pids", [](const clutch::Message& msg) {
     record(fmt::format(R"("ev":"pids","workers":{})", msg.data()));
   });
+  m.on("ask",
+       [](const clutch::Message& msg) { msg.reply(fmt::format("answer to {}", msg.data())); });
+  m.on("ask-later", [&ctx](const clutch::Message& msg) {
+    // Answers after its own (simulated) I/O, from a timer.
+    ctx.set_timeout(std::chrono::milliseconds(50),
+                    [d = msg.defer()]() mutable { d.reply("later"); });
+  });
+  static std::vector<clutch::Deferred> never_answered;
+  m.on("ask-never", [](const clutch::Message& msg) { never_answered.push_back(msg.defer()); });
   std::string scenario = env("PROBE_SCENARIO");
   int count = env_int("PROBE_COUNT", 10000);
   ctx.on_ready([&ctx, scenario, count] {
@@ -128,6 +138,34 @@ void worker_setup(clutch::Context& ctx) {
         }
       }
       m.send_to(999999, "direct");
+    }
+    if (env("PROBE_SCENARIO") == "requests" && ctx.worker_index() == 0) {
+      auto log_reply = [](std::string name) {
+        return [name](const clutch::Reply& r) {
+          record(fmt::format(
+              R"("ev":"reply","name":"{}","ok":{},"data":"{}","error":"{}","from_role":"{}")", name,
+              r.ok, r.data, r.error, clutch::to_string(r.from.role)));
+        };
+      };
+      using std::chrono::milliseconds;
+      m.request(clutch::Target::agent(), "ask", "life", milliseconds(2000), log_reply("ask"));
+      m.request(clutch::Target::agent(), "ask-later", "", milliseconds(2000), log_reply("later"));
+      m.request(clutch::Target::agent(), "ask-never", "", milliseconds(300), log_reply("never"));
+      m.request(clutch::Target::agent(), "no-such-handler", "", milliseconds(2000),
+                log_reply("nohandler"));
+      m.request(clutch::Target::process(999999), "ask", "", milliseconds(2000), log_reply("nopid"));
+      auto refused = [](std::string name, const std::function<void()>& send) {
+        try {
+          send();
+          record(fmt::format(R"("ev":"refused","name":"{}","error":"")", name));
+        } catch (const clutch::MessengerError& e) {
+          record(fmt::format(R"("ev":"refused","name":"{}","error":"{}")", name, e.what()));
+        }
+      };
+      refused("reserved", [&m] { m.broadcast("clutch:ready"); });
+      refused("too-large", [&m, &ctx] {
+        m.send_to_agent("ask", std::string(ctx.config().max_message_size + 1, 'x'));
+      });
     }
     std::string garbage_flag = env("PROBE_GARBAGE_FLAG");
     if (!garbage_flag.empty() && ctx.worker_index() == 1 &&

@@ -129,3 +129,44 @@ class Messenger(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Requests(unittest.TestCase):
+    def test_requests_replies_timeouts_and_refused_sends(self):
+        c = Cluster(workers=2, env={"PROBE_SCENARIO": "requests"}, args=("-s", "max_message_size=4KiB"))
+        self.addCleanup(c.close)
+        c.wait_ready()
+        wait_for(lambda: len(c.events("reply")) >= 5, 10, "five request outcomes")
+        replies = {e["name"]: e for e in c.events("reply")}
+        self.assertEqual((replies["ask"]["ok"], replies["ask"]["data"]), (True, "answer to life"))
+        self.assertEqual(replies["ask"]["from_role"], "agent")
+        self.assertEqual((replies["later"]["ok"], replies["later"]["data"]), (True, "later"))
+        self.assertFalse(replies["never"]["ok"])
+        self.assertIn("timed out after 300 ms", replies["never"]["error"])
+        self.assertFalse(replies["nohandler"]["ok"])
+        self.assertIn("no handler for 'no-such-handler'", replies["nohandler"]["error"])
+        self.assertFalse(replies["nopid"]["ok"])
+        self.assertIn("no process with pid 999999", replies["nopid"]["error"])
+        refused = {e["name"]: e["error"] for e in c.events("refused")}
+        self.assertIn("reserved for the clutch runtime", refused["reserved"])
+        self.assertIn("over max_message_size (4096 bytes)", refused["too-large"])
+
+
+class Systemd(unittest.TestCase):
+    def test_ready_and_stopping_reach_notify_socket(self):
+        import socket
+        import tempfile
+        path = os.path.join(tempfile.mkdtemp(prefix="clutch-notify-"), "notify.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(path)
+        sock.settimeout(10)
+        self.addCleanup(sock.close)
+        c = Cluster(workers=1, env={"NOTIFY_SOCKET": path})
+        self.addCleanup(c.close)
+        c.wait_ready()
+        first = sock.recv(4096).decode()
+        self.assertIn("READY=1", first)
+        self.assertIn(f"MAINPID={c.pid}", first)
+        c.signal(signal.SIGTERM)
+        self.assertIn("STOPPING=1", sock.recv(4096).decode())
+        self.assertEqual(c.wait_exit(), 0)
