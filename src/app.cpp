@@ -1,7 +1,11 @@
 #include "clutch/app.hpp"
 
+#include <iostream>
+
 #include "master/master_main.hpp"
+#include "master/supervisor.hpp"
 #include "runtime/child_main.hpp"
+#include "schedule/scheduler.hpp"
 
 namespace clutch {
 
@@ -18,9 +22,25 @@ App& App::worker(Setup setup) {
   return *this;
 }
 
+App& App::schedule(JobOptions options, JobTask task) {
+  try {
+    schedule::validate_job(options);
+  } catch (const ConfigError& e) {
+    if (declaration_error_.empty()) declaration_error_ = e.what();
+  }
+  jobs_.emplace_back(std::move(options), std::move(task));
+  return *this;
+}
+
 int App::run(int argc, char** argv) {
+  if (!declaration_error_.empty()) {
+    std::cerr << name_ << ": " << declaration_error_ << std::endl;
+    return master::kExitUsage;
+  }
   // The master never calls the setups: user code runs only in the children.
-  if (runtime::started_by_master()) return runtime::child_main(name_, agent_setup_, worker_setup_);
+  if (runtime::started_by_master()) {
+    return runtime::child_main(name_, agent_setup_, worker_setup_, jobs_);
+  }
   return master::master_main(argc, argv, name_);
 }
 

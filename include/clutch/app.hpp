@@ -12,8 +12,11 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "clutch/context.hpp"
+#include "clutch/schedule.hpp"
 
 namespace clutch {
 
@@ -32,6 +35,10 @@ class App {
   // What each worker process does at start.
   App& worker(Setup setup);
 
+  // Declares a scheduled job: the agent keeps its clock, workers run `task`. Throws ConfigError
+  // (at declaration, in every process) for a bad cron expression, interval or zone.
+  App& schedule(JobOptions options, JobTask task);
+
   // In the master: parses --workers/--port/--config/--help/--version, runs the cluster and returns
   // the exit code (0 graceful stop, 1 start failed, 2 bad configuration, 3 forced stop).
   // In a child: runs the agent or worker setup and its loop until it is told to stop.
@@ -40,6 +47,8 @@ class App {
  private:
   std::string name_;
   Setup agent_setup_, worker_setup_;
+  std::vector<std::pair<JobOptions, JobTask>> jobs_;
+  std::string declaration_error_;
 };
 
 }  // namespace clutch

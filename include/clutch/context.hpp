@@ -22,6 +22,8 @@ class Context {
   // The worker's slot, 0..workers-1 (kept by its replacements); -1 in the agent.
   virtual int worker_index() const = 0;
   virtual const Config& config() const = 0;
+  // True for a process started to replace one that died (not part of the first start).
+  virtual bool replacement() const = 0;
   virtual Messenger& messenger() = 0;
 
   // The listening socket the master bound (workers only; -1 in the agent) and its real port.

@@ -37,6 +37,7 @@ std::vector<std::string> child_environment(const SpawnRequest& r) {
   env.push_back("CLUTCH_INTERNAL_IPC_FD=" + std::to_string(kChildIpcFd));
   env.push_back("CLUTCH_INTERNAL_MASTER_PID=" + std::to_string(getpid()));
   env.push_back("CLUTCH_INTERNAL_CONFIG=" + r.config_text);
+  if (r.replacement) env.push_back("CLUTCH_INTERNAL_REPLACEMENT=1");
   if (r.listen_fd >= 0) {
     env.push_back("CLUTCH_INTERNAL_LISTEN_FD=" + std::to_string(kChildListenFd));
     env.push_back("CLUTCH_INTERNAL_PORT=" + std::to_string(r.listen_port));

@@ -22,6 +22,7 @@ struct SpawnRequest {
   // The binary to run: the path the master was started from, read once at start, so a reload
   // after a deploy that replaced the file runs the new binary.
   std::string exe_path;
+  bool replacement = false;  // started after the cluster was first ready
 };
 
 struct SpawnedChild {

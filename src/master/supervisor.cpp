@@ -121,6 +121,7 @@ void Supervisor::spawn(Slot& slot) {
   request.config_text = config_text_;
   request.argv = argv_;
   request.exe_path = exe_path_;
+  request.replacement = phase_ != Phase::kStarting;
   SpawnedChild spawned;
   try {
     spawned = spawn_child(request);

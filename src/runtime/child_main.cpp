@@ -16,6 +16,7 @@
 #include "ipc/channel.hpp"
 #include "runtime/messenger_client.hpp"
 #include "runtime/process_context.hpp"
+#include "schedule/scheduler.hpp"
 
 namespace clutch::runtime {
 namespace {
@@ -31,7 +32,8 @@ bool started_by_master() {
   return std::getenv("CLUTCH_INTERNAL_ROLE") != nullptr;
 }
 
-int child_main(const std::string& app_name, const Setup& agent_setup, const Setup& worker_setup) {
+int child_main(const std::string& app_name, const Setup& agent_setup, const Setup& worker_setup,
+               const schedule::JobList& jobs) {
   std::string role_name = std::getenv("CLUTCH_INTERNAL_ROLE");
   int master_pid = env_int("CLUTCH_INTERNAL_MASTER_PID", 0);
   // No orphans: die with the master, and catch the race where it died before this line.
@@ -44,6 +46,7 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
   id.worker_index = env_int("CLUTCH_INTERNAL_WORKER_INDEX", -1);
   id.listen_fd = env_int("CLUTCH_INTERNAL_LISTEN_FD", -1);
   id.port = env_int("CLUTCH_INTERNAL_PORT", 0);
+  id.replacement = env_int("CLUTCH_INTERNAL_REPLACEMENT", 0) == 1;
   init_logging(id.role == Role::kAgent ? app_name + " agent"
                                        : fmt::format("{} worker {}", app_name, id.worker_index));
   const char* config_text = std::getenv("CLUTCH_INTERNAL_CONFIG");
@@ -79,6 +82,10 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
   try {
     const Setup& setup = id.role == Role::kAgent ? agent_setup : worker_setup;
     if (setup) setup(*context);
+    if (id.role == Role::kAgent)
+      schedule::install_agent_clock(*context, jobs);
+    else
+      schedule::install_worker_runners(*context, jobs);
   } catch (const std::exception& e) {
     messenger->send_control("fatal", e.what());
     channel->flush_blocking_and_close();

@@ -5,12 +5,14 @@
 #include <string>
 
 #include "clutch/app.hpp"
+#include "schedule/scheduler.hpp"
 
 namespace clutch::runtime {
 
 // True when this process was started by a clutch master as a child.
 bool started_by_master();
 // Runs the child; returns its exit code.
-int child_main(const std::string& app_name, const Setup& agent_setup, const Setup& worker_setup);
+int child_main(const std::string& app_name, const Setup& agent_setup, const Setup& worker_setup,
+               const schedule::JobList& jobs);
 
 }  // namespace clutch::runtime

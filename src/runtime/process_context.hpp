@@ -19,6 +19,7 @@ struct ProcessIdentity {
   int worker_index = -1;
   int listen_fd = -1;
   int port = 0;
+  bool replacement = false;
 };
 
 class ProcessContext final : public Context {
@@ -30,6 +31,7 @@ class ProcessContext final : public Context {
   int pid() const override { return pid_; }
   int worker_index() const override { return identity_.worker_index; }
   const Config& config() const override { return config_; }
+  bool replacement() const override { return identity_.replacement; }
   Messenger& messenger() override { return *messenger_; }
   int listen_fd() const override { return identity_.listen_fd; }
   int port() const override { return identity_.port; }

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 #include <clutch/app.hpp>
+#include <clutch/schedule.hpp>
 
 #include <csignal>
 #include <cstdlib>
@@ -167,6 +168,20 @@ void worker_setup(clutch::Context& ctx) {
         m.send_to_agent("ask", std::string(ctx.config().max_message_size + 1, 'x'));
       });
     }
+    if (env("PROBE_SCENARIO") == "jobs-api" && ctx.worker_index() == 0) {
+      clutch::list_jobs(ctx, [](bool ok, const std::vector<clutch::JobStatus>& jobs) {
+        for (const auto& j : jobs) {
+          record(fmt::format(R"("ev":"job-listed","ok":{},"name":"{}","next":"{}","disabled":{})",
+                             ok, j.name, j.next_fire, j.disabled));
+        }
+      });
+      clutch::run_job_now(ctx, "listed", [](bool ok, const std::string& error) {
+        record(fmt::format(R"("ev":"run-now","ok":{},"error":"{}")", ok, error));
+      });
+      clutch::run_job_now(ctx, "nonexistent", [](bool ok, const std::string& error) {
+        record(fmt::format(R"("ev":"run-now","ok":{},"error":"{}")", ok, error));
+      });
+    }
     std::string garbage_flag = env("PROBE_GARBAGE_FLAG");
     if (!garbage_flag.empty() && ctx.worker_index() == 1 &&
         !std::filesystem::exists(garbage_flag)) {
@@ -180,8 +195,64 @@ void worker_setup(clutch::Context& ctx) {
 
 }  // namespace
 
+// A run that holds a marker file while it works: a second run at the same time finds it.
+void exclusive_run(const std::string& job, int work_ms) {
+  std::string marker = env("PROBE_LOG") + "." + job + ".running";
+  int fd = open(marker.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644);
+  if (fd < 0) record(fmt::format(R"("ev":"overlap","job":"{}")", job));
+  record(fmt::format(
+      R"("ev":"job-start","job":"{}","t":{})", job,
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(work_ms));
+  record(fmt::format(R"("ev":"job-end","job":"{}")", job));
+  if (fd >= 0) {
+    close(fd);
+    unlink(marker.c_str());
+  }
+}
+
+void declare_jobs(clutch::App& app) {
+  std::string jobs = "," + env("PROBE_JOBS") + ",";
+  auto wanted = [&](const char* name) {
+    return jobs.find(std::string(",") + name + ",") != std::string::npos;
+  };
+  using clutch::JobOptions;
+  if (wanted("every200")) {
+    app.schedule(JobOptions{.name = "every200", .interval = "200ms"},
+                 [](clutch::Context&) { exclusive_run("every200", 20); });
+  }
+  if (wanted("all500")) {
+    app.schedule(JobOptions{.name = "all500", .interval = "500ms", .type = clutch::JobType::kAll},
+                 [](clutch::Context&) { record(R"("ev":"job-start","job":"all500")"); });
+  }
+  if (wanted("slowskip")) {
+    app.schedule(JobOptions{.name = "slowskip", .interval = "100ms"},
+                 [](clutch::Context&) { exclusive_run("slowskip", 250); });
+  }
+  if (wanted("victim")) {
+    app.schedule(JobOptions{.name = "victim", .interval = "3s"},
+                 [](clutch::Context&) { exclusive_run("victim", 700); });
+  }
+  if (wanted("immediate")) {
+    app.schedule(JobOptions{.name = "immediate", .interval = "1h", .immediate = true},
+                 [](clutch::Context&) { record(R"("ev":"job-start","job":"immediate")"); });
+  }
+  if (wanted("disabled")) {
+    app.schedule(JobOptions{.name = "disabled", .interval = "50ms", .disable = true},
+                 [](clutch::Context&) { record(R"("ev":"job-start","job":"disabled")"); });
+  }
+  if (wanted("badcron")) {
+    app.schedule(JobOptions{.name = "badcron", .cron = "0 25 * * *"}, [](clutch::Context&) {});
+  }
+  if (wanted("listed")) {
+    app.schedule(JobOptions{.name = "listed", .cron = "0 3 * * *", .time_zone = "Europe/Berlin"},
+                 [](clutch::Context&) { record(R"("ev":"job-start","job":"listed")"); });
+  }
+}
+
 int main(int argc, char** argv) {
   clutch::App app("probe");
   app.agent(agent_setup).worker(worker_setup);
+  declare_jobs(app);
   return app.run(argc, argv);
 }

@@ -1,0 +1,50 @@
+// Scheduled jobs: the agent keeps the clock (cron or interval) and hands each tick to exactly one
+// worker with acknowledged delivery (a worker that dies mid-run has the tick run again on another
+// worker, once), or to every worker.
+//
+//   app.schedule({.name = "report", .cron = "0 * * * *"}, [](clutch::Context& ctx) { ... });
+//   app.schedule({.name = "sweep", .interval = "30s", .type = clutch::JobType::kAll}, ...);
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "clutch/context.hpp"
+
+namespace clutch {
+
+enum class JobType { kWorker, kAll };  // one worker per tick, or every worker
+enum class Overlap { kSkip, kQueue };  // a tick while the previous run goes on: skip or queue
+
+struct JobOptions {
+  std::string name;
+  std::string cron;       // 5 or 6 fields (seconds first); or
+  std::string interval;   // "500ms", "5s", "1m" (a bare number is milliseconds)
+  std::string time_zone;  // IANA name for cron; "" = local
+  JobType type = JobType::kWorker;
+  bool immediate = false;                // also run once when the cluster is first ready
+  bool disable = false;                  // declared but never run
+  std::chrono::milliseconds timeout{0};  // a run not finished by then is reported (0: none)
+  Overlap overlap = Overlap::kSkip;
+};
+
+using JobTask = std::function<void(Context&)>;
+
+// A job as the agent sees it (for listing).
+struct JobStatus {
+  std::string name;
+  std::string schedule;   // the cron expression or the interval
+  std::string next_fire;  // ISO-8601, "" when disabled
+  bool running = false;
+  bool disabled = false;
+};
+
+// From any agent or worker: the jobs and their next fire times, from the agent.
+void list_jobs(Context& ctx, std::function<void(bool ok, const std::vector<JobStatus>&)> done);
+// From any agent or worker: run `name` now (one tick, under the usual overlap policy).
+void run_job_now(Context& ctx, const std::string& name,
+                 std::function<void(bool ok, const std::string& error)> done);
+
+}  // namespace clutch

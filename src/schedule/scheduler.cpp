@@ -1,0 +1,257 @@
+#include "schedule/scheduler.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+
+#include "common/units.hpp"
+#include "schedule/cron.hpp"
+
+namespace clutch::schedule {
+namespace {
+
+using Millis = std::chrono::milliseconds;
+using SystemClock = std::chrono::system_clock;
+
+constexpr std::string_view kRunPrefix = "schedule:run:";
+constexpr std::string_view kListAction = "schedule:list";
+constexpr std::string_view kRunNowAction = "schedule:run-now";
+
+std::string describe(const JobOptions& o) {
+  return o.cron.empty() ? "every " + o.interval : "cron '" + o.cron + "'";
+}
+
+// The agent's view of one job.
+struct Job {
+  JobOptions options;
+  std::optional<CronExpression> cron;
+  std::optional<TimeZone> zone;
+  Millis interval{0};
+  bool running = false;
+  uint64_t queued = 0, ticks = 0, current_run = 0;
+  std::time_t next_fire = 0;  // cron only
+  SystemClock::time_point next_interval_fire{};
+};
+
+class Clock : public std::enable_shared_from_this<Clock> {
+ public:
+  explicit Clock(Context& ctx) : ctx_(ctx) {}
+
+  void add(const JobOptions& options) {
+    auto job = std::make_shared<Job>();
+    job->options = options;
+    if (!options.cron.empty()) {
+      job->cron = parse_cron(options.cron);
+      job->zone.emplace(options.time_zone);
+    } else {
+      job->interval = *parse_duration(options.interval);
+    }
+    jobs_.push_back(job);
+  }
+
+  void start() {
+    auto self = shared_from_this();
+    ctx_.messenger().on(kListAction, [self](const Message& m) { m.reply(self->list_json()); });
+    ctx_.messenger().on(kRunNowAction, [self](const Message& m) {
+      for (auto& job : self->jobs_) {
+        if (job->options.name == m.data()) {
+          self->tick(*job, "run now");
+          return m.reply("");
+        }
+      }
+      throw std::runtime_error(fmt::format("no job named '{}'", m.data()));
+    });
+    ctx_.on_ready([self] {
+      if (self->ctx_.replacement()) {
+        spdlog::warn(
+            "agent restarted: schedule ticks due while no agent ran are not replayed, "
+            "and immediate jobs do not run again");
+      }
+      for (auto& job : self->jobs_) {
+        if (job->options.disable) continue;
+        if (job->options.immediate && !self->ctx_.replacement()) self->tick(*job, "immediate");
+        self->arm(job);
+      }
+    });
+  }
+
+ private:
+  void arm(const std::shared_ptr<Job>& job) {
+    auto self = shared_from_this();
+    if (!job->cron) {
+      job->next_interval_fire = SystemClock::now() + job->interval;
+      ctx_.set_interval(job->interval, [self, job] {
+        job->next_interval_fire = SystemClock::now() + job->interval;
+        self->tick(*job, "interval");
+      });
+      return;
+    }
+    std::time_t after = job->next_fire != 0 ? job->next_fire : std::time(nullptr);
+    auto next = next_fire(*job->cron, *job->zone, after);
+    if (!next) {
+      spdlog::warn("job {}: {} never fires again", job->options.name, describe(job->options));
+      return;
+    }
+    job->next_fire = *next;
+    auto due = SystemClock::from_time_t(*next);
+    auto delay = std::chrono::duration_cast<Millis>(due - SystemClock::now());
+    ctx_.set_timeout(std::max(delay, Millis(0)), [self, job] {
+      self->tick(*job, "cron");
+      self->arm(job);
+    });
+  }
+
+  void tick(Job& job, const char* why) {
+    uint64_t tick = ++job.ticks;
+    std::string action = std::string(kRunPrefix) + job.options.name;
+    if (job.options.type == JobType::kAll) {
+      ctx_.messenger().send_to_app(action, std::to_string(tick));
+      return;
+    }
+    if (job.running) {
+      if (job.options.overlap == Overlap::kSkip) {
+        spdlog::warn("job {}: tick {} skipped: the previous run is still going", job.options.name,
+                     tick);
+        return;
+      }
+      ++job.queued;
+      spdlog::info("job {}: tick {} queued behind the running one", job.options.name, tick);
+      return;
+    }
+    job.running = true;
+    uint64_t run = ++job.current_run;
+    auto self = shared_from_this();
+    std::string name = job.options.name;
+    Job* j = &job;
+    spdlog::debug("job {}: tick {} ({})", name, tick, why);
+    ctx_.messenger().send_random(action, std::to_string(tick),
+                                 [self, j, run, tick](const AckResult& r) {
+                                   if (!r.ok) {
+                                     spdlog::error("job {}: tick {} failed on worker {}: {}",
+                                                   j->options.name, tick, r.handled_by, r.error);
+                                   }
+                                   if (j->current_run != run)
+                                     return;  // timed out earlier; already reported
+                                   self->finished(*j);
+                                 });
+    if (job.options.timeout.count() > 0) {
+      ctx_.set_timeout(job.options.timeout, [self, j, run, tick] {
+        if (!j->running || j->current_run != run) return;
+        spdlog::error("job {}: tick {} still running after its timeout ({} ms)", j->options.name,
+                      tick, j->options.timeout.count());
+        ++j->current_run;  // the late ack will not count
+        self->finished(*j);
+      });
+    }
+  }
+
+  void finished(Job& job) {
+    job.running = false;
+    if (job.queued > 0) {
+      --job.queued;
+      tick(job, "queued");
+    }
+  }
+
+  std::string list_json() const {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& job : jobs_) {
+      std::string next;
+      if (!job->options.disable) {
+        if (job->cron && job->next_fire != 0)
+          next = format_iso8601(job->next_fire, *job->zone);
+        else if (!job->cron)
+          next = format_iso8601(SystemClock::to_time_t(job->next_interval_fire), TimeZone());
+      }
+      out.push_back(
+          {{"name", job->options.name},
+           {"schedule", job->options.cron.empty() ? job->options.interval : job->options.cron},
+           {"next_fire", next},
+           {"running", job->running},
+           {"disabled", job->options.disable}});
+    }
+    return out.dump();
+  }
+
+  Context& ctx_;
+  std::vector<std::shared_ptr<Job>> jobs_;
+};
+
+}  // namespace
+
+void validate_job(const JobOptions& o) {
+  auto fail = [&](const std::string& why) {
+    throw ConfigError(fmt::format("schedule: job '{}': {}", o.name, why));
+  };
+  if (o.name.empty()) fail("a job needs a name");
+  if (o.cron.empty() == o.interval.empty()) fail("set exactly one of cron and interval");
+  try {
+    if (!o.cron.empty()) {
+      parse_cron(o.cron);
+      TimeZone zone(o.time_zone);
+    }
+  } catch (const CronError& e) {
+    fail(e.what());
+  }
+  if (!o.interval.empty()) {
+    auto d = parse_duration(o.interval);
+    if (!d || d->count() <= 0)
+      fail(fmt::format("bad interval '{}': expected e.g. 500ms, 5s, 1m", o.interval));
+  }
+}
+
+void install_agent_clock(Context& ctx, const JobList& jobs) {
+  if (jobs.empty()) return;
+  auto clock = std::make_shared<Clock>(ctx);
+  for (const auto& [options, task] : jobs) clock->add(options);
+  clock->start();
+}
+
+void install_worker_runners(Context& ctx, const JobList& jobs) {
+  for (const auto& [options, task] : jobs) {
+    std::string name = options.name;
+    JobTask run = task;
+    ctx.messenger().on(std::string(kRunPrefix) + name, [&ctx, name, run](const Message& m) {
+      auto started = std::chrono::steady_clock::now();
+      auto ms = [&] {
+        return std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - started)
+            .count();
+      };
+      try {
+        run(ctx);
+      } catch (const std::exception& e) {
+        spdlog::error("job {}: tick {} failed after {} ms: {}", name, m.data(), ms(), e.what());
+        throw;
+      }
+      spdlog::info("job {}: tick {} ok in {} ms", name, m.data(), ms());
+    });
+  }
+}
+
+}  // namespace clutch::schedule
+
+namespace clutch {
+
+void list_jobs(Context& ctx, std::function<void(bool, const std::vector<JobStatus>&)> done) {
+  ctx.messenger().request(
+      Target::agent(), schedule::kListAction, {}, std::chrono::seconds(5), [done](const Reply& r) {
+        std::vector<JobStatus> jobs;
+        if (!r.ok) return done(false, jobs);
+        for (const auto& j : nlohmann::json::parse(r.data)) {
+          jobs.push_back({j["name"], j["schedule"], j["next_fire"], j["running"], j["disabled"]});
+        }
+        done(true, jobs);
+      });
+}
+
+void run_job_now(Context& ctx, const std::string& name,
+                 std::function<void(bool, const std::string&)> done) {
+  ctx.messenger().request(Target::agent(), schedule::kRunNowAction, name, std::chrono::seconds(5),
+                          [done](const Reply& r) { done(r.ok, r.error); });
+}
+
+}  // namespace clutch

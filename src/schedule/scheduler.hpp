@@ -1,0 +1,21 @@
+// The schedule's two halves: the agent's clock (ticks, overlap, hand-over, listing) and the
+// workers' runners. Messages use actions beginning with "schedule:".
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "clutch/schedule.hpp"
+
+namespace clutch::schedule {
+
+using JobList = std::vector<std::pair<JobOptions, JobTask>>;
+
+// Throws ConfigError naming the job and the bad setting.
+void validate_job(const JobOptions& options);
+
+void install_agent_clock(Context& ctx, const JobList& jobs);
+void install_worker_runners(Context& ctx, const JobList& jobs);
+
+}  // namespace clutch::schedule
