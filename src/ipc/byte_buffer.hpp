@@ -36,6 +36,12 @@ class ByteBuffer {
       capacity_ = 0;
     }
   }
+  // Replaces the memory with `size` fresh, untouched bytes (content dropped): the kernel only
+  // backs pages once they are written, so an idle channel's buffer costs no resident memory.
+  void reset(std::size_t size) {
+    data_.reset(new std::byte[size]);
+    size_ = capacity_ = size;
+  }
   void swap(ByteBuffer& other) noexcept {
     std::swap(data_, other.data_);
     std::swap(size_, other.size_);

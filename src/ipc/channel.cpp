@@ -16,7 +16,8 @@ constexpr std::size_t kReadChunk = 256 * 1024;
 }
 
 Channel::Channel(asio::io_context& io, int fd, std::size_t max_payload)
-    : socket_(io), max_payload_(max_payload), in_(kReadChunk) {
+    : socket_(io), max_payload_(max_payload) {
+  in_.reset(kReadChunk);
   socket_.assign(asio::local::stream_protocol(), fd);
   socket_.non_blocking(true);
 }
@@ -86,10 +87,7 @@ void Channel::process_input() {
   if (in_begin_ == in_end_) {
     in_begin_ = in_end_ = 0;
     // Give back the memory of a one-off huge frame.
-    if (in_.size() > kReadChunk) {
-      in_.resize(kReadChunk);
-      in_.shrink_to_fit();
-    }
+    if (in_.size() > kReadChunk) in_.reset(kReadChunk);
   }
 }
 

@@ -78,7 +78,7 @@ class Channel : public std::enable_shared_from_this<Channel> {
   FrameFn on_frame_;
   CloseFn on_close_;
   DrainFn on_drain_;
-  std::vector<std::byte> in_;
+  ByteBuffer in_;
   std::size_t in_begin_ = 0, in_end_ = 0;
   ByteBuffer out_, writing_;
   std::size_t high_water_ = std::size_t{4} << 20;
