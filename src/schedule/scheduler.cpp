@@ -20,6 +20,7 @@ using SystemClock = std::chrono::system_clock;
 constexpr std::string_view kRunPrefix = "schedule:run:";
 constexpr std::string_view kListAction = "schedule:list";
 constexpr std::string_view kRunNowAction = "schedule:run-now";
+constexpr uint64_t kMaxQueuedTicks = 16;
 
 std::string describe(const JobOptions& o) {
   return o.cron.empty() ? "every " + o.interval : "cron '" + o.cron + "'";
@@ -116,6 +117,12 @@ class Clock : public std::enable_shared_from_this<Clock> {
       if (job.options.overlap == Overlap::kSkip) {
         spdlog::warn("job {}: tick {} skipped: the previous run is still going", job.options.name,
                      tick);
+        return;
+      }
+      // Bounded: a job that is always slower than its period must not pile up runs forever.
+      if (job.queued >= kMaxQueuedTicks) {
+        spdlog::warn("job {}: tick {} skipped: {} ticks already queued", job.options.name, tick,
+                     kMaxQueuedTicks);
         return;
       }
       ++job.queued;

@@ -229,6 +229,11 @@ void declare_jobs(clutch::App& app) {
     app.schedule(JobOptions{.name = "slowskip", .interval = "100ms"},
                  [](clutch::Context&) { exclusive_run("slowskip", 250); });
   }
+  if (wanted("slowqueue")) {
+    app.schedule(
+        JobOptions{.name = "slowqueue", .interval = "100ms", .overlap = clutch::Overlap::kQueue},
+        [](clutch::Context&) { exclusive_run("slowqueue", 250); });
+  }
   if (wanted("victim")) {
     app.schedule(JobOptions{.name = "victim", .interval = "3s"},
                  [](clutch::Context&) { exclusive_run("victim", 700); });

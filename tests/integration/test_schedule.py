@@ -44,6 +44,16 @@ class Schedule(unittest.TestCase):
         self.assertEqual(c.events("overlap"), [])
         self.assertIn("skipped: the previous run is still going", c.stderr())
 
+    def test_slow_job_with_queue_runs_back_to_back_without_overlap(self):
+        c = self.cluster("slowqueue", workers=3)
+        wait_for(lambda: len(self.runs(c, "slowqueue")) >= 5, 5, "five runs")
+        self.assertEqual(c.events("overlap"), [])
+        self.assertIn("queued behind the running one", c.stderr())
+        starts = [e["t"] for e in self.runs(c, "slowqueue")]
+        gaps = [b - a for a, b in zip(starts, starts[1:])]
+        # Queued ticks start as soon as the previous run ends (250 ms of work), not a tick later.
+        self.assertLess(max(gaps[1:4]), 0.4, gaps)
+
     def test_killed_worker_has_its_tick_run_once_more_elsewhere(self):
         c = self.cluster("victim", workers=3)
         first = wait_for(lambda: self.runs(c, "victim"), 6, "the victim job to start")[0]
