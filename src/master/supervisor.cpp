@@ -52,6 +52,7 @@ Supervisor::Supervisor(asio::io_context& io, Config config, std::string app_name
             kill(c.pid, SIGKILL);
           }),
       stop_signals_(io, SIGTERM, SIGINT, SIGQUIT),
+      hangup_signal_(io, SIGHUP),
       child_signals_(io, SIGCHLD) {}
 
 int Supervisor::run() {
@@ -82,6 +83,7 @@ int Supervisor::run() {
                                  std::make_unique<asio::steady_timer>(io_)});
   }
   wait_signals();
+  wait_hangup();
   wait_children();
   spdlog::info("starting {} with 1 agent and {} worker(s) on {}:{}", app_name_, workers,
                config_.host, listen_.port);
@@ -100,6 +102,16 @@ void Supervisor::wait_signals() {
       begin_stop(exit_code_, fmt::format("received {}", strsignal(sig)));
     }
     wait_signals();
+  });
+}
+
+void Supervisor::wait_hangup() {
+  // SIGHUP's default action would kill the master and with it the cluster; until rolling reloads
+  // exist it is refused loudly instead.
+  hangup_signal_.async_wait([this](const asio::error_code& ec, int) {
+    if (ec) return;
+    spdlog::warn("SIGHUP received: rolling reload is not available in this version; ignored");
+    wait_hangup();
   });
 }
 

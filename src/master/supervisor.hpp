@@ -35,6 +35,7 @@ class Supervisor {
 
   void wait_signals();
   void wait_children();
+  void wait_hangup();
   void spawn(Slot& slot);
   void on_control(Child& child, std::string_view op, std::string_view payload);
   void on_ready(Child& child);
@@ -69,7 +70,7 @@ class Supervisor {
 
   Phase phase_ = Phase::kStarting;
   int exit_code_ = kExitOk;
-  asio::signal_set stop_signals_, child_signals_;
+  asio::signal_set stop_signals_, hangup_signal_, child_signals_;
 };
 
 }  // namespace clutch::master

@@ -70,6 +70,7 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
   // taken (not obeyed) because a terminal's Ctrl-C reaches the whole process group and the
   // master will stop the children in the right order itself.
   asio::signal_set signals(io, SIGTERM, SIGINT, SIGQUIT);
+  signals.add(SIGHUP);
   std::function<void()> wait_signal = [&] {
     signals.async_wait([&](const asio::error_code& ec, int sig) {
       if (ec) return;
@@ -112,6 +113,7 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
   signal(SIGTERM, SIG_IGN);
   signal(SIGINT, SIG_IGN);
   signal(SIGQUIT, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
   return exit_code;
 }
 

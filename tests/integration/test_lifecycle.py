@@ -81,6 +81,19 @@ class Lifecycle(unittest.TestCase):
         for pid in c.child_pids():
             wait_for(lambda: not alive(pid), 2, f"pid {pid} to die")
 
+    def test_sighup_does_not_take_the_cluster_down(self):
+        c = self.cluster(workers=2)
+        ready = c.wait_ready()
+        c.signal(signal.SIGHUP)
+        for pid in [ready["agent"], *ready["workers"]]:
+            os.kill(pid, signal.SIGHUP)
+        wait_for(lambda: "SIGHUP received" in c.stderr(), 5, "the SIGHUP warning")
+        time.sleep(0.3)
+        self.assertIsNone(c.proc.poll())
+        self.assertTrue(all(alive(p) for p in [ready["agent"], *ready["workers"]]))
+        c.signal(signal.SIGTERM)
+        self.assertEqual(c.wait_exit(), 0)
+
     def test_sigkill_of_the_master_takes_every_child_within_1s(self):
         c = self.cluster(workers=3)
         ready = c.wait_ready()

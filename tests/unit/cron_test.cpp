@@ -15,6 +15,10 @@ struct Case {
   std::vector<std::string> expected;  // the next fire times, in the zone's ISO-8601 form
 };
 
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << "'" << c.expression << "' " << c.zone << " " << c.from;
+}
+
 std::vector<std::string> next_times(const Case& c) {
   TimeZone zone(c.zone);
   CronExpression cron = parse_cron(c.expression);
@@ -281,6 +285,10 @@ struct BadCase {
   const char* expression;
   const char* message;
 };
+
+void PrintTo(const BadCase& c, std::ostream* os) {
+  *os << "'" << c.expression << "'";
+}
 
 class CronInvalid : public ::testing::TestWithParam<BadCase> {};
 
