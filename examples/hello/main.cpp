@@ -1,8 +1,9 @@
 // hello: every messenger call in one small app. The agent ticks once a second and hands each
-// tick to exactly one worker (acknowledged); workers answer the agent, ask it questions, and
-// greet each other.
+// tick to exactly one worker (acknowledged); workers answer the agent, ask it questions, greet
+// each other, and serve HTTP: GET / (hello world) and GET /ticks (after a round trip to the agent).
 #include <spdlog/spdlog.h>
 #include <clutch/app.hpp>
+#include <clutch/http.hpp>
 
 #include <string>
 
@@ -50,6 +51,17 @@ int main(int argc, char** argv) {
                                   spdlog::info("the agent has ticked {} times", reply.data);
                               });
     });
+    // HTTP on the port the master bound: one answers at once, one after a round trip to the agent.
+    clutch::http::Router router;
+    router.get("/", [](clutch::http::Exchange ex) { ex.send(200, "hello world"); });
+    router.get("/ticks", [&ctx](clutch::http::Exchange ex) {
+      ctx.messenger().request(clutch::Target::agent(), "ticks?", {}, std::chrono::seconds(1),
+                              [ex](const clutch::Reply& reply) mutable {
+                                if (!reply.ok) return ex.send(503, reply.error);
+                                ex.send_json(200, "{\"ticks\":" + reply.data + "}");
+                              });
+    });
+    clutch::http::serve(ctx, std::move(router));
     ctx.messenger().on_member([](const clutch::MemberEvent& ev) {
       spdlog::debug("{} {} {}", clutch::to_string(ev.role), ev.pid, ev.joined ? "joined" : "left");
     });

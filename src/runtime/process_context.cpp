@@ -94,9 +94,8 @@ void ProcessContext::begin_stop(std::function<void(int)> exit) {
 
 void ProcessContext::after_drain_ok() {
   // Every message routed here has now been handled (the channel is FIFO); what remains is
-  // deferred work and the app's own stop hooks.
-  for (auto& t : timers_) t.second.timer->cancel();
-  timers_.clear();
+  // deferred work and the app's own stop hooks. Timers keep running: a pending one may be the
+  // second half of in-flight work (an HTTP response due after some I/O).
   stop_hooks_running_ = stop_fns_.size();
   for (auto& fn : stop_fns_) {
     auto called = std::make_shared<bool>(false);

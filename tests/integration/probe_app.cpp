@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 #include <clutch/app.hpp>
+#include <clutch/http.hpp>
 #include <clutch/schedule.hpp>
 
 #include <csignal>
@@ -117,6 +118,35 @@ void worker_setup(clutch::Context& ctx) {
     _exit(3);
   }
   if (env("PROBE_IGNORE_TERM") == "1") signal(SIGTERM, SIG_IGN);
+  if (env("PROBE_HTTP") == "1") {
+    clutch::http::Router router;
+    router.use([](clutch::http::Exchange ex, const std::function<void()>& next) {
+      ex.on_send([](clutch::http::Response& r) { r.set_header("X-Probe", "1"); });
+      next();
+    });
+    router.get("/", [](clutch::http::Exchange ex) { ex.send(200, "hello world"); });
+    router.get("/pid",
+               [&ctx](clutch::http::Exchange ex) { ex.send(200, std::to_string(ctx.pid())); });
+    router.post("/echo", [](clutch::http::Exchange ex) {
+      std::string body = ex.request().body;
+      ex.send(200, body);
+    });
+    router.get("/orders/:id", [](clutch::http::Exchange ex) {
+      ex.send_json(200, fmt::format(R"({{"id":"{}"}})", ex.param("id")));
+    });
+    router.get("/slow", [&ctx](clutch::http::Exchange ex) {
+      record(R"("ev":"slow-http-start")");
+      ctx.set_timeout(std::chrono::milliseconds(300),
+                      [ex]() mutable { ex.send(200, "slow done"); });
+    });
+    router.get("/throw",
+               [](clutch::http::Exchange) { throw std::runtime_error("handler failure"); });
+    clutch::http::ServerOptions options;
+    options.read_timeout = std::chrono::milliseconds(env_int("PROBE_HTTP_READ_TIMEOUT_MS", 10000));
+    options.max_body_bytes = 64 * 1024;
+    options.max_header_bytes = 8 * 1024;
+    clutch::http::serve(ctx, std::move(router), options);
+  }
   auto& m = ctx.messenger();
   int work_us = env_int("PROBE_WORK_US", 0);
   m.on("work", [work_us](const clutch::Message& msg) {

@@ -1,0 +1,280 @@
+#include "http/connection.hpp"
+
+#include <spdlog/spdlog.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <asio/write.hpp>
+
+namespace clutch::http {
+namespace {
+constexpr std::size_t kReadSize = 16 * 1024;
+Connection* self_of(llhttp_t* p) {
+  return static_cast<Connection*>(p->data);
+}
+}  // namespace
+
+const llhttp_settings_t& Connection::settings() {
+  static const llhttp_settings_t s = [] {
+    llhttp_settings_t x;
+    llhttp_settings_init(&x);
+    x.on_message_begin = on_message_begin;
+    x.on_method = on_method;
+    x.on_url = on_url;
+    x.on_header_field = on_header_field;
+    x.on_header_value = on_header_value;
+    x.on_header_value_complete = on_header_value_complete;
+    x.on_headers_complete = on_headers_complete;
+    x.on_body = on_body;
+    x.on_message_complete = on_message_complete;
+    return x;
+  }();
+  return s;
+}
+
+Connection::Connection(asio::io_context& io, int fd, const Router& router,
+                       const ServerOptions& options, DateCache& dates,
+                       std::function<void(Connection*)> on_closed)
+    : socket_(io),
+      router_(router),
+      options_(options),
+      dates_(dates),
+      on_closed_(std::move(on_closed)),
+      timer_(io) {
+  sockaddr_storage address{};
+  socklen_t length = sizeof(address);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  socket_.assign(address.ss_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd);
+  socket_.set_option(asio::ip::tcp::no_delay(true));
+  llhttp_init(&parser_, HTTP_REQUEST, &settings());
+  parser_.data = this;
+}
+
+Connection::~Connection() {
+  llhttp_finish(&parser_);
+}
+
+void Connection::start() {
+  arm_timer(options_.read_timeout, 408);
+  read_more();
+}
+
+void Connection::arm_timer(std::chrono::milliseconds after, int status_on_expiry) {
+  timer_.expires_after(after);
+  timer_.async_wait([self = shared_from_this(), status_on_expiry](const asio::error_code& ec) {
+    if (ec || self->closed_ || self->busy_) return;
+    // A request begun but not finished in time gets 408 (slowloris); an idle one just closes.
+    if (status_on_expiry != 0 && self->request_started_) {
+      self->fail(status_on_expiry);
+    } else {
+      self->close();
+    }
+  });
+}
+
+void Connection::read_more() {
+  if (reading_ || closed_ || busy_) return;
+  reading_ = true;
+  std::size_t at = in_.size();
+  in_.resize(at + kReadSize);
+  socket_.async_read_some(
+      asio::buffer(in_.data() + at, kReadSize),
+      [self = shared_from_this(), at](const asio::error_code& ec, std::size_t n) {
+        self->reading_ = false;
+        if (self->closed_) return;
+        self->in_.resize(at + (ec ? 0 : n));
+        if (ec) return self->close();
+        self->parse();
+      });
+}
+
+void Connection::parse() {
+  while (!closed_ && !busy_ && parsed_ < in_.size()) {
+    const char* start = in_.data() + parsed_;
+    llhttp_errno_t err = llhttp_execute(&parser_, start, in_.size() - parsed_);
+    if (err == HPE_OK) {
+      parsed_ = in_.size();
+      break;
+    }
+    if (err == HPE_PAUSED) {
+      // A whole request: the bytes after it wait in in_ until its response is out.
+      parsed_ += static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - start);
+      llhttp_resume(&parser_);
+      dispatch();
+      continue;
+    }
+    if (limit_status_ != 0) return fail(limit_status_);
+    spdlog::debug("http: malformed request: {} ({})", llhttp_errno_name(err),
+                  llhttp_get_error_reason(&parser_));
+    return fail(err == HPE_PAUSED_UPGRADE ? 501 : 400);
+  }
+  if (parsed_ == in_.size()) {
+    in_.clear();
+    parsed_ = 0;
+  }
+  if (!busy_) read_more();
+}
+
+bool Connection::count_header_bytes(std::size_t n) {
+  header_bytes_ += n;
+  if (header_bytes_ <= options_.max_header_bytes) return true;
+  limit_status_ = 431;
+  return false;
+}
+
+int Connection::on_message_begin(llhttp_t* p) {
+  Connection* c = self_of(p);
+  c->current_ = std::make_shared<ExchangeState>();
+  c->request_started_ = true;
+  c->header_bytes_ = 0;
+  c->header_field_.clear();
+  c->header_value_.clear();
+  c->in_header_value_ = false;
+  c->arm_timer(c->options_.read_timeout, 408);
+  return 0;
+}
+
+int Connection::on_method(llhttp_t* p, const char* at, std::size_t n) {
+  Connection* c = self_of(p);
+  c->current_->request.method.append(at, n);
+  return c->count_header_bytes(n) ? 0 : -1;
+}
+
+int Connection::on_url(llhttp_t* p, const char* at, std::size_t n) {
+  Connection* c = self_of(p);
+  c->current_->request.target.append(at, n);
+  return c->count_header_bytes(n) ? 0 : -1;
+}
+
+int Connection::on_header_field(llhttp_t* p, const char* at, std::size_t n) {
+  Connection* c = self_of(p);
+  c->header_field_.append(at, n);
+  return c->count_header_bytes(n) ? 0 : -1;
+}
+
+int Connection::on_header_value(llhttp_t* p, const char* at, std::size_t n) {
+  Connection* c = self_of(p);
+  c->header_value_.append(at, n);
+  return c->count_header_bytes(n) ? 0 : -1;
+}
+
+int Connection::on_header_value_complete(llhttp_t* p) {
+  Connection* c = self_of(p);
+  c->current_->request.headers.emplace_back(std::move(c->header_field_),
+                                            std::move(c->header_value_));
+  c->header_field_.clear();
+  c->header_value_.clear();
+  return 0;
+}
+
+int Connection::on_headers_complete(llhttp_t* p) {
+  Connection* c = self_of(p);
+  Request& r = c->current_->request;
+  if ((p->flags & F_CONTENT_LENGTH) != 0 && p->content_length > c->options_.max_body_bytes) {
+    c->limit_status_ = 413;
+    return -1;
+  }
+  std::string_view expect = r.header("expect");
+  if (expect.size() == 12 && strncasecmp(expect.data(), "100-continue", 12) == 0) {
+    // The client waits for this before sending the body; a write error shows up on the next read.
+    asio::error_code ignored;
+    asio::write(c->socket_, asio::buffer("HTTP/1.1 100 Continue\r\n\r\n", 25), ignored);
+  }
+  return 0;
+}
+
+int Connection::on_body(llhttp_t* p, const char* at, std::size_t n) {
+  Connection* c = self_of(p);
+  std::string& body = c->current_->request.body;
+  if (body.size() + n > c->options_.max_body_bytes) {
+    c->limit_status_ = 413;
+    return -1;
+  }
+  body.append(at, n);
+  return 0;
+}
+
+int Connection::on_message_complete(llhttp_t* p) {
+  Connection* c = self_of(p);
+  c->keep_alive_ = llhttp_should_keep_alive(p) != 0;
+  return HPE_PAUSED;
+}
+
+void Connection::dispatch() {
+  busy_ = true;
+  timer_.cancel();
+  auto state = current_;
+  Request& r = state->request;
+  auto q = r.target.find('?');
+  r.path = r.target.substr(0, q);
+  r.query = q == std::string::npos ? "" : r.target.substr(q + 1);
+  head_ = r.method == "HEAD";
+  std::weak_ptr<Connection> weak = weak_from_this();
+  state->deliver = [weak](ExchangeState& s) {
+    if (auto c = weak.lock()) c->deliver(s);
+  };
+  Exchange exchange(state);
+  Router::Match match = router_.match(r.method, r.path);
+  if (match.status == 404) return exchange.send(404, "Not Found\n");
+  if (match.status == 405) {
+    exchange.response().set_header("Allow", match.allow);
+    return exchange.send(405, "Method Not Allowed\n");
+  }
+  state->params = std::move(match.params);
+  const Handler& handler = *match.handler;
+  const auto& chain = router_.middleware();
+  // The onion: middleware i calls next() to run i+1, the last next() runs the handler.
+  std::function<void(std::size_t)> run = [&](std::size_t i) {
+    if (i == chain.size()) return handler(exchange);
+    chain[i](exchange, [&run, i] { run(i + 1); });
+  };
+  try {
+    run(0);
+  } catch (const std::exception& e) {
+    spdlog::error("http: {} {}: handler threw: {}", r.method, r.path, e.what());
+    if (!exchange.sent()) exchange.send(500, "Internal Server Error\n");
+  }
+}
+
+void Connection::deliver(ExchangeState& exchange) {
+  if (closed_) return;
+  if (draining_) keep_alive_ = false;
+  out_.clear();
+  write_response(out_, exchange.response, head_, keep_alive_, dates_.now());
+  current_.reset();
+  asio::async_write(socket_, asio::buffer(out_),
+                    [self = shared_from_this()](const asio::error_code& ec, std::size_t) {
+                      if (self->closed_) return;
+                      if (ec || !self->keep_alive_) return self->close();
+                      self->busy_ = false;
+                      self->request_started_ = false;
+                      self->header_bytes_ = 0;
+                      self->arm_timer(self->options_.idle_timeout, 0);
+                      self->parse();  // pipelined requests already buffered, or read the next one
+                    });
+}
+
+void Connection::fail(int status) {
+  if (closed_) return;
+  busy_ = true;  // nothing more is parsed on this connection
+  out_ = error_response(status, dates_.now());
+  asio::async_write(
+      socket_, asio::buffer(out_),
+      [self = shared_from_this()](const asio::error_code&, std::size_t) { self->close(); });
+}
+
+void Connection::drain() {
+  draining_ = true;
+  if (!busy_ && !request_started_) close();
+}
+
+void Connection::close() {
+  if (closed_) return;
+  closed_ = true;
+  timer_.cancel();
+  asio::error_code ignored;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
+  if (on_closed_) on_closed_(this);
+}
+
+}  // namespace clutch::http

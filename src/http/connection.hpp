@@ -1,0 +1,72 @@
+// One client connection: reads, parses with llhttp, enforces the limits, hands each request to
+// the router, writes responses in request order (pipelined requests wait their turn), and
+// honours keep-alive, idle and read timeouts and the graceful drain.
+#pragma once
+
+#include <llhttp.h>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "clutch/http.hpp"
+#include "http/exchange_state.hpp"
+#include "http/response_writer.hpp"
+
+namespace clutch::http {
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(asio::io_context& io, int fd, const Router& router, const ServerOptions& options,
+             DateCache& dates, std::function<void(Connection*)> on_closed);
+  ~Connection();
+  void start();
+  // Graceful stop: an idle connection closes now; a busy one after its current response, which
+  // carries "Connection: close".
+  void drain();
+  void close();
+
+ private:
+  static int on_message_begin(llhttp_t* p);
+  static int on_method(llhttp_t* p, const char* at, std::size_t n);
+  static int on_url(llhttp_t* p, const char* at, std::size_t n);
+  static int on_header_field(llhttp_t* p, const char* at, std::size_t n);
+  static int on_header_value(llhttp_t* p, const char* at, std::size_t n);
+  static int on_header_value_complete(llhttp_t* p);
+  static int on_headers_complete(llhttp_t* p);
+  static int on_body(llhttp_t* p, const char* at, std::size_t n);
+  static int on_message_complete(llhttp_t* p);
+  static const llhttp_settings_t& settings();
+
+  void read_more();
+  void parse();
+  void dispatch();
+  void deliver(ExchangeState& exchange);
+  void fail(int status);
+  void arm_timer(std::chrono::milliseconds after, int status_on_expiry);
+  bool count_header_bytes(std::size_t n);
+
+  asio::ip::tcp::socket socket_;
+  const Router& router_;
+  const ServerOptions& options_;
+  DateCache& dates_;
+  std::function<void(Connection*)> on_closed_;
+  asio::steady_timer timer_;
+  llhttp_t parser_;
+  std::string in_;  // received, not yet parsed
+  std::size_t parsed_ = 0;
+  std::string out_;
+  std::shared_ptr<ExchangeState> current_;  // the request being parsed or handled
+  std::string header_field_, header_value_;
+  bool in_header_value_ = false;
+  std::size_t header_bytes_ = 0;
+  int limit_status_ = 0;          // set by a callback that hit a limit
+  bool busy_ = false;             // a request is with the handler; parsing waits
+  bool request_started_ = false;  // bytes of a request arrived and its response is not out yet
+  bool keep_alive_ = true, draining_ = false, closed_ = false, reading_ = false, head_ = false;
+};
+
+}  // namespace clutch::http

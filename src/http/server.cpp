@@ -1,0 +1,132 @@
+// The worker's HTTP server: accepts on the shared listening socket through a private epoll set
+// registered with EPOLLEXCLUSIVE (one worker woken per connection, as nginx does), owns the
+// connections, and drains them on a graceful stop.
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <unordered_map>
+
+#include "clutch/asio.hpp"
+#include "clutch/http.hpp"
+#include "http/connection.hpp"
+
+namespace clutch::http {
+namespace {
+
+class Server : public std::enable_shared_from_this<Server> {
+ public:
+  Server(Context& ctx, Router router, ServerOptions options)
+      : ctx_(ctx),
+        io_(clutch::io_context(ctx)),
+        router_(std::move(router)),
+        options_(options),
+        wakeups_(io_),
+        drain_timer_(io_) {}
+
+  void start() {
+    if (ctx_.listen_fd() < 0)
+      throw std::runtime_error("http::serve: no listening socket (call it in a worker)");
+    int epfd = epoll_create1(EPOLL_CLOEXEC);
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+    if (epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, ctx_.listen_fd(), &ev) != 0) {
+      throw std::runtime_error(std::string("http::serve: epoll: ") + strerror(errno));
+    }
+    wakeups_.assign(epfd);
+    auto self = shared_from_this();
+    ctx_.on_stop([self](std::function<void()> done) { self->drain(std::move(done)); });
+    wait_for_connections();
+  }
+
+ private:
+  void wait_for_connections() {
+    if (accepting_paused_ || draining_) return;
+    waiting_ = true;
+    wakeups_.async_wait(asio::posix::stream_descriptor::wait_read,
+                        [self = shared_from_this()](const asio::error_code& ec) {
+                          self->waiting_ = false;
+                          if (ec || self->draining_) return;
+                          self->accept_ready();
+                          self->wait_for_connections();
+                        });
+  }
+
+  void accept_ready() {
+    epoll_event events[4];
+    epoll_wait(wakeups_.native_handle(), events, 4, 0);  // clears the private set's ready list
+    for (int i = 0; i < 64; ++i) {  // bounded batch: other sockets get their turn
+      if (connections_.size() >= options_.max_connections) {
+        accepting_paused_ = true;  // resumed when a connection closes; peers take the rest
+        return;
+      }
+      int fd = accept4(ctx_.listen_fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) return;  // EAGAIN: another worker took it, or nothing left
+      std::weak_ptr<Server> weak = weak_from_this();
+      auto connection =
+          std::make_shared<Connection>(io_, fd, router_, options_, dates_, [weak](Connection* c) {
+            if (auto s = weak.lock()) s->closed(c);
+          });
+      connections_[connection.get()] = connection;
+      connection->start();
+    }
+  }
+
+  void closed(Connection* c) {
+    // Keep the object alive until its handler returns; it holds a shared_ptr to itself meanwhile.
+    connections_.erase(c);
+    if (accepting_paused_ && connections_.size() < options_.max_connections) {
+      accepting_paused_ = false;
+      wait_for_connections();
+    }
+    if (draining_ && connections_.empty()) finish_drain();
+  }
+
+  void drain(std::function<void()> done) {
+    draining_ = true;
+    drain_done_ = std::move(done);
+    asio::error_code ignored;
+    wakeups_.close(ignored);  // stop accepting; the master keeps the socket for the others
+    std::vector<std::shared_ptr<Connection>> all;
+    for (auto& [ptr, c] : connections_) all.push_back(c);
+    for (auto& c : all) c->drain();
+    if (connections_.empty()) return finish_drain();
+    drain_timer_.expires_after(options_.drain_timeout);
+    drain_timer_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
+      if (ec || self->drain_done_ == nullptr) return;
+      spdlog::warn("http: {} connection(s) still busy after drain_timeout: closing them",
+                   self->connections_.size());
+      std::vector<std::shared_ptr<Connection>> rest;
+      for (auto& [ptr, c] : self->connections_) rest.push_back(c);
+      for (auto& c : rest) c->close();
+    });
+  }
+
+  void finish_drain() {
+    drain_timer_.cancel();
+    if (auto done = std::exchange(drain_done_, nullptr)) done();
+  }
+
+  Context& ctx_;
+  asio::io_context& io_;
+  Router router_;
+  ServerOptions options_;
+  DateCache dates_;
+  asio::posix::stream_descriptor wakeups_;
+  asio::steady_timer drain_timer_;
+  std::unordered_map<Connection*, std::shared_ptr<Connection>> connections_;
+  bool waiting_ = false, accepting_paused_ = false, draining_ = false;
+  std::function<void()> drain_done_;
+};
+
+}  // namespace
+
+void serve(Context& ctx, Router router, ServerOptions options) {
+  auto server = std::make_shared<Server>(ctx, std::move(router), options);
+  server->start();
+}
+
+}  // namespace clutch::http
