@@ -264,7 +264,11 @@ void Connection::fail(int status) {
 
 void Connection::drain() {
   draining_ = true;
-  if (!busy_ && !request_started_) close();
+  if (busy_ || request_started_) return;  // closes after this response ("Connection: close")
+  // Idle keep-alive: a request may already be on its way, and closing under it is what makes
+  // clients see errors during reloads. Give it a moment: a request that comes is answered with
+  // "Connection: close"; a connection that stays silent is closed.
+  arm_timer(std::min(options_.idle_timeout, std::chrono::milliseconds(1000)), 0);
 }
 
 void Connection::close() {

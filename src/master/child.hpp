@@ -32,10 +32,11 @@ struct Child {
   ChildState state = ChildState::kStarting;
   Clock::time_point started_at;
   std::shared_ptr<ipc::Channel> channel;
-  uint32_t unacked = 0;     // acknowledged messages handed to it and not yet acknowledged
-  bool ready_sent = false;  // clutch:ready is delivered once per process
-  bool term_sent = false;   // SIGTERM sent by the master
-  std::string fatal_error;  // what the child reported before dying, if anything
+  uint32_t unacked = 0;           // acknowledged messages handed to it and not yet acknowledged
+  bool ready_sent = false;        // clutch:ready is delivered once per process
+  bool term_sent = false;         // SIGTERM sent by the master
+  bool reload_candidate = false;  // started by a rolling reload, not yet ready
+  std::string fatal_error;        // what the child reported before dying, if anything
   std::vector<pid_t> blocked_senders;  // paused because this child's output is over high water
   std::unique_ptr<asio::steady_timer> startup_timer, kill_timer, stable_timer;
 

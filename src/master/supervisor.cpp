@@ -106,11 +106,9 @@ void Supervisor::wait_signals() {
 }
 
 void Supervisor::wait_hangup() {
-  // SIGHUP's default action would kill the master and with it the cluster; until rolling reloads
-  // exist it is refused loudly instead.
   hangup_signal_.async_wait([this](const asio::error_code& ec, int) {
     if (ec) return;
-    spdlog::warn("SIGHUP received: rolling reload is not available in this version; ignored");
+    reload("SIGHUP");
     wait_hangup();
   });
 }
@@ -124,7 +122,7 @@ void Supervisor::wait_children() {
   });
 }
 
-void Supervisor::spawn(Slot& slot) {
+Child* Supervisor::spawn(Slot& slot, bool reload_candidate) {
   SpawnRequest request;
   request.role = slot.role == ipc::Role::kAgent ? "agent" : "worker";
   request.worker_index = slot.role == ipc::Role::kAgent ? -1 : slot.index;
@@ -138,9 +136,15 @@ void Supervisor::spawn(Slot& slot) {
   try {
     spawned = spawn_child(request);
   } catch (const std::exception& e) {
-    if (phase_ == Phase::kStarting) return fail_start(request.role, e.what());
-    spdlog::error("{}", e.what());
-    return restart_later(slot, slot.backoff.on_exit(Millis{0}));
+    if (phase_ == Phase::kStarting) {
+      fail_start(request.role, e.what());
+    } else if (reload_candidate) {
+      abort_reload(e.what());
+    } else {
+      spdlog::error("{}", e.what());
+      restart_later(slot, slot.backoff.on_exit(Millis{0}));
+    }
+    return nullptr;
   }
 
   auto child = std::make_unique<Child>();
@@ -153,8 +157,10 @@ void Supervisor::spawn(Slot& slot) {
   child->startup_timer = std::make_unique<asio::steady_timer>(io_);
   child->kill_timer = std::make_unique<asio::steady_timer>(io_);
   child->stable_timer = std::make_unique<asio::steady_timer>(io_);
+  child->reload_candidate = reload_candidate;
   Child& c = children_.add(std::move(child));
-  slot.current = c.pid;
+  // A reload candidate takes the slot only once it is ready.
+  if (!reload_candidate) slot.current = c.pid;
   pid_t pid = c.pid;
   // The channel never outlives the Child: it is closed before the Child is removed, and a closed
   // channel calls nothing.
@@ -175,6 +181,7 @@ void Supervisor::spawn(Slot& slot) {
     kill(pid, SIGKILL);
   });
   spdlog::debug("started {}", c.describe());
+  return &c;
 }
 
 void Supervisor::on_control(Child& child, std::string_view op, std::string_view payload) {
@@ -203,6 +210,7 @@ void Supervisor::on_control(Child& child, std::string_view op, std::string_view 
 void Supervisor::on_ready(Child& child) {
   child.state = ChildState::kReady;
   child.startup_timer->cancel();
+  if (child.reload_candidate) return reload_candidate_ready(child);
   Slot& slot = slot_of(child);
   pid_t pid = child.pid;
   child.stable_timer->expires_after(config_.min_uptime);
@@ -230,6 +238,8 @@ void Supervisor::on_ready(Child& child) {
       child.ready_sent = true;
       router_.send_runtime(child, "clutch:ready", {});
       spdlog::info("{} ready (replacement)", child.describe());
+      if (child.role == ipc::Role::kAgent && reload_.active && reload_.agent_restarting)
+        reload_next();
       break;
     case Phase::kStopping:
       terminate(child);
@@ -296,6 +306,7 @@ void Supervisor::on_exit(pid_t pid, int status) {
 
   Slot& slot = slot_of(*c);
   if (slot.current == pid) slot.current = 0;
+  bool failed_candidate = c->reload_candidate;
   std::string who = c->describe();
   std::string how = exit_description(status);
   std::string error = c->fatal_error;
@@ -308,6 +319,20 @@ void Supervisor::on_exit(pid_t pid, int status) {
       fail_start(who, error.empty() ? how : fmt::format("{} ({})", error, how));
       break;
     case Phase::kRunning: {
+      if (failed_candidate) {
+        abort_reload(fmt::format("{} {} before it was ready{}", who, how,
+                                 error.empty() ? "" : ": " + error));
+        break;
+      }
+      if (slot.current != 0) {
+        // Replaced by a reload: its successor already serves in the slot.
+        spdlog::info("{} (replaced by pid {}) {}", who, slot.current, how);
+        break;
+      }
+      if (reload_.active && reload_.agent_restarting && !was_ready &&
+          slot.role == ipc::Role::kAgent) {
+        abort_reload(fmt::format("the new agent {} before it was ready", how));
+      }
       Millis delay = slot.backoff.on_exit(uptime);
       if (slot.backoff.crashing()) {
         spdlog::warn(
@@ -330,7 +355,10 @@ void Supervisor::on_exit(pid_t pid, int status) {
 }
 
 void Supervisor::restart_later(Slot& slot, Millis delay) {
-  if (delay.count() == 0) return spawn(slot);
+  if (delay.count() == 0) {
+    spawn(slot);
+    return;
+  }
   slot.restart_timer->expires_after(delay);
   slot.restart_timer->async_wait([this, &slot](const asio::error_code& ec) {
     if (!ec && phase_ == Phase::kRunning && slot.current == 0) spawn(slot);

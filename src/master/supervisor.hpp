@@ -29,6 +29,10 @@ class Supervisor {
              std::vector<std::string> argv);
   // Runs the cluster until it stops; returns the master's exit code.
   int run();
+  // Rolling reload (SIGHUP): each worker is replaced by a fresh exec of the binary, the new one
+  // ready before the old one drains, then the agent is restarted. A replacement that fails to
+  // start stops the reload and the old generation keeps serving.
+  void reload(const std::string& why);
 
  private:
   enum class Phase { kStarting, kRunning, kStopping };
@@ -36,7 +40,10 @@ class Supervisor {
   void wait_signals();
   void wait_children();
   void wait_hangup();
-  void spawn(Slot& slot);
+  Child* spawn(Slot& slot, bool reload_candidate = false);
+  void reload_next();
+  void reload_candidate_ready(Child& candidate);
+  void abort_reload(const std::string& error);
   void on_control(Child& child, std::string_view op, std::string_view payload);
   void on_ready(Child& child);
   void on_channel_closed(pid_t pid, const std::string& reason, bool protocol_error);
@@ -67,6 +74,14 @@ class Supervisor {
   Slot agent_slot_;
   std::vector<Slot> worker_slots_;
   bool workers_spawned_ = false;
+
+  struct ReloadState {
+    bool active = false;
+    std::size_t next_slot = 0;
+    bool agent_restarting = false;
+    Clock::time_point started;
+    int generation = 0;
+  } reload_;
 
   Phase phase_ = Phase::kStarting;
   int exit_code_ = kExitOk;

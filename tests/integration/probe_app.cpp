@@ -109,6 +109,10 @@ void agent_setup(clutch::Context& ctx) {
 
 void worker_setup(clutch::Context& ctx) {
   common_setup(ctx);
+  std::string fail_flag = env("PROBE_FAIL_FLAG");
+  if (!fail_flag.empty() && std::filesystem::exists(fail_flag)) {
+    throw std::runtime_error("probe: this build's workers fail at start (flag file present)");
+  }
   if (env("PROBE_FAIL_WORKER") == "1" && ctx.worker_index() == 1) {
     throw std::runtime_error("probe: worker setup failed on purpose");
   }

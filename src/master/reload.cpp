@@ -1,0 +1,76 @@
+// The rolling reload, one worker slot at a time: start the replacement (a fresh exec, so a new
+// binary on disk is picked up), wait until it is ready, then drain the old one; N workers accept
+// throughout. The agent, a singleton, is stopped and then started anew at the end.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "master/supervisor.hpp"
+
+namespace clutch::master {
+
+void Supervisor::reload(const std::string& why) {
+  if (phase_ != Phase::kRunning) {
+    spdlog::warn("reload ({}) refused: the cluster is {}", why,
+                 phase_ == Phase::kStarting ? "still starting" : "stopping");
+    return;
+  }
+  if (reload_.active) {
+    spdlog::warn("reload ({}) refused: a reload is already in progress", why);
+    return;
+  }
+  reload_ = ReloadState{true, 0, false, Clock::now(), reload_.generation + 1};
+  spdlog::info("reload {} ({}): replacing {} worker(s) one by one, then the agent",
+               reload_.generation, why, worker_slots_.size());
+  reload_next();
+}
+
+void Supervisor::reload_next() {
+  if (!reload_.active) return;
+  if (reload_.next_slot < worker_slots_.size()) {
+    Slot& slot = worker_slots_[reload_.next_slot];
+    if (slot.current == 0) {
+      // The slot is empty (its worker is crash-looping): the restart policy fills it anyway.
+      ++reload_.next_slot;
+      return reload_next();
+    }
+    spawn(slot, true);
+    return;
+  }
+  if (Child* agent = children_.agent(); agent != nullptr && !reload_.agent_restarting) {
+    reload_.agent_restarting = true;
+    spdlog::info("reload {}: workers replaced; restarting the agent", reload_.generation);
+    terminate(*agent);  // on_exit restarts it at once (a long-lived agent is not crashing)
+    return;
+  }
+  reload_.active = false;
+  std::vector<pid_t> workers;
+  for (const Slot& s : worker_slots_) workers.push_back(s.current);
+  spdlog::info("reload {} complete in {} ms: agent {}, workers [{}]", reload_.generation,
+               std::chrono::duration_cast<Millis>(Clock::now() - reload_.started).count(),
+               agent_slot_.current, fmt::join(workers, ","));
+}
+
+void Supervisor::reload_candidate_ready(Child& candidate) {
+  candidate.reload_candidate = false;
+  Slot& slot = slot_of(candidate);
+  pid_t old = slot.current;
+  slot.current = candidate.pid;
+  router_.targets_changed();
+  router_.announce_members();
+  candidate.ready_sent = true;
+  router_.send_runtime(candidate, "clutch:ready", {});
+  spdlog::info("reload {}: worker {} replaced (pid {} -> {})", reload_.generation, slot.index, old,
+               candidate.pid);
+  if (Child* previous = children_.find(old)) terminate(*previous);
+  ++reload_.next_slot;
+  reload_next();
+}
+
+void Supervisor::abort_reload(const std::string& error) {
+  if (!reload_.active) return;
+  reload_.active = false;
+  spdlog::error("reload {} failed: {}; the running generation keeps serving", reload_.generation,
+                error);
+}
+
+}  // namespace clutch::master
