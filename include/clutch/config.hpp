@@ -17,6 +17,8 @@ struct Config {
   // Address the master binds before any child starts; port 0 picks a free port.
   std::string host = "127.0.0.1";
   int port = 7001;
+  // One SO_REUSEPORT socket per worker slot instead of one shared socket (see docs/OPERATIONS.md).
+  bool reuse_port = false;
   // A child that is not ready this long after its start is killed (a failed start).
   std::chrono::milliseconds startup_timeout{30000};
   // How long a child may take to stop after SIGTERM before it is SIGKILLed.

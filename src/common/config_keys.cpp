@@ -53,6 +53,16 @@ const std::vector<Key>& keys() {
          c.port = static_cast<int>(*n);
        },
        [](const Config& c) { return std::to_string(c.port); }},
+      {"reuse_port",
+       [](Config& c, std::string_view v, const auto& fail) {
+         if (v == "true" || v == "1" || v == "yes")
+           c.reuse_port = true;
+         else if (v == "false" || v == "0" || v == "no")
+           c.reuse_port = false;
+         else
+           fail("expected true or false");
+       },
+       [](const Config& c) { return std::string(c.reuse_port ? "true" : "false"); }},
       duration_key("startup_timeout", &Config::startup_timeout),
       duration_key("kill_timeout", &Config::kill_timeout),
       duration_key("min_uptime", &Config::min_uptime),

@@ -16,7 +16,7 @@
 
 namespace clutch::master {
 
-ListenSocket bind_listen_socket(const std::string& host, int port, int backlog) {
+ListenSocket bind_listen_socket(const std::string& host, int port, int backlog, bool reuse_port) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -33,6 +33,7 @@ ListenSocket bind_listen_socket(const std::string& host, int port, int backlog) 
   // SO_REUSEADDR lets a restart bind past TIME_WAIT; it does not let two live listeners share a
   // port (that would need SO_REUSEPORT, which we do not set), so a second instance still fails.
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (reuse_port) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
   if (bind(fd, found->ai_addr, found->ai_addrlen) != 0) {
     int err = errno;
     close(fd);
@@ -55,6 +56,29 @@ ListenSocket bind_listen_socket(const std::string& host, int port, int backlog) 
                       ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
                       : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   return ListenSocket{fd, real_port};
+}
+
+}  // namespace clutch::master
+
+namespace clutch::master {
+
+std::vector<ListenSocket> bind_reuse_port_group(const std::string& host, int port, unsigned count,
+                                                int backlog) {
+  if (port != 0) {
+    ListenSocket probe = bind_listen_socket(host, port, backlog, false);  // throws if taken
+    close(probe.fd);
+  }
+  std::vector<ListenSocket> group;
+  try {
+    for (unsigned i = 0; i < count; ++i) {
+      group.push_back(
+          bind_listen_socket(host, group.empty() ? port : group[0].port, backlog, true));
+    }
+  } catch (...) {
+    for (auto& s : group) close(s.fd);
+    throw;
+  }
+  return group;
 }
 
 }  // namespace clutch::master

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace clutch::master {
 
@@ -12,6 +13,13 @@ struct ListenSocket {
 };
 
 // Throws std::runtime_error naming the address and port on failure ("port 7001 is in use").
-ListenSocket bind_listen_socket(const std::string& host, int port, int backlog = 511);
+ListenSocket bind_listen_socket(const std::string& host, int port, int backlog = 511,
+                                bool reuse_port = false);
+
+// `count` SO_REUSEPORT sockets on one port (one per worker slot). A plain bind is tried first, so
+// a port that anyone (another clutch instance included) already holds fails the start instead of
+// silently sharing the traffic.
+std::vector<ListenSocket> bind_reuse_port_group(const std::string& host, int port, unsigned count,
+                                                int backlog = 511);
 
 }  // namespace clutch::master

@@ -62,11 +62,23 @@ int Supervisor::run() {
   if (ec) exe_path_ = "/proc/self/exe";
   signal(SIGPIPE, SIG_IGN);
 
+  unsigned workers = config_.workers != 0 ? config_.workers : usable_cpus();
+  auto move_high = [](int fd) {
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+    close(fd);
+    return high;
+  };
   try {
-    listen_ = bind_listen_socket(config_.host, config_.port);
-    int high = fcntl(listen_.fd, F_DUPFD_CLOEXEC, 10);
-    close(listen_.fd);
-    listen_.fd = high;
+    if (config_.reuse_port) {
+      for (ListenSocket& s : bind_reuse_port_group(config_.host, config_.port, workers)) {
+        slot_listen_fds_.push_back(move_high(s.fd));
+        listen_.port = s.port;
+      }
+      listen_.fd = slot_listen_fds_.front();
+    } else {
+      listen_ = bind_listen_socket(config_.host, config_.port);
+      listen_.fd = move_high(listen_.fd);
+    }
   } catch (const std::exception& e) {
     spdlog::error("cannot start: {}", e.what());
     return kExitStartFailed;
@@ -75,7 +87,6 @@ int Supervisor::run() {
 
   RestartPolicyConfig policy{config_.min_uptime, config_.restart_backoff_initial,
                              config_.restart_backoff_max};
-  unsigned workers = config_.workers != 0 ? config_.workers : usable_cpus();
   agent_slot_ = Slot{ipc::Role::kAgent, 0, RestartBackoff(policy), 0,
                      std::make_unique<asio::steady_timer>(io_)};
   for (unsigned i = 0; i < workers; ++i) {
@@ -126,7 +137,9 @@ Child* Supervisor::spawn(Slot& slot, bool reload_candidate) {
   SpawnRequest request;
   request.role = slot.role == ipc::Role::kAgent ? "agent" : "worker";
   request.worker_index = slot.role == ipc::Role::kAgent ? -1 : slot.index;
-  request.listen_fd = slot.role == ipc::Role::kWorker ? listen_.fd : -1;
+  request.listen_fd = slot.role != ipc::Role::kWorker ? -1
+                      : config_.reuse_port            ? slot_listen_fds_.at(slot.index)
+                                                      : listen_.fd;
   request.listen_port = listen_.port;
   request.config_text = config_text_;
   request.argv = argv_;
@@ -425,7 +438,8 @@ void Supervisor::force_stop() {
 void Supervisor::finish() {
   std::size_t lost = router_.fail_unacknowledged("the cluster stopped before a worker handled it");
   if (lost > 0) spdlog::warn("{} acknowledged message(s) were never handled", lost);
-  if (listen_.fd >= 0) close(listen_.fd);
+  if (!config_.reuse_port && listen_.fd >= 0) close(listen_.fd);
+  for (int fd : slot_listen_fds_) close(fd);
   spdlog::info("stopped (exit code {})", exit_code_);
   io_.stop();
 }

@@ -67,7 +67,9 @@ class Supervisor {
   std::string config_text_;
   pid_t pid_;
   Clock::time_point started_at_;
-  ListenSocket listen_;
+  ListenSocket listen_;  // the shared socket (or the first of the reuse_port group)
+  std::vector<int>
+      slot_listen_fds_;  // reuse_port: worker slot i's own socket, kept for its replacements
 
   ChildTable children_;
   Router router_;

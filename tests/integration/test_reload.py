@@ -101,3 +101,23 @@ class Reload(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ReusePort(unittest.TestCase):
+    def test_reuse_port_serves_on_every_worker_survives_a_reload_and_refuses_a_second_instance(self):
+        c = Cluster(workers=3, env={"PROBE_HTTP": "1"}, args=("-s", "reuse_port=true"))
+        self.addCleanup(c.close)
+        ready = c.wait_ready()
+        load = Load(ready["port"], connections=32)
+        wait_for(lambda: load.pids >= set(ready["workers"]), 20, "every worker to serve")
+        second = Cluster(workers=1, env={"PROBE_HTTP": "1"},
+                         args=("--port", str(ready["port"]), "-s", "reuse_port=true"))
+        self.addCleanup(second.close)
+        self.assertEqual(second.wait_exit(), 1)
+        self.assertIn("already in use", second.stderr())
+        c.signal(signal.SIGHUP)
+        wait_for(lambda: "reload 1 complete" in c.stderr(), 30, "the reload")
+        time.sleep(0.3)
+        load.finish()
+        self.assertEqual(load.errors, 0, load.error_samples[:5])
+        self.assertEqual(load.bad_status, 0)
