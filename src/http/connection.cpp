@@ -74,17 +74,16 @@ void Connection::arm_timer(std::chrono::milliseconds after, int status_on_expiry
 void Connection::read_more() {
   if (reading_ || closed_ || busy_) return;
   reading_ = true;
-  std::size_t at = in_.size();
-  in_.resize(at + kReadSize);
-  socket_.async_read_some(
-      asio::buffer(in_.data() + at, kReadSize),
-      [self = shared_from_this(), at](const asio::error_code& ec, std::size_t n) {
-        self->reading_ = false;
-        if (self->closed_) return;
-        self->in_.resize(at + (ec ? 0 : n));
-        if (ec) return self->close();
-        self->parse();
-      });
+  // Read into a separate buffer: growing in_ by 16 KiB per read would zero it every time.
+  if (!read_buffer_) read_buffer_.reset(new char[kReadSize]);
+  socket_.async_read_some(asio::buffer(read_buffer_.get(), kReadSize),
+                          [self = shared_from_this()](const asio::error_code& ec, std::size_t n) {
+                            self->reading_ = false;
+                            if (self->closed_) return;
+                            if (ec) return self->close();
+                            self->in_.append(self->read_buffer_.get(), n);
+                            self->parse();
+                          });
 }
 
 void Connection::parse() {

@@ -56,7 +56,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::function<void(Connection*)> on_closed_;
   asio::steady_timer timer_;
   llhttp_t parser_;
-  std::string in_;  // received, not yet parsed
+  std::unique_ptr<char[]> read_buffer_;  // what one read returns; appended to in_
+  std::string in_;                       // received, not yet parsed
   std::size_t parsed_ = 0;
   std::string out_;
   std::shared_ptr<ExchangeState> current_;  // the request being parsed or handled
