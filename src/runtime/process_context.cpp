@@ -43,16 +43,17 @@ TimerId ProcessContext::set_interval(std::chrono::milliseconds period, std::func
 
 void ProcessContext::arm(TimerId id, std::chrono::milliseconds delay, bool repeat) {
   auto& t = timers_.at(id);
-  if (repeat) {
+  auto now = asio::steady_timer::clock_type::now();
+  if (repeat && t.armed) {
     // Fixed rate: the next tick is due one period after the previous due time, not after the
-    // handler finished, so the ticks do not drift.
-    t.timer->expires_at(t.timer->expiry() + delay);
-    if (t.timer->expiry() < asio::steady_timer::clock_type::now() - delay) {
-      t.timer->expires_after(delay);
-    }
+    // handler finished, so the ticks do not drift; a loop that fell a whole period behind
+    // starts afresh instead of firing a burst.
+    auto next = t.timer->expiry() + delay;
+    t.timer->expires_at(next < now ? now + delay : next);
   } else {
     t.timer->expires_after(delay);
   }
+  t.armed = true;
   t.timer->async_wait([this, id, repeat](const asio::error_code& ec) {
     if (ec) return;
     auto it = timers_.find(id);

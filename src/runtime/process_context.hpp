@@ -66,6 +66,7 @@ class ProcessContext final : public Context {
     std::unique_ptr<asio::steady_timer> timer;
     std::function<void()> fn;
     std::chrono::milliseconds period;
+    bool armed = false;  // the first arming counts from now, later ones from the last due time
   };
   std::map<TimerId, Timer> timers_;
   TimerId next_timer_ = 1;
