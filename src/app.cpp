@@ -32,6 +32,17 @@ App& App::schedule(JobOptions options, JobTask task) {
   return *this;
 }
 
+App& App::consume(ConsumeOptions options, QueueHandler handler) {
+  if (options.name.empty() && declaration_error_.empty())
+    declaration_error_ = "consume: a consumer needs a name";
+  if (options.url.empty() && declaration_error_.empty()) {
+    declaration_error_ =
+        "consume '" + options.name + "': a queue URL is needed (e.g. sqlite:queue.db)";
+  }
+  consumers_.emplace_back(std::move(options), std::move(handler));
+  return *this;
+}
+
 int App::run(int argc, char** argv) {
   if (!declaration_error_.empty()) {
     std::cerr << name_ << ": " << declaration_error_ << std::endl;
@@ -39,7 +50,7 @@ int App::run(int argc, char** argv) {
   }
   // The master never calls the setups: user code runs only in the children.
   if (runtime::started_by_master()) {
-    return runtime::child_main(name_, agent_setup_, worker_setup_, jobs_);
+    return runtime::child_main(name_, agent_setup_, worker_setup_, jobs_, consumers_);
   }
   return master::master_main(argc, argv, name_);
 }

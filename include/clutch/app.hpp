@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "clutch/context.hpp"
+#include "clutch/mq.hpp"
 #include "clutch/schedule.hpp"
 
 namespace clutch {
@@ -39,6 +40,10 @@ class App {
   // (at declaration, in every process) for a bad cron expression, interval or zone.
   App& schedule(JobOptions options, JobTask task);
 
+  // Consumes a queue once per host: the agent reads it, each message is handled by exactly one
+  // worker's `handler`, and only then acknowledged to the queue (see clutch/mq.hpp).
+  App& consume(ConsumeOptions options, QueueHandler handler);
+
   // In the master: parses --workers/--port/--config/--help/--version, runs the cluster and returns
   // the exit code (0 graceful stop, 1 start failed, 2 bad configuration, 3 forced stop).
   // In a child: runs the agent or worker setup and its loop until it is told to stop.
@@ -48,6 +53,7 @@ class App {
   std::string name_;
   Setup agent_setup_, worker_setup_;
   std::vector<std::pair<JobOptions, JobTask>> jobs_;
+  std::vector<std::pair<ConsumeOptions, QueueHandler>> consumers_;
   std::string declaration_error_;
 };
 

@@ -33,7 +33,7 @@ bool started_by_master() {
 }
 
 int child_main(const std::string& app_name, const Setup& agent_setup, const Setup& worker_setup,
-               const schedule::JobList& jobs) {
+               const schedule::JobList& jobs, const mq::ConsumerList& consumers) {
   std::string role_name = std::getenv("CLUTCH_INTERNAL_ROLE");
   int master_pid = env_int("CLUTCH_INTERNAL_MASTER_PID", 0);
   // No orphans: die with the master, and catch the race where it died before this line.
@@ -83,10 +83,13 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
   try {
     const Setup& setup = id.role == Role::kAgent ? agent_setup : worker_setup;
     if (setup) setup(*context);
-    if (id.role == Role::kAgent)
+    if (id.role == Role::kAgent) {
       schedule::install_agent_clock(*context, jobs);
-    else
+      mq::install_agent_consumers(*context, consumers);
+    } else {
       schedule::install_worker_runners(*context, jobs);
+      mq::install_worker_handlers(*context, consumers);
+    }
   } catch (const std::exception& e) {
     messenger->send_control("fatal", e.what());
     channel->flush_blocking_and_close();

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "clutch/app.hpp"
+#include "mq/consumer.hpp"
 #include "schedule/scheduler.hpp"
 
 namespace clutch::runtime {
@@ -13,6 +14,6 @@ namespace clutch::runtime {
 bool started_by_master();
 // Runs the child; returns its exit code.
 int child_main(const std::string& app_name, const Setup& agent_setup, const Setup& worker_setup,
-               const schedule::JobList& jobs);
+               const schedule::JobList& jobs, const mq::ConsumerList& consumers);
 
 }  // namespace clutch::runtime

@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include <clutch/app.hpp>
 #include <clutch/http.hpp>
+#include <clutch/mq.hpp>
 #include <clutch/schedule.hpp>
 
 #include <csignal>
@@ -245,6 +246,25 @@ void exclusive_run(const std::string& job, int work_ms) {
   }
 }
 
+void declare_consumer(clutch::App& app) {
+  std::string url = env("PROBE_QUEUE");
+  if (url.empty()) return;
+  app.consume({.name = "probe",
+               .url = url,
+               .max_attempts = 3,
+               .retry_backoff = std::chrono::milliseconds(20),
+               .naive = env("PROBE_NAIVE") == "1"},
+              [](clutch::Context&, const clutch::QueueMessage& m) {
+                if (m.body.rfind("poison", 0) == 0) {
+                  record(fmt::format(R"("ev":"mq-poison","attempt":{})", m.attempts));
+                  throw std::runtime_error("probe: poison message");
+                }
+                int work_us = env_int("PROBE_WORK_US", 0);
+                if (work_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(work_us));
+                record(fmt::format(R"("ev":"mq","body":"{}")", m.body));
+              });
+}
+
 void declare_jobs(clutch::App& app) {
   std::string jobs = "," + env("PROBE_JOBS") + ",";
   auto wanted = [&](const char* name) {
@@ -293,5 +313,6 @@ int main(int argc, char** argv) {
   clutch::App app("probe");
   app.agent(agent_setup).worker(worker_setup);
   declare_jobs(app);
+  declare_consumer(app);
   return app.run(argc, argv);
 }

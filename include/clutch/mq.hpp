@@ -1,0 +1,67 @@
+// Message queues consumed once per host: the agent holds the queue, hands each message to one
+// worker (acknowledged send_random), and acknowledges it to the queue only after the worker's
+// handler returned. A handler that throws is retried with back-off, then dead-lettered.
+//
+//   app.consume({.name = "orders", .url = "sqlite:/var/lib/app/queue.db"},
+//               [](clutch::Context& ctx, const clutch::QueueMessage& m) { ... });
+//
+// Sources, chosen by URL: `sqlite:PATH` (an embedded durable queue in one SQLite file).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "clutch/context.hpp"
+
+namespace clutch {
+
+struct QueueMessage {
+  std::string id;
+  std::string body;
+  int attempts = 0;  // earlier deliveries that failed
+};
+
+struct ConsumeOptions {
+  std::string name;  // names the consumer in logs and messenger actions ("mq:NAME")
+  std::string url;   // sqlite:PATH
+  std::size_t max_in_flight_per_worker = 16;     // flow control: the agent holds no more
+  int max_attempts = 5;                          // then the message is dead-lettered
+  std::chrono::milliseconds retry_backoff{200};  // doubled per failed attempt
+  std::chrono::milliseconds poll_interval{20};   // how often an empty queue is asked again
+  // The seed's bug, for demonstrations only: every worker handles every message.
+  bool naive = false;
+};
+
+using QueueHandler = std::function<void(Context&, const QueueMessage&)>;
+
+// A queue opened by URL; the agent's consumer and producers use the same interface.
+class MessageSource {
+ public:
+  virtual ~MessageSource() = default;
+  // Up to `max` messages that are visible now; each stays invisible to other fetches until it is
+  // acked, retried or its visibility timeout passes. Never blocks for long.
+  virtual std::vector<QueueMessage> fetch(std::size_t max) = 0;
+  virtual void ack(const QueueMessage& message) = 0;
+  // Visible again after `delay`, with one more attempt counted.
+  virtual void retry(const QueueMessage& message, std::chrono::milliseconds delay,
+                     std::string_view error) = 0;
+  // Visible again at once without counting an attempt (it was never handled: e.g. shutdown).
+  virtual void release(const QueueMessage& message) = 0;
+  // Moved to the dead-letter place with its last error.
+  virtual void dead_letter(const QueueMessage& message, std::string_view error) = 0;
+  virtual void publish(std::string_view body) = 0;
+  // Makes every message fetched by an earlier consumer that died visible again at once.
+  virtual void recover_in_flight() = 0;
+  virtual std::size_t pending() = 0;
+  virtual std::size_t dead_letters() = 0;
+};
+
+// Opens `url`; throws ConfigError with the reason for a bad URL or an unreachable queue.
+std::unique_ptr<MessageSource> open_message_source(const std::string& url);
+
+}  // namespace clutch

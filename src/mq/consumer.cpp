@@ -1,0 +1,147 @@
+#include "mq/consumer.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <memory>
+
+namespace clutch::mq {
+namespace {
+
+std::string action_of(const ConsumeOptions& o) {
+  return "mq:" + o.name;
+}
+
+// Pulls from the source while the workers have room, hands each message to one worker and
+// settles it with the source when the worker's acknowledgement comes back.
+class Consumer : public std::enable_shared_from_this<Consumer> {
+ public:
+  Consumer(Context& ctx, ConsumeOptions options)
+      : ctx_(ctx), options_(std::move(options)), source_(open_message_source(options_.url)) {}
+
+  void start() {
+    source_->recover_in_flight();
+    auto self = shared_from_this();
+    ctx_.on_ready([self] { self->pump(); });
+    ctx_.on_stop([self](std::function<void()> done) {
+      self->stopping_ = true;
+      done();
+    });
+  }
+
+ private:
+  std::size_t limit() const {
+    return options_.max_in_flight_per_worker *
+           std::max<std::size_t>(1, ctx_.messenger().workers().size());
+  }
+
+  void pump() {
+    if (stopping_ || pumping_) return;
+    pumping_ = true;
+    try {
+      while (in_flight_ < limit()) {
+        std::vector<QueueMessage> batch =
+            source_->fetch(std::min<std::size_t>(limit() - in_flight_, 256));
+        if (batch.empty()) break;
+        for (QueueMessage& m : batch) dispatch(std::move(m));
+      }
+    } catch (const std::exception& e) {
+      spdlog::error("mq {}: {} (retrying)", options_.name, e.what());
+    }
+    pumping_ = false;
+    if (in_flight_ < limit()) schedule_poll();
+  }
+
+  void schedule_poll() {
+    if (poll_scheduled_ || stopping_) return;
+    poll_scheduled_ = true;
+    auto self = shared_from_this();
+    ctx_.set_timeout(options_.poll_interval, [self] {
+      self->poll_scheduled_ = false;
+      self->pump();
+    });
+  }
+
+  void dispatch(QueueMessage m) {
+    std::string payload = encode_delivery(m);
+    if (options_.naive) {
+      // The seed's bug on purpose: every worker runs the callback.
+      ctx_.messenger().send_to_app(action_of(options_), payload);
+      source_->ack(m);
+      return;
+    }
+    ++in_flight_;
+    auto self = shared_from_this();
+    ctx_.messenger().send_random(action_of(options_), payload, [self, m](const AckResult& r) {
+      --self->in_flight_;
+      self->settle(m, r);
+      if (!self->pumping_) self->pump();
+    });
+  }
+
+  void settle(const QueueMessage& m, const AckResult& r) {
+    try {
+      if (r.ok) return source_->ack(m);
+      if (r.handled_by == 0) {
+        // The master could not hand it to a handler (the cluster is stopping): not an attempt.
+        return source_->release(m);
+      }
+      if (m.attempts + 1 >= options_.max_attempts) {
+        spdlog::error("mq {}: message {} failed {} times, dead-lettered: {}", options_.name, m.id,
+                      m.attempts + 1, r.error);
+        return source_->dead_letter(m, r.error);
+      }
+      auto delay = options_.retry_backoff * (int64_t{1} << std::min(m.attempts, 16));
+      spdlog::warn("mq {}: message {} failed on worker {} (attempt {}): {}; retrying in {} ms",
+                   options_.name, m.id, r.handled_by, m.attempts + 1, r.error, delay.count());
+      source_->retry(m, delay, r.error);
+    } catch (const std::exception& e) {
+      // The message stays hidden until its visibility timeout, then comes back: not lost.
+      spdlog::error("mq {}: cannot settle message {}: {}", options_.name, m.id, e.what());
+    }
+  }
+
+  Context& ctx_;
+  ConsumeOptions options_;
+  std::unique_ptr<MessageSource> source_;
+  std::size_t in_flight_ = 0;
+  bool pumping_ = false, poll_scheduled_ = false, stopping_ = false;
+};
+
+}  // namespace
+
+std::string encode_delivery(const QueueMessage& m) {
+  return fmt::format("{}\n{}\n{}", m.id, m.attempts, m.body);
+}
+
+QueueMessage decode_delivery(std::string_view payload) {
+  QueueMessage m;
+  auto first = payload.find('\n');
+  auto second = first == std::string_view::npos ? first : payload.find('\n', first + 1);
+  if (second == std::string_view::npos) {
+    m.body = std::string(payload);
+    return m;
+  }
+  m.id = std::string(payload.substr(0, first));
+  m.attempts = std::atoi(std::string(payload.substr(first + 1, second - first - 1)).c_str());
+  m.body = std::string(payload.substr(second + 1));
+  return m;
+}
+
+void install_agent_consumers(Context& ctx, const ConsumerList& consumers) {
+  for (const auto& [options, handler] : consumers) {
+    auto consumer = std::make_shared<Consumer>(ctx, options);
+    consumer->start();
+  }
+}
+
+void install_worker_handlers(Context& ctx, const ConsumerList& consumers) {
+  for (const auto& [options, handler] : consumers) {
+    QueueHandler run = handler;
+    ctx.messenger().on(action_of(options), [&ctx, run](const Message& msg) {
+      run(ctx, decode_delivery(msg.data()));  // returning acknowledges; throwing fails it
+    });
+  }
+}
+
+}  // namespace clutch::mq

@@ -1,0 +1,208 @@
+#include "mq/sqlite_source.hpp"
+
+#include <fmt/format.h>
+
+#include <stdexcept>
+
+#include "clutch/config.hpp"
+
+namespace clutch::mq {
+namespace {
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Statements are reset however the scope ends.
+struct Reset {
+  sqlite3_stmt* stmt;
+  ~Reset() {
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+  }
+};
+
+}  // namespace
+
+SqliteSource::SqliteSource(const std::string& path, std::chrono::milliseconds visibility_timeout)
+    : path_(path), visibility_timeout_(visibility_timeout) {
+  if (sqlite3_open_v2(path.c_str(), &db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                      nullptr) != SQLITE_OK) {
+    std::string why = db_ != nullptr ? sqlite3_errmsg(db_) : "out of memory";
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw ConfigError(fmt::format("mq: cannot open sqlite queue '{}': {}", path, why));
+  }
+  sqlite3_busy_timeout(db_, 5000);  // several producers share the file
+  exec("PRAGMA journal_mode=WAL");
+  exec("PRAGMA synchronous=NORMAL");
+  exec(
+      "CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY AUTOINCREMENT, body BLOB NOT "
+      "NULL,"
+      " attempts INTEGER NOT NULL DEFAULT 0, visible_at INTEGER NOT NULL DEFAULT 0,"
+      " created_at INTEGER NOT NULL, last_error TEXT)");
+  exec("CREATE INDEX IF NOT EXISTS messages_visible ON messages (visible_at, id)");
+  exec(
+      "CREATE TABLE IF NOT EXISTS dead_letters (id INTEGER PRIMARY KEY, body BLOB NOT NULL,"
+      " attempts INTEGER NOT NULL, error TEXT, failed_at INTEGER NOT NULL)");
+  select_ =
+      prepare("SELECT id, body, attempts FROM messages WHERE visible_at <= ? ORDER BY id LIMIT ?");
+  hide_ = prepare("UPDATE messages SET visible_at = ? WHERE id = ?");
+  delete_ = prepare("DELETE FROM messages WHERE id = ?");
+  retry_ = prepare(
+      "UPDATE messages SET visible_at = ?, attempts = attempts + 1, last_error = ? WHERE id = ?");
+  insert_ = prepare("INSERT INTO messages (body, created_at) VALUES (?, ?)");
+  dead_ = prepare(
+      "INSERT OR REPLACE INTO dead_letters (id, body, attempts, error, failed_at) VALUES (?, ?, ?, "
+      "?, ?)");
+}
+
+SqliteSource::~SqliteSource() {
+  for (sqlite3_stmt* s : {select_, hide_, delete_, retry_, insert_, dead_}) sqlite3_finalize(s);
+  sqlite3_close(db_);
+}
+
+void SqliteSource::exec(const char* sql) {
+  char* error = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &error) != SQLITE_OK) {
+    std::string why = error != nullptr ? error : "unknown error";
+    sqlite3_free(error);
+    throw std::runtime_error(fmt::format("mq: sqlite queue '{}': {}: {}", path_, sql, why));
+  }
+}
+
+sqlite3_stmt* SqliteSource::prepare(const char* sql) {
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db_, sql, -1, &stmt, nullptr) != SQLITE_OK) {
+    throw std::runtime_error(fmt::format("mq: sqlite queue '{}': {}", path_, sqlite3_errmsg(db_)));
+  }
+  return stmt;
+}
+
+std::vector<QueueMessage> SqliteSource::fetch(std::size_t max) {
+  std::vector<QueueMessage> out;
+  int64_t now = now_ms();
+  // One write transaction: select the visible ones and hide them together, so two consumers
+  // never take the same message.
+  exec("BEGIN IMMEDIATE");
+  try {
+    {
+      Reset r{select_};
+      sqlite3_bind_int64(select_, 1, now);
+      sqlite3_bind_int64(select_, 2, static_cast<int64_t>(max));
+      while (sqlite3_step(select_) == SQLITE_ROW) {
+        QueueMessage m;
+        m.id = std::to_string(sqlite3_column_int64(select_, 0));
+        m.body.assign(static_cast<const char*>(sqlite3_column_blob(select_, 1)),
+                      static_cast<std::size_t>(sqlite3_column_bytes(select_, 1)));
+        m.attempts = sqlite3_column_int(select_, 2);
+        out.push_back(std::move(m));
+      }
+    }
+    for (const QueueMessage& m : out) {
+      Reset r{hide_};
+      sqlite3_bind_int64(hide_, 1, now + visibility_timeout_.count());
+      sqlite3_bind_int64(hide_, 2, std::stoll(m.id));
+      sqlite3_step(hide_);
+    }
+    exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+  return out;
+}
+
+void SqliteSource::ack(const QueueMessage& m) {
+  Reset r{delete_};
+  sqlite3_bind_int64(delete_, 1, std::stoll(m.id));
+  if (sqlite3_step(delete_) != SQLITE_DONE) {
+    throw std::runtime_error(fmt::format("mq: sqlite ack of {}: {}", m.id, sqlite3_errmsg(db_)));
+  }
+}
+
+void SqliteSource::retry(const QueueMessage& m, std::chrono::milliseconds delay,
+                         std::string_view error) {
+  Reset r{retry_};
+  sqlite3_bind_int64(retry_, 1, now_ms() + delay.count());
+  sqlite3_bind_text(retry_, 2, error.data(), static_cast<int>(error.size()), SQLITE_TRANSIENT);
+  sqlite3_bind_int64(retry_, 3, std::stoll(m.id));
+  sqlite3_step(retry_);
+}
+
+void SqliteSource::release(const QueueMessage& m) {
+  Reset r{hide_};
+  sqlite3_bind_int64(hide_, 1, 0);
+  sqlite3_bind_int64(hide_, 2, std::stoll(m.id));
+  sqlite3_step(hide_);
+}
+
+void SqliteSource::dead_letter(const QueueMessage& m, std::string_view error) {
+  exec("BEGIN IMMEDIATE");
+  {
+    Reset r{dead_};
+    sqlite3_bind_int64(dead_, 1, std::stoll(m.id));
+    sqlite3_bind_blob(dead_, 2, m.body.data(), static_cast<int>(m.body.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_int(dead_, 3, m.attempts + 1);
+    sqlite3_bind_text(dead_, 4, error.data(), static_cast<int>(error.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_int64(dead_, 5, now_ms());
+    sqlite3_step(dead_);
+  }
+  {
+    Reset r{delete_};
+    sqlite3_bind_int64(delete_, 1, std::stoll(m.id));
+    sqlite3_step(delete_);
+  }
+  exec("COMMIT");
+}
+
+void SqliteSource::publish(std::string_view body) {
+  Reset r{insert_};
+  sqlite3_bind_blob(insert_, 1, body.data(), static_cast<int>(body.size()), SQLITE_TRANSIENT);
+  sqlite3_bind_int64(insert_, 2, now_ms());
+  if (sqlite3_step(insert_) != SQLITE_DONE) {
+    throw std::runtime_error(
+        fmt::format("mq: sqlite publish to '{}': {}", path_, sqlite3_errmsg(db_)));
+  }
+}
+
+void SqliteSource::recover_in_flight() {
+  // Only the host's one consuming agent calls this, at its start: whatever is hidden was taken by
+  // a predecessor that died, and waiting out the visibility timeout would only delay it.
+  exec("UPDATE messages SET visible_at = 0 WHERE visible_at > 0 AND last_error IS NULL");
+}
+
+std::size_t SqliteSource::pending() {
+  sqlite3_stmt* s = prepare("SELECT count(*) FROM messages");
+  sqlite3_step(s);
+  auto n = static_cast<std::size_t>(sqlite3_column_int64(s, 0));
+  sqlite3_finalize(s);
+  return n;
+}
+
+std::size_t SqliteSource::dead_letters() {
+  sqlite3_stmt* s = prepare("SELECT count(*) FROM dead_letters");
+  sqlite3_step(s);
+  auto n = static_cast<std::size_t>(sqlite3_column_int64(s, 0));
+  sqlite3_finalize(s);
+  return n;
+}
+
+}  // namespace clutch::mq
+
+namespace clutch {
+
+std::unique_ptr<MessageSource> open_message_source(const std::string& url) {
+  if (url.rfind("sqlite:", 0) == 0) {
+    std::string path = url.substr(7);
+    if (path.empty())
+      throw ConfigError("mq: 'sqlite:' needs a file path, e.g. sqlite:/var/lib/app/queue.db");
+    return std::make_unique<mq::SqliteSource>(path);
+  }
+  throw ConfigError(fmt::format("mq: unsupported queue URL '{}' (supported: sqlite:PATH)", url));
+}
+
+}  // namespace clutch

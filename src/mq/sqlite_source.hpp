@@ -1,0 +1,44 @@
+// The embedded queue: one SQLite file in WAL mode, safe for several producer processes at once.
+// Table `messages` holds the queue (visibility timeout, attempt count, last error); table
+// `dead_letters` the messages that failed max_attempts times.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <chrono>
+#include <string>
+
+#include "clutch/mq.hpp"
+
+namespace clutch::mq {
+
+class SqliteSource final : public MessageSource {
+ public:
+  // Throws ConfigError when the file cannot be opened or created.
+  explicit SqliteSource(const std::string& path,
+                        std::chrono::milliseconds visibility_timeout = std::chrono::seconds(30));
+  ~SqliteSource() override;
+
+  std::vector<QueueMessage> fetch(std::size_t max) override;
+  void ack(const QueueMessage& message) override;
+  void retry(const QueueMessage& message, std::chrono::milliseconds delay,
+             std::string_view error) override;
+  void release(const QueueMessage& message) override;
+  void dead_letter(const QueueMessage& message, std::string_view error) override;
+  void publish(std::string_view body) override;
+  void recover_in_flight() override;
+  std::size_t pending() override;
+  std::size_t dead_letters() override;
+
+ private:
+  void exec(const char* sql);
+  sqlite3_stmt* prepare(const char* sql);
+
+  std::string path_;
+  sqlite3* db_ = nullptr;
+  std::chrono::milliseconds visibility_timeout_;
+  sqlite3_stmt *select_ = nullptr, *hide_ = nullptr, *delete_ = nullptr, *retry_ = nullptr,
+               *insert_ = nullptr, *dead_ = nullptr;
+};
+
+}  // namespace clutch::mq

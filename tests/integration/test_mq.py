@@ -1,0 +1,132 @@
+"""The seed's scenario on the embedded SQLite queue (issue 5, acceptance 2, 3, 5 and the bad URL)."""
+
+import collections
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.request
+
+from cluster import BUILD_DIR, Cluster, alive, wait_for
+
+CLUTCHCTL = os.path.join(BUILD_DIR, "clutchctl")
+ORDERS = os.path.join(BUILD_DIR, "examples/orders/orders")
+
+
+def publish(url, prefix, count):
+    subprocess.run([CLUTCHCTL, "publish", url, prefix, "--count", str(count)], check=True,
+                   capture_output=True, timeout=300)
+
+
+def queue_counts(path):
+    with sqlite3.connect(path) as db:
+        return (db.execute("SELECT count(*) FROM messages").fetchone()[0],
+                db.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
+
+
+class SqliteQueue(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="clutch-mq-")
+        self.db = os.path.join(self.dir, "queue.db")
+        self.url = "sqlite:" + self.db
+
+    def cluster(self, workers=3, env=None, args=()):
+        c = Cluster(workers=workers, env={"PROBE_QUEUE": self.url, **(env or {})}, args=args)
+        self.addCleanup(c.close)
+        return c
+
+    def test_100k_messages_with_workers_and_the_agent_killed_none_lost(self):
+        total = 100_000
+        publish(self.url, "m", total)
+        c = self.cluster(workers=3, args=("-s", "min_uptime=50ms", "-s", "restart_backoff_initial=10ms",
+                                          "-s", "restart_backoff_max=200ms"))
+        c.wait_ready()
+        rng = random.Random(11)
+        killed_agent = False
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            handled = {e["body"] for e in c.events("mq")}
+            if len(handled) >= total:
+                break
+            workers = [e["pid"] for e in c.events("ready") if e["role"] == "worker" and alive(e["pid"])]
+            if workers:
+                os.kill(rng.choice(workers), signal.SIGKILL)
+            if not killed_agent and len(handled) > total // 3:
+                agent = [e["pid"] for e in c.events("ready") if e["role"] == "agent"][-1]
+                os.kill(agent, signal.SIGKILL)
+                killed_agent = True
+            time.sleep(0.2)
+        events = c.events("mq")
+        counts = collections.Counter(e["body"] for e in events)
+        self.assertTrue(killed_agent, "the agent must have been killed once")
+        self.assertEqual(len(counts), total, f"{total - len(counts)} messages never handled")
+        duplicates = sum(n - 1 for n in counts.values())
+        self.assertLess(duplicates, total * 0.001, f"{duplicates} duplicates")
+        wait_for(lambda: queue_counts(self.db) == (0, 0), 10, "the queue to be empty")
+
+    def test_naive_mode_duplicates_every_message_once_per_worker(self):
+        publish(self.url, "n", 200)
+        c = self.cluster(workers=3, env={"PROBE_NAIVE": "1"})
+        c.wait_ready()
+        wait_for(lambda: len(c.events("mq")) >= 600, 20, "600 handlings")
+        counts = collections.Counter(e["body"] for e in c.events("mq"))
+        # The check that the normal mode passes fails here, as it must: 2 duplicates per message.
+        self.assertEqual(set(counts.values()), {3}, "naive mode should run each message in every worker")
+
+    def test_poison_message_is_dead_lettered_after_max_attempts(self):
+        publish(self.url, "poison", 1)
+        publish(self.url, "fine", 5)
+        c = self.cluster(workers=2)
+        c.wait_ready()
+        wait_for(lambda: queue_counts(self.db) == (0, 1), 20, "the poison message in dead_letters")
+        self.assertEqual(sorted(e["attempt"] for e in c.events("mq-poison")), [0, 1, 2])
+        self.assertEqual(len(c.events("mq")), 5)
+        self.assertIn("dead-lettered: probe: poison message", c.stderr())
+        with sqlite3.connect(self.db) as db:
+            body, attempts, error = db.execute("SELECT body, attempts, error FROM dead_letters").fetchone()
+        self.assertEqual((body, attempts), (b"poison-1", 3))
+        self.assertIn("poison message", error)
+
+    def test_bad_queue_url_fails_the_start_with_a_clear_message(self):
+        c = Cluster(workers=1, env={"PROBE_QUEUE": "kafka://nowhere"})
+        self.addCleanup(c.close)
+        self.assertEqual(c.wait_exit(), 1)
+        self.assertIn("unsupported queue URL 'kafka://nowhere'", c.stderr())
+        c = Cluster(workers=1, env={"PROBE_QUEUE": "sqlite:/nonexistent-dir/q.db"})
+        self.addCleanup(c.close)
+        self.assertEqual(c.wait_exit(), 1)
+        self.assertIn("cannot open sqlite queue '/nonexistent-dir/q.db'", c.stderr())
+
+
+class OrdersExample(unittest.TestCase):
+    def run_orders(self, naive):
+        d = tempfile.mkdtemp(prefix="clutch-orders-")
+        env = {"ORDERS_QUEUE": f"sqlite:{d}/q.db", "ORDERS_LEDGER": f"{d}/ledger.txt",
+               "ORDERS_NAIVE": "1" if naive else "0"}
+        c = Cluster(binary=ORDERS, workers=3, env=env)
+        self.addCleanup(c.close)
+        port = c.wait_ready()["port"]
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/orders?count=300", method="POST")
+        self.assertEqual(json.load(urllib.request.urlopen(req, timeout=10)), {"published": 300})
+
+        def stats():
+            s = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/orders/stats", timeout=10))
+            return s if s["orders"] == 300 and s["queue_pending"] == 0 else None
+        return wait_for(stats, 30, "all 300 orders in the ledger")
+
+    def test_orders_are_handled_once_and_naive_mode_shows_the_seeds_bug(self):
+        s = self.run_orders(naive=False)
+        self.assertEqual((s["handled"], s["duplicates"]), (300, 0))
+        self.assertGreater(len(s["per_worker"]), 1)
+        time.sleep(0.3)
+        s = self.run_orders(naive=True)
+        self.assertEqual(s["duplicates"], 600, "naive mode: every worker appends every order")
+
+
+if __name__ == "__main__":
+    unittest.main()
