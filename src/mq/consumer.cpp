@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <memory>
 
 namespace clutch::mq {
@@ -46,7 +47,13 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
         for (QueueMessage& m : batch) dispatch(std::move(m));
       }
     } catch (const std::exception& e) {
-      spdlog::error("mq {}: {} (retrying)", options_.name, e.what());
+      // Logged when it changes (or every 10 s), not on every poll of a broker that is down.
+      auto now = std::chrono::steady_clock::now();
+      if (e.what() != last_error_ || now - last_error_at_ > std::chrono::seconds(10)) {
+        spdlog::error("mq {}: {} (retrying)", options_.name, e.what());
+        last_error_ = e.what();
+        last_error_at_ = now;
+      }
     }
     pumping_ = false;
     if (in_flight_ < limit()) schedule_poll();
@@ -106,6 +113,8 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
   std::unique_ptr<MessageSource> source_;
   std::size_t in_flight_ = 0;
   bool pumping_ = false, poll_scheduled_ = false, stopping_ = false;
+  std::string last_error_;
+  std::chrono::steady_clock::time_point last_error_at_{};
 };
 
 }  // namespace

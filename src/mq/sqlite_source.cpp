@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "clutch/config.hpp"
+#include "mq/redis_source.hpp"
 
 namespace clutch::mq {
 namespace {
@@ -202,7 +203,11 @@ std::unique_ptr<MessageSource> open_message_source(const std::string& url) {
       throw ConfigError("mq: 'sqlite:' needs a file path, e.g. sqlite:/var/lib/app/queue.db");
     return std::make_unique<mq::SqliteSource>(path);
   }
-  throw ConfigError(fmt::format("mq: unsupported queue URL '{}' (supported: sqlite:PATH)", url));
+  if (url.rfind("redis://", 0) == 0)
+    return std::make_unique<mq::RedisSource>(mq::parse_redis_url(url));
+  throw ConfigError(fmt::format(
+      "mq: unsupported queue URL '{}' (supported: sqlite:PATH, redis://HOST:PORT/STREAM?group=G)",
+      url));
 }
 
 }  // namespace clutch

@@ -127,3 +127,45 @@ class Cluster:
             t.join(timeout=2)
         self.proc.stdout.close()
         self.proc.stderr.close()
+
+
+class RedisServer:
+    """A redis-server on a free loopback port, with an append-only file so that a restart keeps
+    the data; stopped by its pid."""
+
+    def __init__(self):
+        import shutil
+        import socket
+        if shutil.which("redis-server") is None:
+            raise AssertionError("redis-server is not installed (scripts/deps installs it)")
+        self.dir = tempfile.mkdtemp(prefix="clutch-redis-")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
+             "--protected-mode", "yes"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: self.cli("PING") == "PONG", 10, "redis-server to answer")
+
+    def cli(self, *args):
+        r = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), *args],
+                           capture_output=True, text=True, timeout=30)
+        return r.stdout.strip()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def url(self, stream="jobs", group="workers"):
+        return f"redis://127.0.0.1:{self.port}/{stream}?group={group}"

@@ -1,0 +1,287 @@
+#include "mq/redis_source.hpp"
+
+#include <fmt/format.h>
+#include <hiredis/hiredis.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <memory>
+#include <stdexcept>
+
+#include "clutch/config.hpp"
+
+namespace clutch::mq {
+namespace {
+
+struct ReplyFree {
+  void operator()(redisReply* r) const { freeReplyObject(r); }
+};
+using Reply = std::unique_ptr<redisReply, ReplyFree>;
+
+std::string query_value(std::string_view query, std::string_view key) {
+  std::size_t at = 0;
+  while (at < query.size()) {
+    std::size_t end = query.find('&', at);
+    std::string_view pair = query.substr(at, end == std::string_view::npos ? end : end - at);
+    if (pair.substr(0, key.size()) == key && pair.size() > key.size() && pair[key.size()] == '=') {
+      return std::string(pair.substr(key.size() + 1));
+    }
+    if (end == std::string_view::npos) break;
+    at = end + 1;
+  }
+  return "";
+}
+
+}  // namespace
+
+RedisUrl parse_redis_url(const std::string& url) {
+  auto fail = [&](const std::string& why) {
+    return ConfigError(fmt::format(
+        "mq: bad Redis URL '{}': {} (expected redis://HOST:PORT/STREAM?group=G)", url, why));
+  };
+  constexpr std::string_view kScheme = "redis://";
+  if (url.rfind(kScheme, 0) != 0) throw fail("it must start with redis://");
+  std::string_view rest = std::string_view(url).substr(kScheme.size());
+  std::size_t slash = rest.find('/');
+  if (slash == std::string_view::npos) throw fail("no stream name after the address");
+  std::string_view address = rest.substr(0, slash), path = rest.substr(slash + 1), query;
+  if (auto q = path.find('?'); q != std::string_view::npos) {
+    query = path.substr(q + 1);
+    path = path.substr(0, q);
+  }
+  RedisUrl out;
+  std::size_t colon = address.rfind(':');
+  out.host = std::string(address.substr(0, colon));
+  if (colon != std::string_view::npos) {
+    std::string_view port = address.substr(colon + 1);
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), out.port);
+    if (ec != std::errc{} || end != port.data() + port.size() || out.port <= 0 ||
+        out.port > 65535) {
+      throw fail(fmt::format("bad port '{}'", port));
+    }
+  }
+  if (out.host.empty()) throw fail("no host");
+  if (path.empty()) throw fail("no stream name");
+  out.stream = std::string(path);
+  if (auto g = query_value(query, "group"); !g.empty()) out.group = g;
+  out.consumer = query_value(query, "consumer");
+  if (out.consumer.empty()) {
+    char host[256] = "host";
+    gethostname(host, sizeof(host) - 1);
+    out.consumer = std::string("clutch-") + host;
+  }
+  return out;
+}
+
+RedisSource::RedisSource(RedisUrl url, std::chrono::milliseconds visibility_timeout)
+    : url_(std::move(url)), visibility_timeout_(visibility_timeout) {
+  try {
+    connect();
+  } catch (const std::exception& e) {
+    // A broker that is down at start is reported, and the consumer keeps retrying; a bad URL
+    // never gets here (parse_redis_url throws ConfigError).
+    spdlog::warn("{}", e.what());
+  }
+}
+
+RedisSource::~RedisSource() {
+  if (ctx_ != nullptr) redisFree(ctx_);
+}
+
+void RedisSource::connect() {
+  if (ctx_ != nullptr) {
+    redisFree(ctx_);
+    ctx_ = nullptr;
+  }
+  auto now = Clock::now();
+  if (now < next_connect_) {
+    throw std::runtime_error(
+        fmt::format("redis {}:{}: not connected; waiting to reconnect", url_.host, url_.port));
+  }
+  redisContext* c = redisConnectWithTimeout(url_.host.c_str(), url_.port, timeval{1, 0});
+  if (c == nullptr || c->err != 0) {
+    std::string why = c != nullptr ? c->errstr : "out of memory";
+    if (c != nullptr) redisFree(c);
+    next_connect_ = now + reconnect_delay_;
+    spdlog::warn("redis {}:{}: cannot connect ({}); next attempt in {} ms", url_.host, url_.port,
+                 why, reconnect_delay_.count());
+    reconnect_delay_ = std::min(reconnect_delay_ * 2, std::chrono::milliseconds(5000));
+    throw std::runtime_error(
+        fmt::format("redis {}:{}: cannot connect: {}", url_.host, url_.port, why));
+  }
+  redisSetTimeout(c, timeval{2, 0});
+  ctx_ = c;
+  reconnect_delay_ = std::chrono::milliseconds(100);
+  if (was_connected_) spdlog::info("redis {}:{}: reconnected", url_.host, url_.port);
+  was_connected_ = true;
+  ensure_group();
+  flush_unsent_acks();
+}
+
+void RedisSource::ensure_group() {
+  Reply r(static_cast<redisReply*>(redisCommand(ctx_, "XGROUP CREATE %s %s 0 MKSTREAM",
+                                                url_.stream.c_str(), url_.group.c_str())));
+  if (r == nullptr) throw std::runtime_error("redis: connection lost while creating the group");
+  if (r->type == REDIS_REPLY_ERROR &&
+      std::string_view(r->str).find("BUSYGROUP") == std::string_view::npos) {
+    throw std::runtime_error(fmt::format("redis: XGROUP CREATE: {}", r->str));
+  }
+}
+
+redisReply* RedisSource::command(std::initializer_list<std::string_view> args) {
+  if (ctx_ == nullptr) connect();
+  std::vector<const char*> argv;
+  std::vector<std::size_t> lengths;
+  for (std::string_view a : args) {
+    argv.push_back(a.data());
+    lengths.push_back(a.size());
+  }
+  auto* r = static_cast<redisReply*>(
+      redisCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lengths.data()));
+  if (r == nullptr) {
+    std::string why = ctx_->errstr;
+    redisFree(ctx_);
+    ctx_ = nullptr;
+    next_connect_ = Clock::now() + reconnect_delay_;
+    spdlog::warn("redis {}:{}: connection lost ({}); reconnecting with back-off", url_.host,
+                 url_.port, why);
+    throw std::runtime_error(
+        fmt::format("redis {}:{}: connection lost: {}", url_.host, url_.port, why));
+  }
+  if (r->type == REDIS_REPLY_ERROR) {
+    std::string why = r->str;
+    freeReplyObject(r);
+    throw std::runtime_error("redis: " + why);
+  }
+  return r;
+}
+
+void RedisSource::flush_unsent_acks() {
+  while (!unsent_acks_.empty()) {
+    Reply r(command({"XACK", url_.stream, url_.group, unsent_acks_.back()}));
+    unsent_acks_.pop_back();
+  }
+}
+
+std::vector<QueueMessage> RedisSource::read_entries(redisReply* entries) {
+  std::vector<QueueMessage> out;
+  if (entries == nullptr || entries->type != REDIS_REPLY_ARRAY) return out;
+  for (std::size_t i = 0; i < entries->elements; ++i) {
+    redisReply* entry = entries->element[i];
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements < 2) continue;
+    QueueMessage m;
+    m.id.assign(entry->element[0]->str, entry->element[0]->len);
+    redisReply* fields = entry->element[1];
+    if (fields->type == REDIS_REPLY_ARRAY) {
+      for (std::size_t f = 0; f + 1 < fields->elements; f += 2) {
+        if (std::string_view(fields->element[f]->str, fields->element[f]->len) == "body") {
+          m.body.assign(fields->element[f + 1]->str, fields->element[f + 1]->len);
+        }
+      }
+    }
+    if (auto it = attempts_.find(m.id); it != attempts_.end()) m.attempts = it->second;
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+void RedisSource::autoclaim(std::vector<QueueMessage>& out, std::size_t max) {
+  auto now = Clock::now();
+  if (now < next_autoclaim_) return;
+  next_autoclaim_ = now + std::max(visibility_timeout_ / 4, std::chrono::milliseconds(1000));
+  std::string idle = std::to_string(visibility_timeout_.count());
+  std::string count = std::to_string(max);
+  Reply r(
+      command({"XAUTOCLAIM", url_.stream, url_.group, url_.consumer, idle, "0-0", "COUNT", count}));
+  if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
+    auto claimed = read_entries(r->element[1]);
+    if (!claimed.empty()) {
+      spdlog::info("redis: claimed {} entries left pending by a dead consumer", claimed.size());
+    }
+    for (auto& m : claimed) out.push_back(std::move(m));
+  }
+}
+
+std::vector<QueueMessage> RedisSource::fetch(std::size_t max) {
+  std::vector<QueueMessage> out;
+  auto now = Clock::now();
+  while (!delayed_.empty() && delayed_.front().due <= now && out.size() < max) {
+    out.push_back(std::move(delayed_.front().message));
+    delayed_.pop_front();
+  }
+  if (out.size() >= max) return out;
+  if (ctx_ == nullptr) connect();
+  std::string count = std::to_string(max - out.size());
+  // After a restart, our own pending entries first (a dead predecessor's in-flight messages).
+  // Reading our pending list walks forward from a cursor: "0" would return the same entries again.
+  std::string from = read_own_pending_ ? pending_cursor_ : ">";
+  Reply r(command({"XREADGROUP", "GROUP", url_.group, url_.consumer, "COUNT", count, "STREAMS",
+                   url_.stream, from}));
+  std::size_t before = out.size();
+  if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 && r->element[0]->elements >= 2) {
+    for (auto& m : read_entries(r->element[0]->element[1])) out.push_back(std::move(m));
+  }
+  if (read_own_pending_) {
+    if (out.size() == before) {
+      read_own_pending_ = false;
+    } else {
+      pending_cursor_ = out.back().id;
+      spdlog::info("redis: redelivering {} entries a previous agent left pending",
+                   out.size() - before);
+    }
+  }
+  if (out.size() < max) autoclaim(out, max - out.size());
+  return out;
+}
+
+void RedisSource::ack(const QueueMessage& m) {
+  attempts_.erase(m.id);
+  try {
+    Reply r(command({"XACK", url_.stream, url_.group, m.id}));
+  } catch (const std::exception&) {
+    unsent_acks_.push_back(m.id);  // sent once the connection is back; the entry stays pending
+    throw;
+  }
+}
+
+void RedisSource::retry(const QueueMessage& m, std::chrono::milliseconds delay, std::string_view) {
+  QueueMessage again = m;
+  again.attempts = m.attempts + 1;
+  attempts_[m.id] = again.attempts;
+  delayed_.push_back(Delayed{Clock::now() + delay, std::move(again)});
+  std::stable_sort(delayed_.begin(), delayed_.end(),
+                   [](const Delayed& a, const Delayed& b) { return a.due < b.due; });
+}
+
+void RedisSource::release(const QueueMessage& m) {
+  delayed_.push_front(Delayed{Clock::now(), m});
+}
+
+void RedisSource::dead_letter(const QueueMessage& m, std::string_view error) {
+  std::string dead = url_.stream + ":dead";
+  std::string attempts = std::to_string(m.attempts + 1);
+  Reply added(command(
+      {"XADD", dead, "*", "body", m.body, "id", m.id, "attempts", attempts, "error", error}));
+  attempts_.erase(m.id);
+  Reply acked(command({"XACK", url_.stream, url_.group, m.id}));
+}
+
+void RedisSource::publish(std::string_view body) {
+  Reply r(command({"XADD", url_.stream, "*", "body", body}));
+}
+
+std::size_t RedisSource::pending() {
+  Reply r(command({"XPENDING", url_.stream, url_.group}));
+  return r->type == REDIS_REPLY_ARRAY && r->elements > 0
+             ? static_cast<std::size_t>(r->element[0]->integer)
+             : 0;
+}
+
+std::size_t RedisSource::dead_letters() {
+  Reply r(command({"XLEN", url_.stream + ":dead"}));
+  return static_cast<std::size_t>(r->integer);
+}
+
+}  // namespace clutch::mq

@@ -1,0 +1,90 @@
+"""Redis Streams as the queue (issue 5, acceptance 1 and 4); redis-server on a free loopback port."""
+
+import collections
+import os
+import random
+import signal
+import subprocess
+import time
+import unittest
+
+from cluster import BUILD_DIR, Cluster, RedisServer, alive, wait_for
+
+CLUTCHCTL = os.path.join(BUILD_DIR, "clutchctl")
+
+
+class RedisStreams(unittest.TestCase):
+    def setUp(self):
+        self.redis = RedisServer()
+        self.addCleanup(self.redis.stop)
+
+    def publish(self, prefix, count):
+        subprocess.run([CLUTCHCTL, "publish", self.redis.url(), prefix, "--count", str(count)], check=True,
+                       capture_output=True, timeout=600)
+
+    def cluster(self, workers=3, args=()):
+        c = Cluster(workers=workers, env={"PROBE_QUEUE": self.redis.url()}, args=args)
+        self.addCleanup(c.close)
+        return c
+
+    def test_100k_messages_with_workers_and_the_agent_killed_none_lost(self):
+        total = 100_000
+        self.publish("r", total)
+        c = self.cluster(args=("-s", "min_uptime=50ms", "-s", "restart_backoff_initial=10ms",
+                               "-s", "restart_backoff_max=200ms"))
+        c.wait_ready()
+        rng = random.Random(5)
+        killed_agent = False
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            handled = {e["body"] for e in c.events("mq")}
+            if len(handled) >= total:
+                break
+            workers = [e["pid"] for e in c.events("ready") if e["role"] == "worker" and alive(e["pid"])]
+            if workers:
+                os.kill(rng.choice(workers), signal.SIGKILL)
+            if not killed_agent and len(handled) > total // 3:
+                agent = [e["pid"] for e in c.events("ready") if e["role"] == "agent"][-1]
+                os.kill(agent, signal.SIGKILL)
+                killed_agent = True
+            time.sleep(0.2)
+        counts = collections.Counter(e["body"] for e in c.events("mq"))
+        self.assertTrue(killed_agent)
+        self.assertEqual(len(counts), total, f"{total - len(counts)} messages never handled")
+        duplicates = sum(n - 1 for n in counts.values())
+        self.assertLess(duplicates, total * 0.001, f"{duplicates} duplicates")
+        wait_for(lambda: self.redis.cli("XPENDING", "jobs", "workers").splitlines()[0] == "0", 15,
+                 "the stream's pending list to be empty")
+
+    def test_broker_going_away_and_coming_back_loses_nothing(self):
+        self.publish("before", 500)
+        c = self.cluster(workers=2)
+        c.wait_ready()
+        wait_for(lambda: len(c.events("mq")) >= 500, 30, "the first 500")
+        self.redis.stop()
+        time.sleep(1.5)
+        self.assertIn("connection lost", c.stderr())
+        self.redis.start()
+        self.publish("after", 500)
+        wait_for(lambda: len({e["body"] for e in c.events("mq")}) >= 1000, 30, "all 1000 after the restart")
+        self.assertIn("reconnected", c.stderr())
+        self.assertTrue(alive(c.pid))
+
+    def test_poison_message_goes_to_the_dead_letter_stream(self):
+        self.publish("poison", 1)
+        c = self.cluster(workers=2)
+        c.wait_ready()
+        wait_for(lambda: self.redis.cli("XLEN", "jobs:dead") == "1", 20, "the dead letter")
+        self.assertEqual(len(c.events("mq-poison")), 3)
+        wait_for(lambda: self.redis.cli("XPENDING", "jobs", "workers").splitlines()[0] == "0", 10,
+                 "nothing pending")
+
+    def test_bad_redis_url_fails_the_start(self):
+        c = Cluster(workers=1, env={"PROBE_QUEUE": "redis://127.0.0.1:notaport/jobs"})
+        self.addCleanup(c.close)
+        self.assertEqual(c.wait_exit(), 1)
+        self.assertIn("bad Redis URL", c.stderr())
+
+
+if __name__ == "__main__":
+    unittest.main()
