@@ -1,0 +1,108 @@
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+
+#include "clutch/config.hpp"
+#include "mq/consumer.hpp"
+#include "mq/redis_source.hpp"
+#include "mq/sqlite_source.hpp"
+
+namespace clutch::mq {
+namespace {
+
+TEST(RedisUrl, ParsesHostPortStreamAndGroup) {
+  RedisUrl u = parse_redis_url("redis://127.0.0.1:6380/orders?group=billing&consumer=c1");
+  EXPECT_EQ(u.host, "127.0.0.1");
+  EXPECT_EQ(u.port, 6380);
+  EXPECT_EQ(u.stream, "orders");
+  EXPECT_EQ(u.group, "billing");
+  EXPECT_EQ(u.consumer, "c1");
+  RedisUrl d = parse_redis_url("redis://localhost/jobs");
+  EXPECT_EQ(d.port, 6379);
+  EXPECT_EQ(d.group, "clutch");
+  EXPECT_EQ(d.consumer.rfind("clutch-", 0), 0u);
+}
+
+TEST(RedisUrl, RejectsWhatItCannotUseWithTheReason) {
+  for (auto [url, why] :
+       {std::pair{"http://x/y", "must start with redis://"},
+        std::pair{"redis://host", "no stream name"},
+        std::pair{"redis://host:99999/s", "bad port '99999'"},
+        std::pair{"redis://host:abc/s", "bad port 'abc'"}, std::pair{"redis://:6379/s", "no host"},
+        std::pair{"redis://host:6379/", "no stream name"}}) {
+    try {
+      parse_redis_url(url);
+      FAIL() << url;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << url << ": " << e.what();
+    }
+  }
+}
+
+TEST(Delivery, RoundTripsIdAttemptsAndBinaryBody) {
+  QueueMessage m{"1700000000000-3", std::string("line1\nline2\0x", 13), 2};
+  QueueMessage back = decode_delivery(encode_delivery(m));
+  EXPECT_EQ(back.id, m.id);
+  EXPECT_EQ(back.attempts, 2);
+  EXPECT_EQ(back.body, m.body);
+}
+
+class SqliteQueueTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char name[] = "/tmp/clutch-sqlite-XXXXXX";
+    close(mkstemp(name));
+    path_ = name;
+  }
+  void TearDown() override {
+    for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path_ + suffix).c_str());
+  }
+  std::string path_;
+};
+
+TEST_F(SqliteQueueTest, FetchHidesAckDeletesRetryCountsDeadLetterMoves) {
+  SqliteSource q(path_, std::chrono::milliseconds(60000));
+  q.publish("a");
+  q.publish("b");
+  q.publish("c");
+  auto first = q.fetch(2);
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_EQ(first[0].body, "a");
+  EXPECT_EQ(q.fetch(10).size(), 1u) << "fetched messages stay hidden";
+  EXPECT_TRUE(q.fetch(10).empty());
+  q.ack(first[0]);
+  q.retry(first[1], std::chrono::milliseconds(0), "boom");
+  auto again = q.fetch(10);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].body, "b");
+  EXPECT_EQ(again[0].attempts, 1);
+  q.dead_letter(again[0], "boom twice");
+  EXPECT_EQ(q.dead_letters(), 1u);
+  EXPECT_EQ(q.pending(), 1u);  // "c", still hidden
+  q.recover_in_flight();
+  auto recovered = q.fetch(10);
+  ASSERT_EQ(recovered.size(), 1u);
+  EXPECT_EQ(recovered[0].body, "c");
+}
+
+TEST_F(SqliteQueueTest, TwoHandlesOnOneFileNeverTakeTheSameMessage) {
+  SqliteSource a(path_), b(path_);
+  for (int i = 0; i < 100; ++i) a.publish(std::to_string(i));
+  std::size_t taken = 0;
+  for (int round = 0; round < 20; ++round) taken += a.fetch(3).size() + b.fetch(4).size();
+  EXPECT_EQ(taken, 100u);
+}
+
+TEST(OpenSource, UnknownSchemeNamesTheSupportedOnes) {
+  try {
+    open_message_source("kafka://x");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("sqlite:PATH"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace clutch::mq
