@@ -47,6 +47,10 @@ class MessageSource {
   // acked, retried or its visibility timeout passes. Never blocks for long.
   virtual std::vector<QueueMessage> fetch(std::size_t max) = 0;
   virtual void ack(const QueueMessage& message) = 0;
+  // Acknowledges several at once (one round trip or transaction where the source allows).
+  virtual void ack_many(const std::vector<QueueMessage>& messages) {
+    for (const QueueMessage& m : messages) ack(m);
+  }
   // Visible again after `delay`, with one more attempt counted.
   virtual void retry(const QueueMessage& message, std::chrono::milliseconds delay,
                      std::string_view error) = 0;

@@ -82,13 +82,30 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
     ctx_.messenger().send_random(action_of(options_), payload, [self, m](const AckResult& r) {
       --self->in_flight_;
       self->settle(m, r);
-      if (!self->pumping_) self->pump();
+      // Refill in batches: once half the window is free, at the end of this loop turn (one
+      // fetch for many acks, not one round trip per message).
+      if (self->in_flight_ <= self->limit() / 2 && !self->pump_posted_) {
+        self->pump_posted_ = true;
+        self->ctx_.post([self] {
+          self->pump_posted_ = false;
+          self->pump();
+        });
+      }
     });
   }
 
   void settle(const QueueMessage& m, const AckResult& r) {
     try {
-      if (r.ok) return source_->ack(m);
+      if (r.ok) {
+        // Acks gathered over a loop turn go to the queue together (one XACK, one transaction).
+        acks_.push_back(m);
+        if (!ack_flush_posted_) {
+          ack_flush_posted_ = true;
+          auto self = shared_from_this();
+          ctx_.post([self] { self->flush_acks(); });
+        }
+        return;
+      }
       if (r.handled_by == 0) {
         // The master could not hand it to a handler (the cluster is stopping): not an attempt.
         return source_->release(m);
@@ -108,11 +125,26 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
     }
   }
 
+  void flush_acks() {
+    ack_flush_posted_ = false;
+    std::vector<QueueMessage> batch = std::exchange(acks_, {});
+    try {
+      source_->ack_many(batch);
+    } catch (const std::exception& e) {
+      // Redis keeps them and sends them on reconnect; SQLite's come back after the visibility
+      // timeout. Either way nothing is lost (a redelivery at worst).
+      spdlog::error("mq {}: acknowledging {} message(s): {}", options_.name, batch.size(),
+                    e.what());
+    }
+  }
+
   Context& ctx_;
   ConsumeOptions options_;
+  std::vector<QueueMessage> acks_;
+  bool ack_flush_posted_ = false;
   std::unique_ptr<MessageSource> source_;
   std::size_t in_flight_ = 0;
-  bool pumping_ = false, poll_scheduled_ = false, stopping_ = false;
+  bool pumping_ = false, poll_scheduled_ = false, stopping_ = false, pump_posted_ = false;
   std::string last_error_;
   std::chrono::steady_clock::time_point last_error_at_{};
 };

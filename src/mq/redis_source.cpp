@@ -246,6 +246,38 @@ void RedisSource::ack(const QueueMessage& m) {
   }
 }
 
+void RedisSource::ack_many(const std::vector<QueueMessage>& messages) {
+  if (messages.empty()) return;
+  std::vector<std::string> args = {"XACK", url_.stream, url_.group};
+  for (const QueueMessage& m : messages) {
+    attempts_.erase(m.id);
+    args.push_back(m.id);
+  }
+  if (ctx_ == nullptr) {
+    for (const QueueMessage& m : messages) unsent_acks_.push_back(m.id);
+    connect();  // sends them, or throws and keeps them for later
+    return;
+  }
+  std::vector<const char*> argv;
+  std::vector<std::size_t> lengths;
+  for (const std::string& a : args) {
+    argv.push_back(a.data());
+    lengths.push_back(a.size());
+  }
+  auto* r = static_cast<redisReply*>(
+      redisCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lengths.data()));
+  if (r == nullptr) {
+    for (const QueueMessage& m : messages) unsent_acks_.push_back(m.id);
+    redisFree(ctx_);
+    ctx_ = nullptr;
+    next_connect_ = Clock::now() + reconnect_delay_;
+    spdlog::warn("redis {}:{}: connection lost while acknowledging; reconnecting with back-off",
+                 url_.host, url_.port);
+    throw std::runtime_error("redis: connection lost while acknowledging");
+  }
+  freeReplyObject(r);
+}
+
 void RedisSource::retry(const QueueMessage& m, std::chrono::milliseconds delay, std::string_view) {
   QueueMessage again = m;
   again.attempts = m.attempts + 1;

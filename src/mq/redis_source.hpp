@@ -37,6 +37,7 @@ class RedisSource final : public MessageSource {
 
   std::vector<QueueMessage> fetch(std::size_t max) override;
   void ack(const QueueMessage& message) override;
+  void ack_many(const std::vector<QueueMessage>& messages) override;
   void retry(const QueueMessage& message, std::chrono::milliseconds delay,
              std::string_view error) override;
   void release(const QueueMessage& message) override;

@@ -125,6 +125,16 @@ void SqliteSource::ack(const QueueMessage& m) {
   }
 }
 
+void SqliteSource::ack_many(const std::vector<QueueMessage>& messages) {
+  exec("BEGIN IMMEDIATE");
+  for (const QueueMessage& m : messages) {
+    Reset r{delete_};
+    sqlite3_bind_int64(delete_, 1, std::stoll(m.id));
+    sqlite3_step(delete_);
+  }
+  exec("COMMIT");
+}
+
 void SqliteSource::retry(const QueueMessage& m, std::chrono::milliseconds delay,
                          std::string_view error) {
   Reset r{retry_};
