@@ -186,20 +186,19 @@ void SqliteSource::recover_in_flight() {
   exec("UPDATE messages SET visible_at = 0 WHERE visible_at > 0 AND last_error IS NULL");
 }
 
-std::size_t SqliteSource::pending() {
-  sqlite3_stmt* s = prepare("SELECT count(*) FROM messages");
+std::size_t SqliteSource::count(const char* sql) {
+  sqlite3_stmt* s = prepare(sql);
   sqlite3_step(s);
   auto n = static_cast<std::size_t>(sqlite3_column_int64(s, 0));
   sqlite3_finalize(s);
   return n;
 }
 
+std::size_t SqliteSource::pending() {
+  return count("SELECT count(*) FROM messages");
+}
 std::size_t SqliteSource::dead_letters() {
-  sqlite3_stmt* s = prepare("SELECT count(*) FROM dead_letters");
-  sqlite3_step(s);
-  auto n = static_cast<std::size_t>(sqlite3_column_int64(s, 0));
-  sqlite3_finalize(s);
-  return n;
+  return count("SELECT count(*) FROM dead_letters");
 }
 
 }  // namespace clutch::mq

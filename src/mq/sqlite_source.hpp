@@ -34,6 +34,7 @@ class SqliteSource final : public MessageSource {
  private:
   void exec(const char* sql);
   sqlite3_stmt* prepare(const char* sql);
+  std::size_t count(const char* sql);
 
   std::string path_;
   sqlite3* db_ = nullptr;

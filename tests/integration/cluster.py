@@ -169,3 +169,31 @@ class RedisServer:
 
     def url(self, stream="jobs", group="workers"):
         return f"redis://127.0.0.1:{self.port}/{stream}?group={group}"
+
+
+# Restart settings that let killed children come back within the test's time.
+FAST_RESTARTS = ("-s", "min_uptime=50ms", "-s", "restart_backoff_initial=10ms", "-s", "restart_backoff_max=200ms")
+
+
+def consume_under_kills(c, total, seed, timeout=240):
+    """Waits until `total` distinct queue messages were handled (probe "mq" events) while a random
+    worker is SIGKILLed every 200 ms and the agent once, a third of the way through. Returns
+    (handled counts by body, whether the agent was killed)."""
+    import collections
+    import random
+    rng = random.Random(seed)
+    killed_agent = False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        handled = {e["body"] for e in c.events("mq")}
+        if len(handled) >= total:
+            break
+        workers = [e["pid"] for e in c.events("ready") if e["role"] == "worker" and alive(e["pid"])]
+        if workers:
+            os.kill(rng.choice(workers), signal.SIGKILL)
+        if not killed_agent and len(handled) > total // 3:
+            agent = [e["pid"] for e in c.events("ready") if e["role"] == "agent"][-1]
+            os.kill(agent, signal.SIGKILL)
+            killed_agent = True
+        time.sleep(0.2)
+    return collections.Counter(e["body"] for e in c.events("mq")), killed_agent

@@ -108,14 +108,15 @@ class Lifecycle(unittest.TestCase):
     def test_sigkill_of_the_agent_starts_a_new_agent_that_gets_the_pids(self):
         c = self.cluster(workers=2)
         ready = c.wait_ready()
-        wait_for(lambda: c.events("pids"), 5, "the first clutch:pids")
+        wait_for(lambda: c.events("pids") and [e for e in c.events("ready") if e["role"] == "agent"], 5,
+                 "the first agent's clutch:pids and ready")
         os.kill(ready["agent"], signal.SIGKILL)
         def new_agent_pids():
             return [e for e in c.events("pids") if e["pid"] != ready["agent"]]
         got = wait_for(new_agent_pids, 10, "clutch:pids in the new agent")
         self.assertEqual(sorted(got[-1]["workers"]), sorted(ready["workers"]))
-        new_agents = [e["pid"] for e in c.events("ready") if e["role"] == "agent"]
-        self.assertEqual(len(new_agents), 2)
+        wait_for(lambda: len([e for e in c.events("ready") if e["role"] == "agent"]) == 2, 5,
+                 "the new agent's clutch:ready")
 
 
 if __name__ == "__main__":

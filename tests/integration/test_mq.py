@@ -3,8 +3,6 @@
 import collections
 import json
 import os
-import random
-import signal
 import sqlite3
 import subprocess
 import tempfile
@@ -12,7 +10,7 @@ import time
 import unittest
 import urllib.request
 
-from cluster import BUILD_DIR, Cluster, alive, wait_for
+from cluster import BUILD_DIR, FAST_RESTARTS, Cluster, consume_under_kills, wait_for
 
 CLUTCHCTL = os.path.join(BUILD_DIR, "clutchctl")
 ORDERS = os.path.join(BUILD_DIR, "examples/orders/orders")
@@ -43,26 +41,9 @@ class SqliteQueue(unittest.TestCase):
     def test_100k_messages_with_workers_and_the_agent_killed_none_lost(self):
         total = 100_000
         publish(self.url, "m", total)
-        c = self.cluster(workers=3, args=("-s", "min_uptime=50ms", "-s", "restart_backoff_initial=10ms",
-                                          "-s", "restart_backoff_max=200ms"))
+        c = self.cluster(workers=3, args=FAST_RESTARTS)
         c.wait_ready()
-        rng = random.Random(11)
-        killed_agent = False
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            handled = {e["body"] for e in c.events("mq")}
-            if len(handled) >= total:
-                break
-            workers = [e["pid"] for e in c.events("ready") if e["role"] == "worker" and alive(e["pid"])]
-            if workers:
-                os.kill(rng.choice(workers), signal.SIGKILL)
-            if not killed_agent and len(handled) > total // 3:
-                agent = [e["pid"] for e in c.events("ready") if e["role"] == "agent"][-1]
-                os.kill(agent, signal.SIGKILL)
-                killed_agent = True
-            time.sleep(0.2)
-        events = c.events("mq")
-        counts = collections.Counter(e["body"] for e in events)
+        counts, killed_agent = consume_under_kills(c, total, seed=11)
         self.assertTrue(killed_agent, "the agent must have been killed once")
         self.assertEqual(len(counts), total, f"{total - len(counts)} messages never handled")
         duplicates = sum(n - 1 for n in counts.values())

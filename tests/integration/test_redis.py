@@ -1,14 +1,11 @@
 """Redis Streams as the queue (issue 5, acceptance 1 and 4); redis-server on a free loopback port."""
 
-import collections
 import os
-import random
-import signal
 import subprocess
 import time
 import unittest
 
-from cluster import BUILD_DIR, Cluster, RedisServer, alive, wait_for
+from cluster import BUILD_DIR, FAST_RESTARTS, Cluster, RedisServer, alive, consume_under_kills, wait_for
 
 CLUTCHCTL = os.path.join(BUILD_DIR, "clutchctl")
 
@@ -30,25 +27,9 @@ class RedisStreams(unittest.TestCase):
     def test_100k_messages_with_workers_and_the_agent_killed_none_lost(self):
         total = 100_000
         self.publish("r", total)
-        c = self.cluster(args=("-s", "min_uptime=50ms", "-s", "restart_backoff_initial=10ms",
-                               "-s", "restart_backoff_max=200ms"))
+        c = self.cluster(args=FAST_RESTARTS)
         c.wait_ready()
-        rng = random.Random(5)
-        killed_agent = False
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            handled = {e["body"] for e in c.events("mq")}
-            if len(handled) >= total:
-                break
-            workers = [e["pid"] for e in c.events("ready") if e["role"] == "worker" and alive(e["pid"])]
-            if workers:
-                os.kill(rng.choice(workers), signal.SIGKILL)
-            if not killed_agent and len(handled) > total // 3:
-                agent = [e["pid"] for e in c.events("ready") if e["role"] == "agent"][-1]
-                os.kill(agent, signal.SIGKILL)
-                killed_agent = True
-            time.sleep(0.2)
-        counts = collections.Counter(e["body"] for e in c.events("mq"))
+        counts, killed_agent = consume_under_kills(c, total, seed=5, timeout=300)
         self.assertTrue(killed_agent)
         self.assertEqual(len(counts), total, f"{total - len(counts)} messages never handled")
         duplicates = sum(n - 1 for n in counts.values())
