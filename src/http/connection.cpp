@@ -39,7 +39,7 @@ Connection::Connection(asio::io_context& io, int fd, const Router& router,
       options_(options),
       dates_(dates),
       on_closed_(std::move(on_closed)),
-      timer_(io) {
+      io_(io) {
   sockaddr_storage address{};
   socklen_t length = sizeof(address);
   getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
@@ -59,16 +59,22 @@ void Connection::start() {
 }
 
 void Connection::arm_timer(std::chrono::milliseconds after, int status_on_expiry) {
-  timer_.expires_after(after);
-  timer_.async_wait([self = shared_from_this(), status_on_expiry](const asio::error_code& ec) {
-    if (ec || self->closed_ || self->busy_) return;
-    // A request begun but not finished in time gets 408 (slowloris); an idle one just closes.
-    if (status_on_expiry != 0 && self->request_started_) {
-      self->fail(status_on_expiry);
-    } else {
-      self->close();
-    }
-  });
+  // Only a deadline is recorded here; the server's sweep checks it. Re-arming an Asio timer for
+  // every request cost a timerfd syscall and a cancelled-handler dispatch per request.
+  deadline_ = std::chrono::steady_clock::now() + after;
+  deadline_status_ = status_on_expiry;
+  deadline_armed_ = true;
+}
+
+void Connection::check_deadline(std::chrono::steady_clock::time_point now) {
+  if (!deadline_armed_ || closed_ || busy_ || now < deadline_) return;
+  deadline_armed_ = false;
+  // A request begun but not finished in time gets 408 (slowloris); an idle one just closes.
+  if (deadline_status_ != 0 && request_started_) {
+    fail(deadline_status_);
+  } else {
+    close();
+  }
 }
 
 void Connection::read_more() {
@@ -200,7 +206,7 @@ int Connection::on_message_complete(llhttp_t* p) {
 
 void Connection::dispatch() {
   busy_ = true;
-  timer_.cancel();
+  deadline_armed_ = false;
   auto state = current_;
   Request& r = state->request;
   auto q = r.target.find('?');
@@ -273,7 +279,7 @@ void Connection::drain() {
 void Connection::close() {
   if (closed_) return;
   closed_ = true;
-  timer_.cancel();
+  deadline_armed_ = false;
   asio::error_code ignored;
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);

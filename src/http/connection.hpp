@@ -28,6 +28,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // carries "Connection: close".
   void drain();
   void close();
+  // Applies the read or idle timeout if it has passed (called by the server's periodic sweep).
+  void check_deadline(std::chrono::steady_clock::time_point now);
 
  private:
   static int on_message_begin(llhttp_t* p);
@@ -54,7 +56,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const ServerOptions& options_;
   DateCache& dates_;
   std::function<void(Connection*)> on_closed_;
-  asio::steady_timer timer_;
+  asio::io_context& io_;
+  std::chrono::steady_clock::time_point deadline_{};
+  int deadline_status_ = 0;  // what an expired deadline answers: 408, or 0 to just close
+  bool deadline_armed_ = false;
   llhttp_t parser_;
   std::unique_ptr<char[]> read_buffer_;  // what one read returns; appended to in_
   std::string in_;                       // received, not yet parsed

@@ -25,7 +25,8 @@ class Server : public std::enable_shared_from_this<Server> {
         router_(std::move(router)),
         options_(options),
         wakeups_(io_),
-        drain_timer_(io_) {}
+        drain_timer_(io_),
+        sweep_timer_(io_) {}
 
   void start() {
     if (ctx_.listen_fd() < 0)
@@ -40,9 +41,25 @@ class Server : public std::enable_shared_from_this<Server> {
     auto self = shared_from_this();
     ctx_.on_stop([self](std::function<void()> done) { self->drain(std::move(done)); });
     wait_for_connections();
+    sweep();
   }
 
  private:
+  // One timer for all connections' read and idle timeouts, 4 times a second.
+  void sweep() {
+    sweep_timer_.expires_after(std::chrono::milliseconds(250));
+    sweep_timer_.async_wait([weak = weak_from_this()](const asio::error_code& ec) {
+      auto self = weak.lock();
+      if (ec || !self) return;
+      auto now = std::chrono::steady_clock::now();
+      std::vector<std::shared_ptr<Connection>> all;
+      all.reserve(self->connections_.size());
+      for (auto& [ptr, c] : self->connections_) all.push_back(c);
+      for (auto& c : all) c->check_deadline(now);
+      if (!self->draining_ || !self->connections_.empty()) self->sweep();
+    });
+  }
+
   void wait_for_connections() {
     if (accepting_paused_ || draining_) return;
     waiting_ = true;
@@ -116,7 +133,7 @@ class Server : public std::enable_shared_from_this<Server> {
   ServerOptions options_;
   DateCache dates_;
   asio::posix::stream_descriptor wakeups_;
-  asio::steady_timer drain_timer_;
+  asio::steady_timer drain_timer_, sweep_timer_;
   std::unordered_map<Connection*, std::shared_ptr<Connection>> connections_;
   bool waiting_ = false, accepting_paused_ = false, draining_ = false;
   std::function<void()> drain_done_;
