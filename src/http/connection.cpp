@@ -227,13 +227,20 @@ void Connection::dispatch() {
   state->params = std::move(match.params);
   const Handler& handler = *match.handler;
   const auto& chain = router_.middleware();
-  // The onion: middleware i calls next() to run i+1, the last next() runs the handler.
-  std::function<void(std::size_t)> run = [&](std::size_t i) {
-    if (i == chain.size()) return handler(exchange);
-    chain[i](exchange, [&run, i] { run(i + 1); });
-  };
+  // The onion: middleware i calls next() to run i+1, the last next() runs the handler. Without
+  // middleware the handler is called directly (no std::function on the request path).
+  std::function<void(std::size_t)> run;
+  if (!chain.empty()) {
+    run = [&](std::size_t i) {
+      if (i == chain.size()) return handler(exchange);
+      chain[i](exchange, [&run, i] { run(i + 1); });
+    };
+  }
   try {
-    run(0);
+    if (chain.empty())
+      handler(exchange);
+    else
+      run(0);
   } catch (const std::exception& e) {
     spdlog::error("http: {} {}: handler threw: {}", r.method, r.path, e.what());
     if (!exchange.sent()) exchange.send(500, "Internal Server Error\n");

@@ -49,7 +49,15 @@ Router& Router::use(Middleware middleware) {
 
 Router::Match Router::match(std::string_view method, std::string_view path) const {
   Match result;
-  std::vector<std::string> segments = split_path(path);
+  // Views into `path`, in a buffer reused across requests (one loop thread per process).
+  thread_local std::vector<std::string_view> segments;
+  segments.clear();
+  for (std::size_t i = 0; i < path.size();) {
+    while (i < path.size() && path[i] == '/') ++i;
+    std::size_t start = i;
+    while (i < path.size() && path[i] != '/') ++i;
+    if (i > start) segments.push_back(path.substr(start, i - start));
+  }
   for (const Route& route : routes_) {
     if (route.segments.size() != segments.size()) continue;
     std::vector<std::pair<std::string, std::string>> params;
