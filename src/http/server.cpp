@@ -61,7 +61,7 @@ class Server : public std::enable_shared_from_this<Server> {
   }
 
   void wait_for_connections() {
-    if (accepting_paused_ || draining_) return;
+    if (accepting_paused_ || draining_ || waiting_) return;  // one wait at a time
     waiting_ = true;
     wakeups_.async_wait(asio::posix::stream_descriptor::wait_read,
                         [self = shared_from_this()](const asio::error_code& ec) {

@@ -33,7 +33,6 @@ struct Child {
   Clock::time_point started_at;
   std::shared_ptr<ipc::Channel> channel;
   uint32_t unacked = 0;           // acknowledged messages handed to it and not yet acknowledged
-  bool ready_sent = false;        // clutch:ready is delivered once per process
   bool term_sent = false;         // SIGTERM sent by the master
   bool reload_candidate = false;  // started by a rolling reload, not yet ready
   std::string fatal_error;        // what the child reported before dying, if anything
@@ -87,7 +86,6 @@ class ChildTable {
     for (pid_t pid : order_) fn(*find(pid));
   }
   std::size_t size() const { return by_pid_.size(); }
-  const std::vector<pid_t>& pids() const { return order_; }
 
  private:
   std::unordered_map<pid_t, std::unique_ptr<Child>> by_pid_;

@@ -57,7 +57,6 @@ void Supervisor::reload_candidate_ready(Child& candidate) {
   slot.current = candidate.pid;
   router_.targets_changed();
   router_.announce_members();
-  candidate.ready_sent = true;
   router_.send_runtime(candidate, "clutch:ready", {});
   spdlog::info("reload {}: worker {} replaced (pid {} -> {})", reload_.generation, slot.index, old,
                candidate.pid);

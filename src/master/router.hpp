@@ -46,7 +46,6 @@ class Router {
   std::size_t fail_unacknowledged(std::string_view reason);
 
   std::size_t unacknowledged() const { return acked_.size(); }
-  std::size_t held_bytes() const { return agent_hold_.size() + random_hold_.size(); }
 
  private:
   struct AckedMessage {

@@ -248,7 +248,6 @@ void Supervisor::on_ready(Child& child) {
       break;
     case Phase::kRunning:
       router_.announce_members();
-      child.ready_sent = true;
       router_.send_runtime(child, "clutch:ready", {});
       spdlog::info("{} ready (replacement)", child.describe());
       if (child.role == ipc::Role::kAgent && reload_.active && reload_.agent_restarting)
@@ -272,7 +271,6 @@ void Supervisor::maybe_cluster_ready() {
   std::vector<pid_t> workers;
   children_.for_each([&](Child& c) {
     if (c.is_worker()) workers.push_back(c.pid);
-    c.ready_sent = true;
     router_.send_runtime(c, "clutch:ready", {});
   });
   std::cout << fmt::format(
