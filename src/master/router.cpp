@@ -91,8 +91,8 @@ void Router::route_message(Child& from, const ipc::FrameView& frame, std::byte* 
       });
       break;
     case Route::kAgent:
-      if (Child* agent = children_.agent(); agent && agent->connected()) {
-        deliver(*agent, raw, size);
+      if (agent_ != nullptr && agent_->connected()) {
+        deliver(*agent_, raw, size);
       } else {
         // The agent is restarting: keep the message for the next one.
         agent_hold_.insert(agent_hold_.end(), raw, raw + size);
@@ -264,6 +264,7 @@ void Router::announce_members() {
 }
 
 void Router::targets_changed() {
+  agent_ = children_.agent();
   random_targets_.clear();
   children_.for_each([&](Child& c) {
     if (c.takes_random()) random_targets_.push_back(&c);
@@ -275,9 +276,8 @@ void Router::targets_changed() {
 void Router::flush_holds() {
   sender_ = nullptr;
   if (!agent_hold_.empty()) {
-    Child* agent = children_.agent();
-    if (agent != nullptr && agent->connected()) {
-      deliver(*agent, agent_hold_.data(), agent_hold_.size());
+    if (agent_ != nullptr && agent_->connected()) {
+      deliver(*agent_, agent_hold_.data(), agent_hold_.size());
       agent_hold_.clear();
       agent_hold_.shrink_to_fit();
     }

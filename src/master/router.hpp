@@ -29,7 +29,7 @@ class Router {
 
   void on_frame(Child& from, const ipc::FrameView& frame, std::byte* raw);
 
-  // Call after any change of a child's state: rebuilds the send_random candidates and delivers
+  // Call after any change of a child's state or of the table: rebuilds the targets and delivers
   // what was held for want of a target.
   void targets_changed();
   // A child is gone: its unacknowledged messages go to other workers, its paused senders resume.
@@ -71,6 +71,8 @@ class Router {
   ViolationFn on_violation_;
   Child* sender_ = nullptr;  // the child whose frames are being routed (for back-pressure)
 
+  // Rebuilt by targets_changed(), so routing a message looks nothing up.
+  Child* agent_ = nullptr;
   std::vector<Child*> random_targets_;
   uint64_t rng_state_ = 0x9E3779B97F4A7C15ULL;
   std::size_t least_busy_cursor_ = 0;

@@ -31,18 +31,17 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
   }
 
  private:
-  std::size_t limit() const {
-    return options_.max_in_flight_per_worker *
-           std::max<std::size_t>(1, ctx_.messenger().workers().size());
-  }
-
   void pump() {
     if (stopping_ || pumping_) return;
     pumping_ = true;
+    // The window follows the live worker count; it is taken once per pump, not per message
+    // (workers() copies the membership list).
+    window_ = options_.max_in_flight_per_worker *
+              std::max<std::size_t>(1, ctx_.messenger().workers().size());
     try {
-      while (in_flight_ < limit()) {
+      while (in_flight_ < window_) {
         std::vector<QueueMessage> batch =
-            source_->fetch(std::min<std::size_t>(limit() - in_flight_, 256));
+            source_->fetch(std::min<std::size_t>(window_ - in_flight_, 256));
         if (batch.empty()) break;
         for (QueueMessage& m : batch) dispatch(std::move(m));
       }
@@ -56,7 +55,7 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
       }
     }
     pumping_ = false;
-    if (in_flight_ < limit()) schedule_poll();
+    if (in_flight_ < window_) schedule_poll();
   }
 
   void schedule_poll() {
@@ -84,7 +83,7 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
       self->settle(m, r);
       // Refill in batches: once half the window is free, at the end of this loop turn (one
       // fetch for many acks, not one round trip per message).
-      if (self->in_flight_ <= self->limit() / 2 && !self->pump_posted_) {
+      if (self->in_flight_ <= self->window_ / 2 && !self->pump_posted_) {
         self->pump_posted_ = true;
         self->ctx_.post([self] {
           self->pump_posted_ = false;
@@ -143,7 +142,7 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
   std::vector<QueueMessage> acks_;
   bool ack_flush_posted_ = false;
   std::unique_ptr<MessageSource> source_;
-  std::size_t in_flight_ = 0;
+  std::size_t in_flight_ = 0, window_ = 0;
   bool pumping_ = false, poll_scheduled_ = false, stopping_ = false, pump_posted_ = false;
   std::string last_error_;
   std::chrono::steady_clock::time_point last_error_at_{};

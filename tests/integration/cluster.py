@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import unittest
 
 BUILD_DIR = os.environ.get("CLUTCH_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build/dev"))
 PROBE = os.path.join(BUILD_DIR, "tests/integration/probe")
@@ -197,3 +198,12 @@ def consume_under_kills(c, total, seed, timeout=240):
             killed_agent = True
         time.sleep(0.2)
     return collections.Counter(e["body"] for e in c.events("mq")), killed_agent
+
+
+class ClusterTest(unittest.TestCase):
+    """A test case whose clusters are always stopped, by pid, when the test ends."""
+
+    def start(self, **kw):
+        c = Cluster(**kw)
+        self.addCleanup(c.close)
+        return c

@@ -8,7 +8,7 @@ import threading
 import time
 import unittest
 
-from cluster import Cluster, alive, wait_for
+from cluster import Cluster, ClusterTest, alive, wait_for
 
 
 def exchange(port, raw, timeout=5.0, read_until_close=False):
@@ -42,7 +42,7 @@ def statuses(data):
     return [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) [A-Za-z]", data)]
 
 
-class Http(unittest.TestCase):
+class Http(ClusterTest):
     @classmethod
     def setUpClass(cls):
         cls.c = Cluster(workers=2, env={"PROBE_HTTP": "1", "PROBE_HTTP_READ_TIMEOUT_MS": "1000"})
@@ -130,11 +130,9 @@ class Http(unittest.TestCase):
             self.assertEqual(read_all(s, 4), b"")
 
 
-class HttpLifecycle(unittest.TestCase):
+class HttpLifecycle(ClusterTest):
     def cluster(self, **kw):
-        c = Cluster(env={"PROBE_HTTP": "1"}, **kw)
-        self.addCleanup(c.close)
-        return c
+        return self.start(env={"PROBE_HTTP": "1"}, **kw)
 
     def test_sigterm_during_a_300ms_handler_completes_the_response_then_exits_0(self):
         c = self.cluster(workers=2)

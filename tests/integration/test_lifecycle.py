@@ -6,14 +6,12 @@ import signal
 import time
 import unittest
 
-from cluster import Cluster, alive, wait_for
+from cluster import ClusterTest, alive, wait_for
 
 
-class Lifecycle(unittest.TestCase):
+class Lifecycle(ClusterTest):
     def cluster(self, **kw):
-        c = Cluster(**kw)
-        self.addCleanup(c.close)
-        return c
+        return self.start(**kw)
 
     def test_every_process_gets_ready_exactly_once(self):
         c = self.cluster(workers=4)

@@ -7,14 +7,12 @@ import signal
 import time
 import unittest
 
-from cluster import Cluster, alive, wait_for
+from cluster import ClusterTest, alive, wait_for
 
 
-class Messenger(unittest.TestCase):
+class Messenger(ClusterTest):
     def cluster(self, **kw):
-        c = Cluster(**kw)
-        self.addCleanup(c.close)
-        return c
+        return self.start(**kw)
 
     def test_send_random_reaches_exactly_one_worker_each_time(self):
         c = self.cluster(workers=4, env={"PROBE_SCENARIO": "random", "PROBE_COUNT": "10000"})
@@ -131,10 +129,9 @@ if __name__ == "__main__":
     unittest.main()
 
 
-class Requests(unittest.TestCase):
+class Requests(ClusterTest):
     def test_requests_replies_timeouts_and_refused_sends(self):
-        c = Cluster(workers=2, env={"PROBE_SCENARIO": "requests"}, args=("-s", "max_message_size=4KiB"))
-        self.addCleanup(c.close)
+        c = self.start(workers=2, env={"PROBE_SCENARIO": "requests"}, args=("-s", "max_message_size=4KiB"))
         c.wait_ready()
         wait_for(lambda: len(c.events("reply")) >= 5, 10, "five request outcomes")
         replies = {e["name"]: e for e in c.events("reply")}
@@ -152,7 +149,7 @@ class Requests(unittest.TestCase):
         self.assertIn("over max_message_size (4096 bytes)", refused["too-large"])
 
 
-class Systemd(unittest.TestCase):
+class Systemd(ClusterTest):
     def test_ready_and_stopping_reach_notify_socket(self):
         import socket
         import tempfile
@@ -161,8 +158,7 @@ class Systemd(unittest.TestCase):
         sock.bind(path)
         sock.settimeout(10)
         self.addCleanup(sock.close)
-        c = Cluster(workers=1, env={"NOTIFY_SOCKET": path})
-        self.addCleanup(c.close)
+        c = self.start(workers=1, env={"NOTIFY_SOCKET": path})
         c.wait_ready()
         first = sock.recv(4096).decode()
         self.assertIn("READY=1", first)

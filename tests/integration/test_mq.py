@@ -10,7 +10,7 @@ import time
 import unittest
 import urllib.request
 
-from cluster import BUILD_DIR, FAST_RESTARTS, Cluster, consume_under_kills, wait_for
+from cluster import BUILD_DIR, ClusterTest, FAST_RESTARTS, consume_under_kills, wait_for
 
 CLUTCHCTL = os.path.join(BUILD_DIR, "clutchctl")
 ORDERS = os.path.join(BUILD_DIR, "examples/orders/orders")
@@ -27,16 +27,14 @@ def queue_counts(path):
                 db.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
 
 
-class SqliteQueue(unittest.TestCase):
+class SqliteQueue(ClusterTest):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="clutch-mq-")
         self.db = os.path.join(self.dir, "queue.db")
         self.url = "sqlite:" + self.db
 
     def cluster(self, workers=3, env=None, args=()):
-        c = Cluster(workers=workers, env={"PROBE_QUEUE": self.url, **(env or {})}, args=args)
-        self.addCleanup(c.close)
-        return c
+        return self.start(workers=workers, env={"PROBE_QUEUE": self.url, **(env or {})}, args=args)
 
     def test_100k_messages_with_workers_and_the_agent_killed_none_lost(self):
         total = 100_000
@@ -74,23 +72,20 @@ class SqliteQueue(unittest.TestCase):
         self.assertIn("poison message", error)
 
     def test_bad_queue_url_fails_the_start_with_a_clear_message(self):
-        c = Cluster(workers=1, env={"PROBE_QUEUE": "kafka://nowhere"})
-        self.addCleanup(c.close)
+        c = self.start(workers=1, env={"PROBE_QUEUE": "kafka://nowhere"})
         self.assertEqual(c.wait_exit(), 1)
         self.assertIn("unsupported queue URL 'kafka://nowhere'", c.stderr())
-        c = Cluster(workers=1, env={"PROBE_QUEUE": "sqlite:/nonexistent-dir/q.db"})
-        self.addCleanup(c.close)
+        c = self.start(workers=1, env={"PROBE_QUEUE": "sqlite:/nonexistent-dir/q.db"})
         self.assertEqual(c.wait_exit(), 1)
         self.assertIn("cannot open sqlite queue '/nonexistent-dir/q.db'", c.stderr())
 
 
-class OrdersExample(unittest.TestCase):
+class OrdersExample(ClusterTest):
     def run_orders(self, naive):
         d = tempfile.mkdtemp(prefix="clutch-orders-")
         env = {"ORDERS_QUEUE": f"sqlite:{d}/q.db", "ORDERS_LEDGER": f"{d}/ledger.txt",
                "ORDERS_NAIVE": "1" if naive else "0"}
-        c = Cluster(binary=ORDERS, workers=3, env=env)
-        self.addCleanup(c.close)
+        c = self.start(binary=ORDERS, workers=3, env=env)
         port = c.wait_ready()["port"]
         req = urllib.request.Request(f"http://127.0.0.1:{port}/orders?count=300", method="POST")
         self.assertEqual(json.load(urllib.request.urlopen(req, timeout=10)), {"published": 300})

@@ -5,12 +5,12 @@ import subprocess
 import time
 import unittest
 
-from cluster import BUILD_DIR, FAST_RESTARTS, Cluster, RedisServer, alive, consume_under_kills, wait_for
+from cluster import BUILD_DIR, ClusterTest, FAST_RESTARTS, RedisServer, alive, consume_under_kills, wait_for
 
 CLUTCHCTL = os.path.join(BUILD_DIR, "clutchctl")
 
 
-class RedisStreams(unittest.TestCase):
+class RedisStreams(ClusterTest):
     def setUp(self):
         self.redis = RedisServer()
         self.addCleanup(self.redis.stop)
@@ -20,9 +20,7 @@ class RedisStreams(unittest.TestCase):
                        capture_output=True, timeout=600)
 
     def cluster(self, workers=3, args=()):
-        c = Cluster(workers=workers, env={"PROBE_QUEUE": self.redis.url()}, args=args)
-        self.addCleanup(c.close)
-        return c
+        return self.start(workers=workers, env={"PROBE_QUEUE": self.redis.url()}, args=args)
 
     def test_100k_messages_with_workers_and_the_agent_killed_none_lost(self):
         total = 100_000
@@ -61,8 +59,7 @@ class RedisStreams(unittest.TestCase):
                  "nothing pending")
 
     def test_bad_redis_url_fails_the_start(self):
-        c = Cluster(workers=1, env={"PROBE_QUEUE": "redis://127.0.0.1:notaport/jobs"})
-        self.addCleanup(c.close)
+        c = self.start(workers=1, env={"PROBE_QUEUE": "redis://127.0.0.1:notaport/jobs"})
         self.assertEqual(c.wait_exit(), 1)
         self.assertIn("bad Redis URL", c.stderr())
 

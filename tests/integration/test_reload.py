@@ -8,7 +8,7 @@ import threading
 import time
 import unittest
 
-from cluster import Cluster, wait_for
+from cluster import ClusterTest, wait_for
 
 
 class Load:
@@ -54,11 +54,9 @@ class Load:
         return self
 
 
-class Reload(unittest.TestCase):
+class Reload(ClusterTest):
     def cluster(self, **kw):
-        c = Cluster(env={"PROBE_HTTP": "1", **kw.pop("env", {})}, **kw)
-        self.addCleanup(c.close)
-        return c
+        return self.start(env={"PROBE_HTTP": "1", **kw.pop("env", {})}, **kw)
 
     def test_three_rolling_reloads_under_load_drop_nothing(self):
         c = self.cluster(workers=2)
@@ -103,16 +101,14 @@ if __name__ == "__main__":
     unittest.main()
 
 
-class ReusePort(unittest.TestCase):
+class ReusePort(ClusterTest):
     def test_reuse_port_serves_on_every_worker_survives_a_reload_and_refuses_a_second_instance(self):
-        c = Cluster(workers=3, env={"PROBE_HTTP": "1"}, args=("-s", "reuse_port=true"))
-        self.addCleanup(c.close)
+        c = self.start(workers=3, env={"PROBE_HTTP": "1"}, args=("-s", "reuse_port=true"))
         ready = c.wait_ready()
         load = Load(ready["port"], connections=32)
         wait_for(lambda: load.pids >= set(ready["workers"]), 20, "every worker to serve")
-        second = Cluster(workers=1, env={"PROBE_HTTP": "1"},
-                         args=("--port", str(ready["port"]), "-s", "reuse_port=true"))
-        self.addCleanup(second.close)
+        second = self.start(workers=1, env={"PROBE_HTTP": "1"},
+                            args=("--port", str(ready["port"]), "-s", "reuse_port=true"))
         self.assertEqual(second.wait_exit(), 1)
         self.assertIn("already in use", second.stderr())
         c.signal(signal.SIGHUP)

@@ -6,13 +6,12 @@ import signal
 import time
 import unittest
 
-from cluster import Cluster, alive, wait_for
+from cluster import ClusterTest, alive, wait_for
 
 
-class Schedule(unittest.TestCase):
+class Schedule(ClusterTest):
     def cluster(self, jobs, workers=4, **kw):
-        c = Cluster(workers=workers, env={"PROBE_JOBS": jobs, **kw.pop("env", {})}, **kw)
-        self.addCleanup(c.close)
+        c = self.start(workers=workers, env={"PROBE_JOBS": jobs, **kw.pop("env", {})}, **kw)
         c.wait_ready()
         return c
 
@@ -92,8 +91,7 @@ class Schedule(unittest.TestCase):
         wait_for(lambda: self.runs(c, "listed"), 5, "the job run now")
 
     def test_bad_cron_fails_the_start_naming_the_job_and_field(self):
-        c = Cluster(workers=1, env={"PROBE_JOBS": "badcron"})
-        self.addCleanup(c.close)
+        c = self.start(workers=1, env={"PROBE_JOBS": "badcron"})
         self.assertEqual(c.wait_exit(), 2)
         self.assertIn("job 'badcron'", c.stderr())
         self.assertIn("field 2 (hour) '25'", c.stderr())
