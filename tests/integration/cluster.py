@@ -87,9 +87,12 @@ class Cluster:
     def events(self, ev=None):
         try:
             with open(self.log_path) as f:
-                lines = f.read().splitlines()
+                text = f.read()
         except FileNotFoundError:
             return []
+        # A child may be in the middle of its write(2) while we read: only lines that already
+        # end in a newline are complete, so the unterminated tail is left for the next call.
+        lines = text.split("\n")[:-1]
         out = [json.loads(line) for line in lines if line]
         return [e for e in out if ev is None or e["ev"] == ev]
 
