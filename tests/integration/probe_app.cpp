@@ -54,8 +54,19 @@ void common_setup(clutch::Context& ctx) {
   });
 }
 
+// PROBE_HANG_ROLE: that role's setup never returns (bounded at 60 s), while PROBE_HANG_FLAG
+// exists (or always, without a flag): the master's startup_timeout must deal with it.
+void maybe_hang(clutch::Context& ctx) {
+  std::string flag = env("PROBE_HANG_FLAG");
+  if (env("PROBE_HANG_ROLE") != role_of(ctx) || (!flag.empty() && !std::filesystem::exists(flag)))
+    return;
+  record(R"("ev":"hang")");
+  std::this_thread::sleep_for(std::chrono::seconds(60));
+}
+
 void agent_setup(clutch::Context& ctx) {
   common_setup(ctx);
+  maybe_hang(ctx);
   auto& m = ctx.messenger();
   m.on("clutch:pids", [](const clutch::Message& msg) {
     record(fmt::format(R"("ev":"pids","workers":{})", msg.data()));
@@ -110,6 +121,7 @@ void agent_setup(clutch::Context& ctx) {
 
 void worker_setup(clutch::Context& ctx) {
   common_setup(ctx);
+  maybe_hang(ctx);
   std::string fail_flag = env("PROBE_FAIL_FLAG");
   if (!fail_flag.empty() && std::filesystem::exists(fail_flag)) {
     throw std::runtime_error("probe: this build's workers fail at start (flag file present)");
@@ -148,6 +160,7 @@ void worker_setup(clutch::Context& ctx) {
                [](clutch::http::Exchange) { throw std::runtime_error("handler failure"); });
     clutch::http::ServerOptions options;
     options.read_timeout = std::chrono::milliseconds(env_int("PROBE_HTTP_READ_TIMEOUT_MS", 10000));
+    options.max_connections = env_int("PROBE_HTTP_MAX_CONNECTIONS", 10000);
     options.max_body_bytes = 64 * 1024;
     options.max_header_bytes = 8 * 1024;
     clutch::http::serve(ctx, std::move(router), options);

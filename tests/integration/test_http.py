@@ -167,6 +167,26 @@ class HttpLifecycle(ClusterTest):
         wait_for(lambda: [e for e in c.events("ready") if e["role"] == "worker" and e["pid"] not in ready["workers"]],
                  10, "the replacement worker")
 
+    def test_max_connections_holds_new_connections_until_one_closes(self):
+        c = self.start(workers=1, env={"PROBE_HTTP": "1", "PROBE_HTTP_MAX_CONNECTIONS": "2"})
+        port = c.wait_ready()["port"]
+        request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+        held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
+        try:
+            for s in held:  # both accepted and served: the worker is at its limit
+                s.sendall(request)
+                self.assertEqual(statuses(read_all(s, 2, until_close=False)), [200])
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as third:
+                third.sendall(request)
+                # Queued by the kernel, not accepted: no answer while both are open.
+                self.assertEqual(read_all(third, 1.0, until_close=False), b"")
+                held.pop().close()
+                # One closed: the worker accepts the queued connection and answers it.
+                self.assertEqual(statuses(read_all(third, 5, until_close=False)), [200])
+        finally:
+            for s in held:
+                s.close()
+
     def test_port_zero_serves_on_the_port_the_master_reports(self):
         c = self.cluster(workers=1)
         port = c.wait_ready()["port"]

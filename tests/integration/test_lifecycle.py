@@ -116,6 +116,36 @@ class Lifecycle(ClusterTest):
         wait_for(lambda: len([e for e in c.events("ready") if e["role"] == "agent"]) == 2, 5,
                  "the new agent's clutch:ready")
 
+    def test_agent_hanging_in_setup_fails_the_start_after_startup_timeout(self):
+        c = self.cluster(workers=2, env={"PROBE_HANG_ROLE": "agent"}, args=("-s", "startup_timeout=700ms"))
+        wait_for(lambda: c.events("hang"), 10, "the agent to hang in its setup")
+        started = time.monotonic()
+        self.assertEqual(c.wait_exit(), 1, c.stderr())
+        self.assertLess(time.monotonic() - started, 5, "the master waited far past startup_timeout")
+        self.assertRegex(c.stderr(), r"agent \(pid \d+\).*not ready within startup_timeout \(700 ms\)")
+        for pid in c.child_pids():
+            self.assertFalse(alive(pid), f"pid {pid} outlived its master")
+
+    def test_replacement_worker_hanging_in_setup_is_killed_and_retried(self):
+        flag = os.path.join("/tmp", f"clutch-hang-{os.getpid()}")
+        self.addCleanup(lambda: os.path.exists(flag) and os.remove(flag))
+        c = self.cluster(workers=2, env={"PROBE_HANG_ROLE": "worker", "PROBE_HANG_FLAG": flag},
+                         args=("-s", "startup_timeout=500ms", "-s", "restart_backoff_initial=50ms"))
+        ready = c.wait_ready()
+        open(flag, "w").close()
+        os.kill(ready["workers"][0], signal.SIGKILL)
+        wait_for(lambda: len(c.events("hang")) >= 2, 15, "two hanging replacements in a row")
+        hung = [e["pid"] for e in c.events("hang")]
+        wait_for(lambda: not alive(hung[0]), 5, "the first hanging replacement to be killed")
+        self.assertIn("not ready within startup_timeout (500 ms)", c.stderr())
+        os.remove(flag)
+        def replacement_ready():
+            return [e for e in c.events("ready") if e["role"] == "worker" and e["pid"] not in ready["workers"]]
+        got = wait_for(replacement_ready, 15, "a replacement worker that boots once the flag is gone")
+        self.assertTrue(alive(got[0]["pid"]))
+        self.assertTrue(alive(ready["workers"][1]), "the healthy worker was disturbed")
+        self.assertTrue(alive(c.pid))
+
 
 if __name__ == "__main__":
     unittest.main()
