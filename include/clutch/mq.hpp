@@ -51,6 +51,9 @@ class MessageSource {
   virtual void ack_many(const std::vector<QueueMessage>& messages) {
     for (const QueueMessage& m : messages) ack(m);
   }
+  // Sends acknowledgements a source gathered to batch them (Redis sends them with the next read).
+  // The consumer calls it when it goes idle and before it stops.
+  virtual void flush() {}
   // Visible again after `delay`, with one more attempt counted.
   virtual void retry(const QueueMessage& message, std::chrono::milliseconds delay,
                      std::string_view error) = 0;

@@ -26,6 +26,9 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
     ctx_.on_ready([self] { self->pump(); });
     ctx_.on_stop([self](std::function<void()> done) {
       self->stopping_ = true;
+      // The workers stopped first, so every ack is in; none may wait for a read that won't come.
+      self->flush_acks();
+      self->flush_source("stopping");
       done();
     });
   }
@@ -42,7 +45,10 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
       while (in_flight_ < window_) {
         std::vector<QueueMessage> batch =
             source_->fetch(std::min<std::size_t>(window_ - in_flight_, 256));
-        if (batch.empty()) break;
+        if (batch.empty()) {
+          source_->flush();  // the queue is dry: no read is coming soon to carry the acks
+          break;
+        }
         for (QueueMessage& m : batch) dispatch(std::move(m));
       }
     } catch (const std::exception& e) {
@@ -78,19 +84,20 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
     }
     ++in_flight_;
     auto self = shared_from_this();
-    ctx_.messenger().send_random(action_of(options_), payload, [self, m](const AckResult& r) {
-      --self->in_flight_;
-      self->settle(m, r);
-      // Refill in batches: once half the window is free, at the end of this loop turn (one
-      // fetch for many acks, not one round trip per message).
-      if (self->in_flight_ <= self->window_ / 2 && !self->pump_posted_) {
-        self->pump_posted_ = true;
-        self->ctx_.post([self] {
-          self->pump_posted_ = false;
-          self->pump();
+    ctx_.messenger().send_random(
+        action_of(options_), payload, [self, m = std::move(m)](const AckResult& r) {
+          --self->in_flight_;
+          self->settle(m, r);
+          // Refill in batches: once half the window is free, at the end of this loop turn (one
+          // fetch for many acks, not one round trip per message).
+          if (self->in_flight_ <= self->window_ / 2 && !self->pump_posted_) {
+            self->pump_posted_ = true;
+            self->ctx_.post([self] {
+              self->pump_posted_ = false;
+              self->pump();
+            });
+          }
         });
-      }
-    });
   }
 
   void settle(const QueueMessage& m, const AckResult& r) {
@@ -126,6 +133,7 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
 
   void flush_acks() {
     ack_flush_posted_ = false;
+    if (acks_.empty()) return;
     std::vector<QueueMessage> batch = std::exchange(acks_, {});
     try {
       source_->ack_many(batch);
@@ -135,12 +143,30 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
       spdlog::error("mq {}: acknowledging {} message(s): {}", options_.name, batch.size(),
                     e.what());
     }
+    // A source may hold acks for its next read; if slow workers keep the window full, no read
+    // comes for a while, so they go out within one poll interval regardless.
+    if (!source_flush_scheduled_) {
+      source_flush_scheduled_ = true;
+      auto self = shared_from_this();
+      ctx_.set_timeout(options_.poll_interval, [self] {
+        self->source_flush_scheduled_ = false;
+        self->flush_source("acknowledging");
+      });
+    }
+  }
+
+  void flush_source(const char* doing) {
+    try {
+      source_->flush();
+    } catch (const std::exception& e) {
+      spdlog::error("mq {}: {}: {}", options_.name, doing, e.what());
+    }
   }
 
   Context& ctx_;
   ConsumeOptions options_;
   std::vector<QueueMessage> acks_;
-  bool ack_flush_posted_ = false;
+  bool ack_flush_posted_ = false, source_flush_scheduled_ = false;
   std::unique_ptr<MessageSource> source_;
   std::size_t in_flight_ = 0, window_ = 0;
   bool pumping_ = false, poll_scheduled_ = false, stopping_ = false, pump_posted_ = false;
@@ -151,7 +177,12 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
 }  // namespace
 
 std::string encode_delivery(const QueueMessage& m) {
-  return fmt::format("{}\n{}\n{}", m.id, m.attempts, m.body);
+  // Per message on the agent's hot path: plain appends, no format parsing.
+  std::string attempts = std::to_string(m.attempts);
+  std::string out;
+  out.reserve(m.id.size() + attempts.size() + m.body.size() + 2);
+  out.append(m.id).append(1, '\n').append(attempts).append(1, '\n').append(m.body);
+  return out;
 }
 
 QueueMessage decode_delivery(std::string_view payload) {

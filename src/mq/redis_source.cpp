@@ -112,6 +112,10 @@ void RedisSource::connect() {
         fmt::format("redis {}:{}: cannot connect: {}", url_.host, url_.port, why));
   }
   redisSetTimeout(c, timeval{2, 0});
+  // hiredis frees its read buffer whenever it empties past 16 KiB; one batch of entries is bigger
+  // than that, so without this every read reallocated and regrew it (malloc was the agent's top
+  // cost in bench/mq). The buffer stays the size of the largest reply.
+  c->reader->maxbuf = 0;
   ctx_ = c;
   reconnect_delay_ = std::chrono::milliseconds(100);
   if (was_connected_) spdlog::info("redis {}:{}: reconnected", url_.host, url_.port);
@@ -140,16 +144,7 @@ redisReply* RedisSource::command(std::initializer_list<std::string_view> args) {
   }
   auto* r = static_cast<redisReply*>(
       redisCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lengths.data()));
-  if (r == nullptr) {
-    std::string why = ctx_->errstr;
-    redisFree(ctx_);
-    ctx_ = nullptr;
-    next_connect_ = Clock::now() + reconnect_delay_;
-    spdlog::warn("redis {}:{}: connection lost ({}); reconnecting with back-off", url_.host,
-                 url_.port, why);
-    throw std::runtime_error(
-        fmt::format("redis {}:{}: connection lost: {}", url_.host, url_.port, why));
-  }
+  if (r == nullptr) connection_lost("running a command");
   if (r->type == REDIS_REPLY_ERROR) {
     std::string why = r->str;
     freeReplyObject(r);
@@ -158,11 +153,57 @@ redisReply* RedisSource::command(std::initializer_list<std::string_view> args) {
   return r;
 }
 
-void RedisSource::flush_unsent_acks() {
-  while (!unsent_acks_.empty()) {
-    Reply r(command({"XACK", url_.stream, url_.group, unsent_acks_.back()}));
-    unsent_acks_.pop_back();
+void RedisSource::connection_lost(const char* doing) {
+  std::string why = ctx_->errstr;
+  redisFree(ctx_);
+  ctx_ = nullptr;
+  next_connect_ = Clock::now() + reconnect_delay_;
+  spdlog::warn("redis {}:{}: connection lost while {} ({}); reconnecting with back-off", url_.host,
+               url_.port, doing, why);
+  throw std::runtime_error(
+      fmt::format("redis {}:{}: connection lost: {}", url_.host, url_.port, why));
+}
+
+void RedisSource::append_argv(const std::vector<std::string_view>& args) {
+  std::vector<const char*> argv;
+  std::vector<std::size_t> lengths;
+  argv.reserve(args.size());
+  lengths.reserve(args.size());
+  for (std::string_view a : args) {
+    argv.push_back(a.data());
+    lengths.push_back(a.size());
   }
+  redisAppendCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lengths.data());
+}
+
+bool RedisSource::append_unsent_acks() {
+  if (unsent_acks_.empty()) return false;
+  std::vector<std::string_view> args = {"XACK", url_.stream, url_.group};
+  args.insert(args.end(), unsent_acks_.begin(), unsent_acks_.end());
+  append_argv(args);
+  return true;
+}
+
+void RedisSource::read_ack_reply() {
+  void* raw = nullptr;
+  if (redisGetReply(ctx_, &raw) != REDIS_OK) connection_lost("acknowledging");
+  Reply r(static_cast<redisReply*>(raw));
+  if (r->type == REDIS_REPLY_ERROR) {
+    // Not a connection problem (e.g. the group was deleted): retrying the same XACK would fail
+    // the same way. The entries stay pending and come back by XAUTOCLAIM.
+    spdlog::error("redis: XACK of {} entries failed: {}", unsent_acks_.size(), r->str);
+  }
+  unsent_acks_.clear();
+}
+
+void RedisSource::flush_unsent_acks() {
+  if (append_unsent_acks()) read_ack_reply();
+}
+
+void RedisSource::flush() {
+  if (unsent_acks_.empty()) return;
+  if (ctx_ == nullptr) return connect();  // sends them, or throws and keeps them for later
+  flush_unsent_acks();
 }
 
 std::vector<QueueMessage> RedisSource::read_entries(redisReply* entries) {
@@ -217,8 +258,15 @@ std::vector<QueueMessage> RedisSource::fetch(std::size_t max) {
   // After a restart, our own pending entries first (a dead predecessor's in-flight messages).
   // Reading our pending list walks forward from a cursor: "0" would return the same entries again.
   std::string from = read_own_pending_ ? pending_cursor_ : ">";
-  Reply r(command({"XREADGROUP", "GROUP", url_.group, url_.consumer, "COUNT", count, "STREAMS",
-                   url_.stream, from}));
+  // One round trip: the gathered acks, then the read.
+  bool acking = append_unsent_acks();
+  append_argv({"XREADGROUP", "GROUP", url_.group, url_.consumer, "COUNT", count, "STREAMS",
+               url_.stream, from});
+  if (acking) read_ack_reply();
+  void* raw = nullptr;
+  if (redisGetReply(ctx_, &raw) != REDIS_OK) connection_lost("reading");
+  Reply r(static_cast<redisReply*>(raw));
+  if (r->type == REDIS_REPLY_ERROR) throw std::runtime_error(std::string("redis: ") + r->str);
   std::size_t before = out.size();
   if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 && r->element[0]->elements >= 2) {
     for (auto& m : read_entries(r->element[0]->element[1])) out.push_back(std::move(m));
@@ -238,44 +286,18 @@ std::vector<QueueMessage> RedisSource::fetch(std::size_t max) {
 
 void RedisSource::ack(const QueueMessage& m) {
   attempts_.erase(m.id);
-  try {
-    Reply r(command({"XACK", url_.stream, url_.group, m.id}));
-  } catch (const std::exception&) {
-    unsent_acks_.push_back(m.id);  // sent once the connection is back; the entry stays pending
-    throw;
-  }
+  unsent_acks_.push_back(m.id);
+  flush();
 }
 
 void RedisSource::ack_many(const std::vector<QueueMessage>& messages) {
-  if (messages.empty()) return;
-  std::vector<std::string> args = {"XACK", url_.stream, url_.group};
   for (const QueueMessage& m : messages) {
     attempts_.erase(m.id);
-    args.push_back(m.id);
+    unsent_acks_.push_back(m.id);
   }
-  if (ctx_ == nullptr) {
-    for (const QueueMessage& m : messages) unsent_acks_.push_back(m.id);
-    connect();  // sends them, or throws and keeps them for later
-    return;
-  }
-  std::vector<const char*> argv;
-  std::vector<std::size_t> lengths;
-  for (const std::string& a : args) {
-    argv.push_back(a.data());
-    lengths.push_back(a.size());
-  }
-  auto* r = static_cast<redisReply*>(
-      redisCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lengths.data()));
-  if (r == nullptr) {
-    for (const QueueMessage& m : messages) unsent_acks_.push_back(m.id);
-    redisFree(ctx_);
-    ctx_ = nullptr;
-    next_connect_ = Clock::now() + reconnect_delay_;
-    spdlog::warn("redis {}:{}: connection lost while acknowledging; reconnecting with back-off",
-                 url_.host, url_.port);
-    throw std::runtime_error("redis: connection lost while acknowledging");
-  }
-  freeReplyObject(r);
+  // Bounded: past this many, they go out now rather than wait for the next read.
+  constexpr std::size_t kMaxDeferredAcks = 1024;
+  if (unsent_acks_.size() >= kMaxDeferredAcks) flush();
 }
 
 void RedisSource::retry(const QueueMessage& m, std::chrono::milliseconds delay, std::string_view) {

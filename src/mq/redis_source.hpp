@@ -3,6 +3,8 @@
 // so often XAUTOCLAIMs entries another consumer left pending past the visibility timeout.
 // Retries wait locally (the entry stays pending, so a crash loses nothing); dead letters go to the
 // stream STREAM:dead. A lost connection is re-established with back-off, each attempt logged.
+// Acknowledgements are gathered and travel in the same round trip as the next XREADGROUP (or on
+// flush()), so a busy consumer pays one round trip per batch, not two.
 #pragma once
 
 #include <chrono>
@@ -10,6 +12,8 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "clutch/mq.hpp"
 
@@ -38,6 +42,7 @@ class RedisSource final : public MessageSource {
   std::vector<QueueMessage> fetch(std::size_t max) override;
   void ack(const QueueMessage& message) override;
   void ack_many(const std::vector<QueueMessage>& messages) override;
+  void flush() override;
   void retry(const QueueMessage& message, std::chrono::milliseconds delay,
              std::string_view error) override;
   void release(const QueueMessage& message) override;
@@ -62,6 +67,14 @@ class RedisSource final : public MessageSource {
   void connect();
   void ensure_group();
   void flush_unsent_acks();
+  // Appends the unsent acks as one XACK to the connection's output (not yet sent); returns
+  // whether it did, so the caller reads its reply.
+  bool append_unsent_acks();
+  // Reads the reply of an XACK appended by append_unsent_acks.
+  void read_ack_reply();
+  [[noreturn]] void connection_lost(const char* doing);
+  // Appends one command to the connection's output buffer (sent by the next redisGetReply).
+  void append_argv(const std::vector<std::string_view>& args);
   std::vector<QueueMessage> read_entries(redisReply* entries);
   void autoclaim(std::vector<QueueMessage>& out, std::size_t max);
 
@@ -73,9 +86,11 @@ class RedisSource final : public MessageSource {
   Clock::time_point next_connect_{}, next_autoclaim_{};
   std::chrono::milliseconds reconnect_delay_{100};
   bool was_connected_ = false;
-  std::deque<Delayed> delayed_;           // retries waiting for their time, still pending in Redis
-  std::map<std::string, int> attempts_;   // failed attempts of entries being retried
-  std::vector<std::string> unsent_acks_;  // acks that met a lost connection; sent on reconnect
+  std::deque<Delayed> delayed_;          // retries waiting for their time, still pending in Redis
+  std::map<std::string, int> attempts_;  // failed attempts of entries being retried
+  // Acks not yet sent: gathered by ack_many, or met a lost connection. They go out with the next
+  // XREADGROUP, on flush(), on reconnect, or at once past kMaxDeferredAcks.
+  std::vector<std::string> unsent_acks_;
 };
 
 }  // namespace clutch::mq
