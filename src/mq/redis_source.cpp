@@ -95,6 +95,7 @@ void RedisSource::connect() {
     redisFree(ctx_);
     ctx_ = nullptr;
   }
+  forget_outstanding();
   auto now = Clock::now();
   if (now < next_connect_) {
     throw std::runtime_error(
@@ -136,6 +137,7 @@ void RedisSource::ensure_group() {
 
 redisReply* RedisSource::command(std::initializer_list<std::string_view> args) {
   if (ctx_ == nullptr) connect();
+  collect_outstanding();  // replies come in order: a prefetch's comes before this command's
   std::vector<const char*> argv;
   std::vector<std::size_t> lengths;
   for (std::string_view a : args) {
@@ -153,10 +155,21 @@ redisReply* RedisSource::command(std::initializer_list<std::string_view> args) {
   return r;
 }
 
+void RedisSource::forget_outstanding() {
+  if (acks_in_flight_) {
+    unsent_acks_.insert(unsent_acks_.end(), acks_sending_.begin(), acks_sending_.end());
+  }
+  acks_sending_.clear();
+  acks_in_flight_ = read_in_flight_ = false;
+}
+
 void RedisSource::connection_lost(const char* doing) {
   std::string why = ctx_->errstr;
   redisFree(ctx_);
   ctx_ = nullptr;
+  // An XACK whose reply never came may not have been applied: it goes again on reconnect. A
+  // prefetched read's entries stay pending for this consumer and come back by XAUTOCLAIM.
+  forget_outstanding();
   next_connect_ = Clock::now() + reconnect_delay_;
   spdlog::warn("redis {}:{}: connection lost while {} ({}); reconnecting with back-off", url_.host,
                url_.port, doing, why);
@@ -178,22 +191,62 @@ void RedisSource::append_argv(const std::vector<std::string_view>& args) {
 
 bool RedisSource::append_unsent_acks() {
   if (unsent_acks_.empty()) return false;
+  acks_sending_.swap(unsent_acks_);
+  unsent_acks_.clear();
   std::vector<std::string_view> args = {"XACK", url_.stream, url_.group};
-  args.insert(args.end(), unsent_acks_.begin(), unsent_acks_.end());
+  args.insert(args.end(), acks_sending_.begin(), acks_sending_.end());
   append_argv(args);
+  acks_in_flight_ = true;
   return true;
 }
 
 void RedisSource::read_ack_reply() {
   void* raw = nullptr;
   if (redisGetReply(ctx_, &raw) != REDIS_OK) connection_lost("acknowledging");
+  acks_in_flight_ = false;
   Reply r(static_cast<redisReply*>(raw));
   if (r->type == REDIS_REPLY_ERROR) {
     // Not a connection problem (e.g. the group was deleted): retrying the same XACK would fail
     // the same way. The entries stay pending and come back by XAUTOCLAIM.
-    spdlog::error("redis: XACK of {} entries failed: {}", unsent_acks_.size(), r->str);
+    spdlog::error("redis: XACK of {} entries failed: {}", acks_sending_.size(), r->str);
   }
-  unsent_acks_.clear();
+  acks_sending_.clear();
+}
+
+std::size_t RedisSource::read_group_reply(std::vector<QueueMessage>& out) {
+  void* raw = nullptr;
+  if (redisGetReply(ctx_, &raw) != REDIS_OK) connection_lost("reading");
+  read_in_flight_ = false;
+  Reply r(static_cast<redisReply*>(raw));
+  if (r->type == REDIS_REPLY_ERROR) throw std::runtime_error(std::string("redis: ") + r->str);
+  std::size_t before = out.size();
+  if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 && r->element[0]->elements >= 2) {
+    read_entries(r->element[0]->element[1], out);
+  }
+  return out.size() - before;
+}
+
+void RedisSource::collect_outstanding() {
+  if (acks_in_flight_) read_ack_reply();
+  if (read_in_flight_) {
+    std::vector<QueueMessage> entries;
+    last_read_full_ = read_group_reply(entries) == prefetch_count_;
+    for (QueueMessage& m : entries) prefetched_.push_back(std::move(m));
+  }
+}
+
+void RedisSource::send_prefetch(std::size_t count) {
+  append_unsent_acks();
+  std::string n = std::to_string(count);
+  append_argv(
+      {"XREADGROUP", "GROUP", url_.group, url_.consumer, "COUNT", n, "STREAMS", url_.stream, ">"});
+  read_in_flight_ = true;
+  prefetch_count_ = count;
+  // Sent now, read by the next fetch: Redis works on it while the agent hands out this batch.
+  int done = 0;
+  while (done == 0) {
+    if (redisBufferWrite(ctx_, &done) != REDIS_OK) connection_lost("sending a read");
+  }
 }
 
 void RedisSource::flush_unsent_acks() {
@@ -201,14 +254,15 @@ void RedisSource::flush_unsent_acks() {
 }
 
 void RedisSource::flush() {
+  if (ctx_ != nullptr) collect_outstanding();
   if (unsent_acks_.empty()) return;
   if (ctx_ == nullptr) return connect();  // sends them, or throws and keeps them for later
   flush_unsent_acks();
 }
 
-std::vector<QueueMessage> RedisSource::read_entries(redisReply* entries) {
-  std::vector<QueueMessage> out;
-  if (entries == nullptr || entries->type != REDIS_REPLY_ARRAY) return out;
+void RedisSource::read_entries(redisReply* entries, std::vector<QueueMessage>& out) {
+  if (entries == nullptr || entries->type != REDIS_REPLY_ARRAY) return;
+  out.reserve(out.size() + entries->elements);
   for (std::size_t i = 0; i < entries->elements; ++i) {
     redisReply* entry = entries->element[i];
     if (entry->type != REDIS_REPLY_ARRAY || entry->elements < 2) continue;
@@ -225,7 +279,6 @@ std::vector<QueueMessage> RedisSource::read_entries(redisReply* entries) {
     if (auto it = attempts_.find(m.id); it != attempts_.end()) m.attempts = it->second;
     out.push_back(std::move(m));
   }
-  return out;
 }
 
 void RedisSource::autoclaim(std::vector<QueueMessage>& out, std::size_t max) {
@@ -237,7 +290,8 @@ void RedisSource::autoclaim(std::vector<QueueMessage>& out, std::size_t max) {
   Reply r(
       command({"XAUTOCLAIM", url_.stream, url_.group, url_.consumer, idle, "0-0", "COUNT", count}));
   if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
-    auto claimed = read_entries(r->element[1]);
+    std::vector<QueueMessage> claimed;
+    read_entries(r->element[1], claimed);
     if (!claimed.empty()) {
       spdlog::info("redis: claimed {} entries left pending by a dead consumer", claimed.size());
     }
@@ -247,12 +301,38 @@ void RedisSource::autoclaim(std::vector<QueueMessage>& out, std::size_t max) {
 
 std::vector<QueueMessage> RedisSource::fetch(std::size_t max) {
   std::vector<QueueMessage> out;
+  out.reserve(max);
   auto now = Clock::now();
   while (!delayed_.empty() && delayed_.front().due <= now && out.size() < max) {
     out.push_back(std::move(delayed_.front().message));
     delayed_.pop_front();
   }
-  if (out.size() >= max) return out;
+  try {
+    fetch_from_redis(out, max);
+  } catch (const std::exception&) {
+    // What was already taken (retries due, entries read ahead) is handed out rather than
+    // dropped with the exception; the broker's error comes back on the next call.
+    if (out.empty()) throw;
+  }
+  return out;
+}
+
+void RedisSource::fetch_from_redis(std::vector<QueueMessage>& out, std::size_t max) {
+  if (ctx_ != nullptr) collect_outstanding();  // the previous fetch's prefetch, likely answered
+  while (!prefetched_.empty() && out.size() < max) {
+    out.push_back(std::move(prefetched_.front()));
+    prefetched_.pop_front();
+  }
+  if (out.size() < max) read_now(out, max);
+  // The last read came back full, so the stream has more: ask for the next batch now, so it is on
+  // its way while the consumer hands this one out (one batch ahead bounds the agent's memory).
+  if (ctx_ != nullptr && last_read_full_ && !read_own_pending_ && prefetched_.empty() &&
+      !read_in_flight_) {
+    send_prefetch(max);
+  }
+}
+
+void RedisSource::read_now(std::vector<QueueMessage>& out, std::size_t max) {
   if (ctx_ == nullptr) connect();
   std::string count = std::to_string(max - out.size());
   // After a restart, our own pending entries first (a dead predecessor's in-flight messages).
@@ -262,26 +342,20 @@ std::vector<QueueMessage> RedisSource::fetch(std::size_t max) {
   bool acking = append_unsent_acks();
   append_argv({"XREADGROUP", "GROUP", url_.group, url_.consumer, "COUNT", count, "STREAMS",
                url_.stream, from});
+  read_in_flight_ = true;
   if (acking) read_ack_reply();
-  void* raw = nullptr;
-  if (redisGetReply(ctx_, &raw) != REDIS_OK) connection_lost("reading");
-  Reply r(static_cast<redisReply*>(raw));
-  if (r->type == REDIS_REPLY_ERROR) throw std::runtime_error(std::string("redis: ") + r->str);
   std::size_t before = out.size();
-  if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 && r->element[0]->elements >= 2) {
-    for (auto& m : read_entries(r->element[0]->element[1])) out.push_back(std::move(m));
-  }
+  std::size_t got = read_group_reply(out);
   if (read_own_pending_) {
-    if (out.size() == before) {
+    if (got == 0) {
       read_own_pending_ = false;
     } else {
       pending_cursor_ = out.back().id;
-      spdlog::info("redis: redelivering {} entries a previous agent left pending",
-                   out.size() - before);
+      spdlog::info("redis: redelivering {} entries a previous agent left pending", got);
     }
   }
+  last_read_full_ = got == max - before;
   if (out.size() < max) autoclaim(out, max - out.size());
-  return out;
 }
 
 void RedisSource::ack(const QueueMessage& m) {

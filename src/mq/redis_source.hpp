@@ -75,7 +75,22 @@ class RedisSource final : public MessageSource {
   [[noreturn]] void connection_lost(const char* doing);
   // Appends one command to the connection's output buffer (sent by the next redisGetReply).
   void append_argv(const std::vector<std::string_view>& args);
-  std::vector<QueueMessage> read_entries(redisReply* entries);
+  // Appends the stream entries of an XREADGROUP or XAUTOCLAIM reply to `out`.
+  void read_entries(redisReply* entries, std::vector<QueueMessage>& out);
+  // Reads the reply of an XREADGROUP already sent; appends its entries; returns how many.
+  std::size_t read_group_reply(std::vector<QueueMessage>& out);
+  // Sends the unsent acks and an XREADGROUP for `count` new entries without waiting for replies.
+  void send_prefetch(std::size_t count);
+  // Reads the replies of whatever send_prefetch sent (entries go to prefetched_): every other
+  // use of the connection calls it first, since replies come back in order.
+  void collect_outstanding();
+  // The connection is gone: acks whose reply never came are queued to go again.
+  void forget_outstanding();
+  // fetch's part that talks to Redis; appends to `out`, which keeps what it had on a throw.
+  void fetch_from_redis(std::vector<QueueMessage>& out, std::size_t max);
+  // One synchronous XREADGROUP (with the gathered acks in the same round trip), then XAUTOCLAIM
+  // when it is due.
+  void read_now(std::vector<QueueMessage>& out, std::size_t max);
   void autoclaim(std::vector<QueueMessage>& out, std::size_t max);
 
   RedisUrl url_;
@@ -91,6 +106,11 @@ class RedisSource final : public MessageSource {
   // Acks not yet sent: gathered by ack_many, or met a lost connection. They go out with the next
   // XREADGROUP, on flush(), on reconnect, or at once past kMaxDeferredAcks.
   std::vector<std::string> unsent_acks_;
+  std::vector<std::string> acks_sending_;  // in an XACK whose reply has not been read yet
+  bool acks_in_flight_ = false, read_in_flight_ = false;
+  std::deque<QueueMessage> prefetched_;  // read ahead; handed out by the next fetch
+  std::size_t prefetch_count_ = 0;       // the COUNT of the read ahead in flight
+  bool last_read_full_ = false;          // the last read returned all it asked for
 };
 
 }  // namespace clutch::mq
