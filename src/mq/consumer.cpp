@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <charconv>
 #include <chrono>
 #include <memory>
 
@@ -75,19 +76,19 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
   }
 
   void dispatch(QueueMessage m) {
-    std::string payload = encode_delivery(m);
+    encode_delivery(m, payload_);  // into one reused buffer: the messenger copies it out
     if (options_.naive) {
       // The seed's bug on purpose: every worker runs the callback.
-      ctx_.messenger().send_to_app(action_of(options_), payload);
+      ctx_.messenger().send_to_app(action_, payload_);
       source_->ack(m);
       return;
     }
     ++in_flight_;
     auto self = shared_from_this();
     ctx_.messenger().send_random(
-        action_of(options_), payload, [self, m = std::move(m)](const AckResult& r) {
+        action_, payload_, [self, m = std::move(m)](const AckResult& r) mutable {
           --self->in_flight_;
-          self->settle(m, r);
+          self->settle(std::move(m), r);
           // Refill in batches: once half the window is free, at the end of this loop turn (one
           // fetch for many acks, not one round trip per message).
           if (self->in_flight_ <= self->window_ / 2 && !self->pump_posted_) {
@@ -100,11 +101,11 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
         });
   }
 
-  void settle(const QueueMessage& m, const AckResult& r) {
+  void settle(QueueMessage&& m, const AckResult& r) {
     try {
       if (r.ok) {
         // Acks gathered over a loop turn go to the queue together (one XACK, one transaction).
-        acks_.push_back(m);
+        acks_.push_back(std::move(m));
         if (!ack_flush_posted_) {
           ack_flush_posted_ = true;
           auto self = shared_from_this();
@@ -166,6 +167,8 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
   Context& ctx_;
   ConsumeOptions options_;
   std::vector<QueueMessage> acks_;
+  std::string action_ = action_of(options_);
+  std::string payload_;  // the delivery being sent, reused
   bool ack_flush_posted_ = false, source_flush_scheduled_ = false;
   std::unique_ptr<MessageSource> source_;
   std::size_t in_flight_ = 0, window_ = 0;
@@ -176,12 +179,17 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
 
 }  // namespace
 
+void encode_delivery(const QueueMessage& m, std::string& out) {
+  // Per message on the agent's hot path: plain appends into a reused buffer, no format parsing.
+  char attempts[16];
+  auto end = std::to_chars(attempts, attempts + sizeof attempts, m.attempts).ptr;
+  out.clear();
+  out.append(m.id).append(1, '\n').append(attempts, end).append(1, '\n').append(m.body);
+}
+
 std::string encode_delivery(const QueueMessage& m) {
-  // Per message on the agent's hot path: plain appends, no format parsing.
-  std::string attempts = std::to_string(m.attempts);
   std::string out;
-  out.reserve(m.id.size() + attempts.size() + m.body.size() + 2);
-  out.append(m.id).append(1, '\n').append(attempts).append(1, '\n').append(m.body);
+  encode_delivery(m, out);
   return out;
 }
 

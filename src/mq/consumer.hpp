@@ -15,6 +15,7 @@ void install_worker_handlers(Context& ctx, const ConsumerList& consumers);
 
 // The messenger payload for one queue message: "id\nattempts\nbody". Pure.
 std::string encode_delivery(const QueueMessage& message);
+void encode_delivery(const QueueMessage& message, std::string& out);  // replaces out's content
 QueueMessage decode_delivery(std::string_view payload);
 
 }  // namespace clutch::mq
