@@ -8,12 +8,16 @@
 #include <asio/read.hpp>
 #include <asio/write.hpp>
 
+#include <algorithm>
 #include <cstring>
 
 namespace clutch::ipc {
 namespace {
 constexpr std::size_t kReadChunk = 256 * 1024;
-}
+// Below this a frame is copied: one more iovec costs about what copying a few KiB does.
+constexpr std::size_t kBorrowMin = 2048;
+constexpr std::size_t kMaxBorrowed = 512;  // iovecs per commit, under IOV_MAX (1024)
+}  // namespace
 
 Channel::Channel(asio::io_context& io, int fd, std::size_t max_payload)
     : socket_(io), max_payload_(max_payload) {
@@ -68,6 +72,7 @@ void Channel::process_input() {
     if (status == DecodeStatus::kNeedMore) {
       // Make sure a large frame will fit once it has fully arrived.
       std::size_t need = available.size() >= kHeaderSize ? header.frame_size() : kHeaderSize;
+      end_batch();  // the frames handed out are about to move
       if (in_begin_ > 0) {
         std::memmove(in_.data(), in_.data() + in_begin_, in_end_ - in_begin_);
         in_end_ -= in_begin_;
@@ -84,6 +89,7 @@ void Channel::process_input() {
     in_begin_ += header.frame_size();
     on_frame_(view_frame(header, raw), raw);
   }
+  end_batch();
   if (in_begin_ == in_end_) {
     in_begin_ = in_end_ = 0;
     // Give back the memory of a one-off huge frame.
@@ -114,7 +120,63 @@ void Channel::resume_reading() {
 }
 
 void Channel::send(const FrameHeader& header, std::string_view action, std::string_view payload) {
-  append_frame(out_, header, action, payload);
+  append_frame(output(), header, action, payload);
+  flush_soon();
+}
+
+bool Channel::send_borrowed(const std::byte* frame, std::size_t size) {
+  if (closed_) return false;
+  // Borrow only at the head of the output: anything queued or being written must go first.
+  bool borrow =
+      size >= kBorrowMin && out_.empty() && !writing_active_ && borrowed_.size() < kMaxBorrowed;
+  if (!borrow) {
+    output().append(frame, size);
+    flush_soon();
+    return false;
+  }
+  auto* base = const_cast<std::byte*>(frame);
+  if (!borrowed_.empty() &&
+      static_cast<std::byte*>(borrowed_.back().iov_base) + borrowed_.back().iov_len == base) {
+    borrowed_.back().iov_len += size;  // adjacent in the sender's buffer: one iovec
+  } else {
+    borrowed_.push_back(iovec{base, size});
+  }
+  borrowed_bytes_ += size;
+  return true;
+}
+
+void Channel::commit_borrowed() {
+  if (borrowed_.empty()) return;
+  if (closed_) {
+    borrowed_.clear();
+    borrowed_bytes_ = 0;
+    return;
+  }
+  msghdr msg{};
+  msg.msg_iov = borrowed_.data();
+  msg.msg_iovlen = borrowed_.size();
+  ssize_t n = ::sendmsg(socket_.native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+  // Whatever the socket did not take (full, or an error the next write will report) is copied.
+  std::size_t written = n > 0 ? static_cast<std::size_t>(n) : 0;
+  zero_copy_bytes_ += written;
+  for (const iovec& v : borrowed_) {
+    std::size_t sent = std::min(written, v.iov_len);
+    written -= sent;
+    if (sent < v.iov_len) {
+      out_.append(static_cast<const std::byte*>(v.iov_base) + sent, v.iov_len - sent);
+    }
+  }
+  borrowed_.clear();
+  borrowed_bytes_ = 0;
+  if (!out_.empty()) flush_soon();
+}
+
+void Channel::materialize_borrowed() {
+  for (const iovec& v : borrowed_) {
+    out_.append(static_cast<const std::byte*>(v.iov_base), v.iov_len);
+  }
+  borrowed_.clear();
+  borrowed_bytes_ = 0;
   flush_soon();
 }
 

@@ -6,6 +6,8 @@
 #include <asio/io_context.hpp>
 #include <asio/local/stream_protocol.hpp>
 
+#include <sys/uio.h>
+
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -37,16 +39,32 @@ class Channel : public std::enable_shared_from_this<Channel> {
 
   void start(FrameFn on_frame, CloseFn on_close);
   void on_drain(DrainFn fn) { on_drain_ = std::move(fn); }
+  // Called whenever the frames handed out so far are about to be overwritten in the read buffer:
+  // the last chance to commit what other channels borrowed from it.
+  void on_batch_end(std::function<void()> fn) { on_batch_end_ = std::move(fn); }
 
-  // The buffer outgoing frames are appended to; call flush_soon() after appending.
-  ByteBuffer& output() { return out_; }
+  // The buffer outgoing frames are appended to; call flush_soon() after appending. Borrowed
+  // frames queued before are copied in first, so the order of frames is kept.
+  ByteBuffer& output() {
+    if (!borrowed_.empty()) materialize_borrowed();
+    return out_;
+  }
+  // Queues a whole frame that lives in another channel's read buffer without copying it, when
+  // that is worth it (a large frame and an idle output); copies it otherwise. The bytes must stay
+  // put until commit_borrowed(), which the owner of that buffer triggers from its batch-end hook.
+  // Returns whether it borrowed (and so needs the commit).
+  bool send_borrowed(const std::byte* frame, std::size_t size);
+  // Writes the borrowed frames now (non-blocking) and copies whatever the socket did not take.
+  void commit_borrowed();
+  // Bytes written straight from a borrowed buffer so far (the copies the relay saved).
+  std::size_t zero_copy_bytes() const { return zero_copy_bytes_; }
   // Appends a frame and schedules the flush.
   void send(const FrameHeader& header, std::string_view action, std::string_view payload);
   // Writes everything appended so far at the end of this loop turn (coalescing many frames).
   void flush_soon();
   // Writes now without waiting for the end of the loop turn.
   void flush();
-  std::size_t pending_output() const { return out_.size() + writing_.size(); }
+  std::size_t pending_output() const { return out_.size() + writing_.size() + borrowed_bytes_; }
   bool over_high_water() const { return pending_output() > high_water_; }
   // Asks for one on_drain call once the pending output is below the low-water mark (at once, on
   // the loop, if it already is).
@@ -72,16 +90,23 @@ class Channel : public std::enable_shared_from_this<Channel> {
   void process_input();
   void fail(const std::string& reason, bool protocol_error);
   void notify_drain_if_low();
+  void materialize_borrowed();
+  void end_batch() {
+    if (on_batch_end_) on_batch_end_();
+  }
 
   asio::local::stream_protocol::socket socket_;
   std::size_t max_payload_;
   FrameFn on_frame_;
   CloseFn on_close_;
   DrainFn on_drain_;
+  std::function<void()> on_batch_end_;
+  std::vector<iovec> borrowed_;  // frames in another channel's read buffer, in order
+  std::size_t borrowed_bytes_ = 0, zero_copy_bytes_ = 0;
   ByteBuffer in_;
   std::size_t in_begin_ = 0, in_end_ = 0;
   ByteBuffer out_, writing_;
-  std::size_t high_water_ = std::size_t{4} << 20;
+  std::size_t high_water_ = std::size_t{1} << 20;
   bool reading_ = false, writing_active_ = false, flush_posted_ = false;
   bool paused_ = false, closed_ = false, drain_wanted_ = false;
 };

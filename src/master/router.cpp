@@ -79,20 +79,20 @@ void Router::route_message(Child& from, const ipc::FrameView& frame, std::byte* 
   switch (h.route) {
     case Route::kBroadcast:
       children_.for_each([&](Child& c) {
-        if (c.connected()) deliver(c, raw, size);
+        if (c.connected()) deliver(c, raw, size, true);
       });
       break;
     case Route::kApp:
     case Route::kOthers:
       children_.for_each([&](Child& c) {
         if (c.is_worker() && c.connected() && !(h.route == Route::kOthers && &c == &from)) {
-          deliver(c, raw, size);
+          deliver(c, raw, size, true);
         }
       });
       break;
     case Route::kAgent:
       if (agent_ != nullptr && agent_->connected()) {
-        deliver(*agent_, raw, size);
+        deliver(*agent_, raw, size, true);
       } else {
         // The agent is restarting: keep the message for the next one.
         agent_hold_.insert(agent_hold_.end(), raw, raw + size);
@@ -112,7 +112,7 @@ void Router::route_message(Child& from, const ipc::FrameView& frame, std::byte* 
         ipc::stamp_id(m.frame.data(), id);
         deliver_acked(id, m);
       } else {
-        deliver_random(raw, size);
+        deliver_random(raw, size, true);
       }
       break;
     case Route::kPid: {
@@ -121,7 +121,7 @@ void Router::route_message(Child& from, const ipc::FrameView& frame, std::byte* 
         send_error(from, h.id, frame.action,
                    fmt::format("send_to: no process with pid {} in this cluster", h.target_pid));
       } else {
-        deliver(*to, raw, size);
+        deliver(*to, raw, size, true);
       }
       break;
     }
@@ -145,7 +145,7 @@ void Router::route_ack(Child& from, const ipc::FrameView& frame, std::byte* raw)
     return;
   }
   ipc::stamp_id(raw, m.origin_id);
-  deliver(*origin, raw, frame.header.frame_size());
+  deliver(*origin, raw, frame.header.frame_size(), true);
 }
 
 void Router::route_reply(Child& from, const ipc::FrameView& frame, std::byte* raw) {
@@ -155,12 +155,17 @@ void Router::route_reply(Child& from, const ipc::FrameView& frame, std::byte* ra
                   frame.header.target_pid);
     return;
   }
-  deliver(*to, raw, frame.header.frame_size());
+  deliver(*to, raw, frame.header.frame_size(), true);
 }
 
-void Router::deliver(Child& to, const std::byte* raw, std::size_t size) {
-  to.channel->output().append(raw, size);
-  to.channel->flush_soon();
+void Router::deliver(Child& to, const std::byte* raw, std::size_t size, bool from_input) {
+  if (from_input) {
+    // The frame is in the sender's read buffer: the channel may write it from there.
+    if (to.channel->send_borrowed(raw, size)) borrowers_.push_back(to.channel);
+  } else {
+    to.channel->output().append(raw, size);
+    to.channel->flush_soon();
+  }
   // Back-pressure: the receiver is not keeping up, so stop reading from whoever feeds it.
   if (sender_ != nullptr && sender_ != &to && to.channel->over_high_water() &&
       !sender_->channel->paused()) {
@@ -170,7 +175,12 @@ void Router::deliver(Child& to, const std::byte* raw, std::size_t size) {
   }
 }
 
-void Router::deliver_random(const std::byte* raw, std::size_t size) {
+void Router::commit_borrowed() {
+  for (auto& channel : borrowers_) channel->commit_borrowed();
+  borrowers_.clear();
+}
+
+void Router::deliver_random(const std::byte* raw, std::size_t size, bool from_input) {
   if (random_targets_.empty()) {
     random_hold_.insert(random_hold_.end(), raw, raw + size);
     if (random_hold_.size() > hold_limit_ && sender_ != nullptr) {
@@ -183,7 +193,7 @@ void Router::deliver_random(const std::byte* raw, std::size_t size) {
   rng_state_ ^= rng_state_ << 13;
   rng_state_ ^= rng_state_ >> 7;
   rng_state_ ^= rng_state_ << 17;
-  deliver(*random_targets_[rng_state_ % random_targets_.size()], raw, size);
+  deliver(*random_targets_[rng_state_ % random_targets_.size()], raw, size, from_input);
 }
 
 Child* Router::least_busy_worker() {

@@ -28,6 +28,9 @@ class Router {
   Router(ChildTable& children, pid_t master_pid, ControlFn on_control, ViolationFn on_violation);
 
   void on_frame(Child& from, const ipc::FrameView& frame, std::byte* raw);
+  // The sender's read buffer is about to be reused: every channel that borrowed frames from it
+  // writes or copies them now. Called from each channel's batch-end hook.
+  void commit_borrowed();
 
   // Call after any change of a child's state or of the table: rebuilds the targets and delivers
   // what was held for want of a target.
@@ -58,8 +61,10 @@ class Router {
   void route_message(Child& from, const ipc::FrameView& frame, std::byte* raw);
   void route_ack(Child& from, const ipc::FrameView& frame, std::byte* raw);
   void route_reply(Child& from, const ipc::FrameView& frame, std::byte* raw);
-  void deliver(Child& to, const std::byte* raw, std::size_t size);
-  void deliver_random(const std::byte* raw, std::size_t size);
+  // from_input: `raw` is in the sender's read buffer, so the receiver's channel may borrow it
+  // until commit_borrowed() instead of copying it.
+  void deliver(Child& to, const std::byte* raw, std::size_t size, bool from_input = false);
+  void deliver_random(const std::byte* raw, std::size_t size, bool from_input = false);
   void deliver_acked(uint64_t master_id, AckedMessage& message);
   Child* least_busy_worker();
   void send_error(Child& to, uint64_t id, std::string_view action, std::string_view message);
@@ -69,6 +74,7 @@ class Router {
   pid_t master_pid_;
   ControlFn on_control_;
   ViolationFn on_violation_;
+  std::vector<std::shared_ptr<ipc::Channel>> borrowers_;  // borrowed in this input batch
   Child* sender_ = nullptr;  // the child whose frames are being routed (for back-pressure)
 
   // Rebuilt by targets_changed(), so routing a message looks nothing up.

@@ -183,6 +183,7 @@ Child* Supervisor::spawn(Slot& slot, bool reload_candidate) {
         on_channel_closed(pid, reason, protocol_error);
       });
   c.channel->on_drain([this, &c] { router_.resume_blocked(c); });
+  c.channel->on_batch_end([this] { router_.commit_borrowed(); });
   router_.targets_changed();  // a new agent takes messages (into its channel) from now on
   c.startup_timer->expires_after(config_.startup_timeout);
   c.startup_timer->async_wait([this, pid](const asio::error_code& ec) {
