@@ -36,6 +36,22 @@ std::string query_value(std::string_view query, std::string_view key) {
 
 }  // namespace
 
+bool stream_id_less(std::string_view a, std::string_view b) {
+  // "MS-SEQ", both parts decimal; an empty id sorts first.
+  auto parts = [](std::string_view id) {
+    std::pair<uint64_t, uint64_t> out{0, 0};
+    std::size_t dash = id.find('-');
+    std::from_chars(id.data(), id.data() + std::min(dash, id.size()), out.first);
+    if (dash != std::string_view::npos) {
+      std::from_chars(id.data() + dash + 1, id.data() + id.size(), out.second);
+    }
+    return out;
+  };
+  if (a.empty()) return !b.empty();
+  if (b.empty()) return false;
+  return parts(a) < parts(b);
+}
+
 RedisUrl parse_redis_url(const std::string& url) {
   auto fail = [&](const std::string& why) {
     return ConfigError(fmt::format(
@@ -159,6 +175,10 @@ void RedisSource::forget_outstanding() {
   if (acks_in_flight_) {
     unsent_acks_.insert(unsent_acks_.end(), acks_sending_.begin(), acks_sending_.end());
   }
+  // A read whose reply was lost may have been applied: its entries are now pending for this
+  // consumer and were never handed out. They are newer than anything seen so far, so re-reading
+  // the pending list after the newest seen id finds exactly them (none that workers hold).
+  if (read_in_flight_) lost_a_read_ = true;
   acks_sending_.clear();
   acks_in_flight_ = read_in_flight_ = false;
 }
@@ -262,6 +282,7 @@ void RedisSource::flush() {
 
 void RedisSource::read_entries(redisReply* entries, std::vector<QueueMessage>& out) {
   if (entries == nullptr || entries->type != REDIS_REPLY_ARRAY) return;
+  std::size_t first = out.size();
   out.reserve(out.size() + entries->elements);
   for (std::size_t i = 0; i < entries->elements; ++i) {
     redisReply* entry = entries->element[i];
@@ -279,6 +300,9 @@ void RedisSource::read_entries(redisReply* entries, std::vector<QueueMessage>& o
     if (auto it = attempts_.find(m.id); it != attempts_.end()) m.attempts = it->second;
     out.push_back(std::move(m));
   }
+  // Both XREADGROUP and XAUTOCLAIM return entries in id order: the last one is the newest.
+  if (out.size() > first && stream_id_less(newest_seen_, out.back().id))
+    newest_seen_ = out.back().id;
 }
 
 void RedisSource::autoclaim(std::vector<QueueMessage>& out, std::size_t max) {
@@ -337,6 +361,11 @@ void RedisSource::read_now(std::vector<QueueMessage>& out, std::size_t max) {
   std::string count = std::to_string(max - out.size());
   // After a restart, our own pending entries first (a dead predecessor's in-flight messages).
   // Reading our pending list walks forward from a cursor: "0" would return the same entries again.
+  if (lost_a_read_ && !read_own_pending_) {
+    read_own_pending_ = true;
+    pending_cursor_ = newest_seen_.empty() ? "0" : newest_seen_;
+  }
+  lost_a_read_ = false;
   std::string from = read_own_pending_ ? pending_cursor_ : ">";
   // One round trip: the gathered acks, then the read.
   bool acking = append_unsent_acks();
@@ -351,7 +380,10 @@ void RedisSource::read_now(std::vector<QueueMessage>& out, std::size_t max) {
       read_own_pending_ = false;
     } else {
       pending_cursor_ = out.back().id;
-      spdlog::info("redis: redelivering {} entries a previous agent left pending", got);
+      spdlog::info(
+          "redis: re-reading {} pending entries (left by a previous agent, or by a read "
+          "whose reply the connection lost)",
+          got);
     }
   }
   last_read_full_ = got == max - before;

@@ -33,6 +33,9 @@ struct RedisUrl {
 // "redis://HOST:PORT/STREAM?group=G&consumer=C"; throws ConfigError naming what is wrong.
 RedisUrl parse_redis_url(const std::string& url);
 
+// Orders stream entry ids ("1700000000000-3") by time, then sequence. Pure.
+bool stream_id_less(std::string_view a, std::string_view b);
+
 class RedisSource final : public MessageSource {
  public:
   explicit RedisSource(RedisUrl url,
@@ -97,6 +100,8 @@ class RedisSource final : public MessageSource {
   std::chrono::milliseconds visibility_timeout_;
   redisContext* ctx_ = nullptr;
   bool read_own_pending_ = false;
+  bool lost_a_read_ = false;  // a read's reply died with the connection: re-read after reconnect
+  std::string newest_seen_;   // the newest entry id read or claimed so far
   std::string pending_cursor_ = "0";
   Clock::time_point next_connect_{}, next_autoclaim_{};
   std::chrono::milliseconds reconnect_delay_{100};

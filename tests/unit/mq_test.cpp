@@ -41,6 +41,15 @@ TEST(RedisUrl, RejectsWhatItCannotUseWithTheReason) {
   }
 }
 
+TEST(StreamId, OrdersByTimeThenSequenceNotAsText) {
+  EXPECT_TRUE(stream_id_less("1700000000000-3", "1700000000000-10"));  // text order says no
+  EXPECT_TRUE(stream_id_less("999-5", "1000-0"));
+  EXPECT_FALSE(stream_id_less("1000-0", "999-5"));
+  EXPECT_FALSE(stream_id_less("5-5", "5-5"));
+  EXPECT_TRUE(stream_id_less("", "0-1"));  // nothing seen yet sorts first
+  EXPECT_FALSE(stream_id_less("0-1", ""));
+}
+
 TEST(Delivery, RoundTripsIdAttemptsAndBinaryBody) {
   QueueMessage m{"1700000000000-3", std::string("line1\nline2\0x", 13), 2};
   QueueMessage back = decode_delivery(encode_delivery(m));
