@@ -187,9 +187,7 @@ void RedisSource::connection_lost(const char* doing) {
   std::string why = ctx_->errstr;
   redisFree(ctx_);
   ctx_ = nullptr;
-  // An XACK whose reply never came may not have been applied: it goes again on reconnect. A
-  // prefetched read's entries stay pending for this consumer and come back by XAUTOCLAIM.
-  forget_outstanding();
+  forget_outstanding();  // acks to resend, a lost read to re-read, once connected again
   next_connect_ = Clock::now() + reconnect_delay_;
   spdlog::warn("redis {}:{}: connection lost while {} ({}); reconnecting with back-off", url_.host,
                url_.port, doing, why);
