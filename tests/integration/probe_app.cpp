@@ -10,10 +10,12 @@
 #include <clutch/schedule.hpp>
 
 #include <csignal>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -52,6 +54,19 @@ void common_setup(clutch::Context& ctx) {
   ctx.messenger().on_error([](const clutch::DeliveryError& e) {
     record(fmt::format(R"("ev":"delivery-error","action":"{}")", e.action));
   });
+}
+
+// Deterministic bytes of every value, and a checksum of them (FNV-1a), for the large-payload test.
+std::string pattern(std::size_t size) {
+  std::string out(size, '\0');
+  for (std::size_t i = 0; i < size; ++i) out[i] = static_cast<char>((i * 2654435761u) >> 13);
+  return out;
+}
+
+uint64_t checksum(std::string_view data) {
+  uint64_t h = 14695981039346656037ull;
+  for (char c : data) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  return h;
 }
 
 // PROBE_HANG_ROLE: that role's setup never returns (bounded at 60 s), while PROBE_HANG_FLAG
@@ -103,6 +118,20 @@ void agent_setup(clutch::Context& ctx) {
         }
         if (*next >= count) ctx.cancel_timer(*sent);
       });
+    } else if (scenario == "big") {
+      // Payloads far over the relay's read chunk and high-water mark: each must arrive whole.
+      for (std::size_t size :
+           {std::size_t{100} << 10, std::size_t{3} << 20, std::size_t{20} << 20}) {
+        std::string data = pattern(size);
+        record(fmt::format(R"("ev":"big-sent","size":{},"sum":{})", size, checksum(data)));
+        m.send_random("big", data, [size](const clutch::AckResult& r) {
+          record(fmt::format(R"("ev":"big-ack","size":{},"ok":{})", size, r.ok));
+        });
+      }
+      std::string everyone = pattern(std::size_t{5} << 20);
+      record(fmt::format(R"("ev":"big-sent","size":{},"sum":{})", everyone.size(),
+                         checksum(everyone)));
+      m.send_to_app("big", everyone);
     } else if (scenario == "routes") {
       m.broadcast("b");
       m.send_to_app("app");
@@ -167,6 +196,10 @@ void worker_setup(clutch::Context& ctx) {
   }
   auto& m = ctx.messenger();
   int work_us = env_int("PROBE_WORK_US", 0);
+  m.on("big", [](const clutch::Message& msg) {
+    record(
+        fmt::format(R"("ev":"big","size":{},"sum":{})", msg.data().size(), checksum(msg.data())));
+  });
   m.on("work", [work_us](const clutch::Message& msg) {
     if (work_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(work_us));
     record(fmt::format(R"("ev":"handled","id":{})", msg.data()));

@@ -84,6 +84,20 @@ class Messenger(ClusterTest):
             return pids and len(live) == 4 and not set(pids[-1]["workers"]) & set(killed)
         wait_for(pids_caught_up, 10, "clutch:pids to list 4 live replacement workers")
 
+    def test_payloads_of_megabytes_arrive_whole(self):
+        c = self.cluster(workers=3, env={"PROBE_SCENARIO": "big"})  # the default 64 MiB limit
+        c.wait_ready()
+        # Three send_random (100 KiB, 3 MiB, 20 MiB) to one worker each, one 5 MiB send_to_app to all.
+        wait_for(lambda: len(c.events("big")) >= 6 and len(c.events("big-ack")) >= 3, 30,
+                 "every large payload delivered")
+        sent = {e["size"]: e["sum"] for e in c.events("big-sent")}
+        got = c.events("big")
+        for e in got:
+            self.assertEqual(e["sum"], sent[e["size"]], f"a {e['size']}-byte payload arrived changed")
+        sizes = sorted(e["size"] for e in got)
+        self.assertEqual(sizes, sorted([100 << 10, 3 << 20, 20 << 20] + [5 << 20] * 3))
+        self.assertTrue(all(e["ok"] for e in c.events("big-ack")))
+
     def test_crash_looping_worker_backs_off_while_the_others_serve(self):
         crash_file = os.path.join("/tmp", f"clutch-crash-{os.getpid()}")
         self.addCleanup(lambda: os.path.exists(crash_file) and os.remove(crash_file))
