@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,6 +40,13 @@ struct ConsumeOptions {
 
 using QueueHandler = std::function<void(Context&, const QueueMessage&)>;
 
+// Thrown by a source that cannot reach its queue right now and has already logged why (waiting
+// to reconnect, or a connection still being set up): the caller just tries again later.
+class QueueUnavailable : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // A queue opened by URL; the agent's consumer and producers use the same interface.
 class MessageSource {
  public:
@@ -51,6 +59,10 @@ class MessageSource {
   virtual void ack_many(const std::vector<QueueMessage>& messages) {
     for (const QueueMessage& m : messages) ack(m);
   }
+  // Called by the agent's consumer: (re)connecting must not hold up the caller's event loop, so a
+  // connection still being set up is reported by a throw and looked at again on the next call.
+  // Producers keep the default: a call waits (boundedly) for its connection.
+  virtual void avoid_blocking() {}
   // Sends acknowledgements a source gathered to batch them (Redis sends them with the next read).
   // The consumer calls it when it goes idle and before it stops.
   virtual void flush() {}

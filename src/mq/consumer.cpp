@@ -22,6 +22,7 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
       : ctx_(ctx), options_(std::move(options)), source_(open_message_source(options_.url)) {}
 
   void start() {
+    source_->avoid_blocking();
     source_->recover_in_flight();
     auto self = shared_from_this();
     ctx_.on_ready([self] { self->pump(); });
@@ -52,6 +53,8 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
         }
         for (QueueMessage& m : batch) dispatch(std::move(m));
       }
+    } catch (const QueueUnavailable&) {
+      // Reconnecting; the source logs its attempts. Poll again later.
     } catch (const std::exception& e) {
       // Logged when it changes (or every 10 s), not on every poll of a broker that is down.
       auto now = std::chrono::steady_clock::now();
@@ -138,6 +141,8 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
     std::vector<QueueMessage> batch = std::exchange(acks_, {});
     try {
       source_->ack_many(batch);
+    } catch (const QueueUnavailable&) {
+      // Reconnecting: the source keeps them and sends them once connected.
     } catch (const std::exception& e) {
       // Redis keeps them and sends them on reconnect; SQLite's come back after the visibility
       // timeout. Either way nothing is lost (a redelivery at worst).
@@ -159,6 +164,8 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
   void flush_source(const char* doing) {
     try {
       source_->flush();
+    } catch (const QueueUnavailable&) {
+      // Reconnecting: the acks wait in the source, which logs its attempts.
     } catch (const std::exception& e) {
       spdlog::error("mq {}: {}: {}", options_.name, doing, e.what());
     }

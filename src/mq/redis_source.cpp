@@ -1,12 +1,16 @@
 #include "mq/redis_source.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <hiredis/hiredis.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <memory>
 #include <stdexcept>
 
@@ -14,6 +18,8 @@
 
 namespace clutch::mq {
 namespace {
+
+constexpr timeval kConnectTimeout{1, 0};
 
 struct ReplyFree {
   void operator()(redisReply* r) const { freeReplyObject(r); }
@@ -104,6 +110,7 @@ RedisSource::RedisSource(RedisUrl url, std::chrono::milliseconds visibility_time
 
 RedisSource::~RedisSource() {
   if (ctx_ != nullptr) redisFree(ctx_);
+  if (connecting_ != nullptr) redisFree(connecting_);
 }
 
 void RedisSource::connect() {
@@ -113,21 +120,56 @@ void RedisSource::connect() {
   }
   forget_outstanding();
   auto now = Clock::now();
-  if (now < next_connect_) {
-    throw std::runtime_error(
-        fmt::format("redis {}:{}: not connected; waiting to reconnect", url_.host, url_.port));
+  if (connecting_ == nullptr) {
+    if (now < next_connect_) {
+      throw QueueUnavailable(
+          fmt::format("redis {}:{}: not connected; waiting to reconnect", url_.host, url_.port));
+    }
+    if (!non_blocking_) {
+      redisContext* c = redisConnectWithTimeout(url_.host.c_str(), url_.port, kConnectTimeout);
+      if (c == nullptr || c->err != 0)
+        connect_failed(c, c != nullptr ? c->errstr : "out of memory");
+      return connected(c);
+    }
+    connecting_ = redisConnectNonBlock(url_.host.c_str(), url_.port);
+    connecting_since_ = now;
+    if (connecting_ == nullptr || connecting_->err != 0) {
+      redisContext* c = std::exchange(connecting_, nullptr);
+      connect_failed(c, c != nullptr ? c->errstr : "out of memory");
+    }
   }
-  redisContext* c = redisConnectWithTimeout(url_.host.c_str(), url_.port, timeval{1, 0});
-  if (c == nullptr || c->err != 0) {
-    std::string why = c != nullptr ? c->errstr : "out of memory";
-    if (c != nullptr) redisFree(c);
-    next_connect_ = now + reconnect_delay_;
-    spdlog::warn("redis {}:{}: cannot connect ({}); next attempt in {} ms", url_.host, url_.port,
-                 why, reconnect_delay_.count());
-    reconnect_delay_ = std::min(reconnect_delay_ * 2, std::chrono::milliseconds(5000));
-    throw std::runtime_error(
-        fmt::format("redis {}:{}: cannot connect: {}", url_.host, url_.port, why));
+  // Non-blocking: look whether the handshake is done, and come back on a later call if not, so
+  // the agent's loop (schedules, messages) never waits for a broker that does not answer.
+  pollfd p{connecting_->fd, POLLOUT, 0};
+  if (::poll(&p, 1, 0) == 0) {
+    if (now - connecting_since_ >= std::chrono::seconds(kConnectTimeout.tv_sec)) {
+      connect_failed(std::exchange(connecting_, nullptr), "connection timed out");
+    }
+    throw QueueUnavailable(fmt::format("redis {}:{}: connecting", url_.host, url_.port));
   }
+  int error = 0;
+  socklen_t length = sizeof error;
+  getsockopt(connecting_->fd, SOL_SOCKET, SO_ERROR, &error, &length);
+  if (error != 0) connect_failed(std::exchange(connecting_, nullptr), std::strerror(error));
+  // Connected: from here on the context is used with hiredis's blocking calls and timeouts.
+  redisContext* c = std::exchange(connecting_, nullptr);
+  int flags = fcntl(c->fd, F_GETFL);
+  fcntl(c->fd, F_SETFL, flags & ~O_NONBLOCK);
+  c->flags |= REDIS_BLOCK;
+  connected(c);
+}
+
+void RedisSource::connect_failed(redisContext* c, const std::string& why) {
+  if (c != nullptr) redisFree(c);
+  next_connect_ = Clock::now() + reconnect_delay_;
+  spdlog::warn("redis {}:{}: cannot connect ({}); next attempt in {} ms", url_.host, url_.port, why,
+               reconnect_delay_.count());
+  reconnect_delay_ = std::min(reconnect_delay_ * 2, std::chrono::milliseconds(5000));
+  throw std::runtime_error(
+      fmt::format("redis {}:{}: cannot connect: {}", url_.host, url_.port, why));
+}
+
+void RedisSource::connected(redisContext* c) {
   redisSetTimeout(c, timeval{2, 0});
   // hiredis frees its read buffer whenever it empties past 16 KiB; one batch of entries is bigger
   // than that, so without this every read reallocated and regrew it (malloc was the agent's top

@@ -46,6 +46,7 @@ class RedisSource final : public MessageSource {
   void ack(const QueueMessage& message) override;
   void ack_many(const std::vector<QueueMessage>& messages) override;
   void flush() override;
+  void avoid_blocking() override { non_blocking_ = true; }
   void retry(const QueueMessage& message, std::chrono::milliseconds delay,
              std::string_view error) override;
   void release(const QueueMessage& message) override;
@@ -67,7 +68,11 @@ class RedisSource final : public MessageSource {
 
   // Runs one command; reconnects first if needed. Throws on a lost connection or an error reply.
   redisReply* command(std::initializer_list<std::string_view> args);
+  // Connects, or throws why not. In non-blocking mode a connect in progress throws "connecting"
+  // and is looked at again on the next call (bounded by the 1 s connect timeout).
   void connect();
+  [[noreturn]] void connect_failed(redisContext* c, const std::string& why);
+  void connected(redisContext* c);
   void ensure_group();
   void flush_unsent_acks();
   // Appends the unsent acks as one XACK to the connection's output (not yet sent); returns
@@ -99,6 +104,9 @@ class RedisSource final : public MessageSource {
   RedisUrl url_;
   std::chrono::milliseconds visibility_timeout_;
   redisContext* ctx_ = nullptr;
+  redisContext* connecting_ = nullptr;  // a non-blocking connect in progress
+  Clock::time_point connecting_since_{};
+  bool non_blocking_ = false;
   bool read_own_pending_ = false;
   bool lost_a_read_ = false;  // a read's reply died with the connection: re-read after reconnect
   std::string newest_seen_;   // the newest entry id read or claimed so far

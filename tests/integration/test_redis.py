@@ -81,5 +81,43 @@ class RedisStreams(ClusterTest):
         self.assertIn("bad Redis URL", c.stderr())
 
 
+class UnreachableBroker(ClusterTest):
+    def black_hole(self):
+        """A loopback port whose connects hang, like a broker host that went off the network: a
+        listener with a full accept queue that never accepts drops every new SYN."""
+        import socket
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        self.addCleanup(listener.close)
+        port = listener.getsockname()[1]
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            self.addCleanup(filler.close)
+        time.sleep(0.2)
+        probe = socket.socket()
+        probe.settimeout(0.5)
+        with self.assertRaises(socket.timeout, msg="could not make a black-holed port"):
+            probe.connect(("127.0.0.1", port))
+        probe.close()
+        return port
+
+    def test_reconnecting_to_a_black_holed_broker_never_stalls_the_agent(self):
+        port = self.black_hole()
+        c = self.start(workers=2, env={"PROBE_QUEUE": f"redis://127.0.0.1:{port}/jobs", "PROBE_JOBS": "every200"})
+        c.wait_ready()
+        started = time.monotonic()
+        wait_for(lambda: time.monotonic() - started > 4, 6, "4 s of reconnect attempts")
+        self.assertIn("cannot connect", c.stderr())
+        # The agent keeps the schedule's clock: if connecting blocked its loop, ticks would bunch up
+        # behind each attempt's 1 s connect timeout.
+        times = sorted(e["t"] for e in c.events("job-start") if e["job"] == "every200")
+        self.assertGreaterEqual(len(times), 15, f"only {len(times)} ticks in 4 s")
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        self.assertLess(max(gaps), 0.7, f"the agent's loop stalled: tick gaps up to {max(gaps):.2f} s")
+
+
 if __name__ == "__main__":
     unittest.main()
