@@ -99,13 +99,10 @@ RedisUrl parse_redis_url(const std::string& url) {
 
 RedisSource::RedisSource(RedisUrl url, std::chrono::milliseconds visibility_timeout)
     : url_(std::move(url)), visibility_timeout_(visibility_timeout) {
-  try {
-    connect();
-  } catch (const std::exception& e) {
-    // A broker that is down at start is reported, and the consumer keeps retrying; a bad URL
-    // never gets here (parse_redis_url throws ConfigError).
-    spdlog::warn("{}", e.what());
-  }
+  // No connection yet: the first use connects, blocking for a producer, non-blocking for the
+  // agent's consumer (avoid_blocking), so a broker that is down or unreachable at start never
+  // delays the cluster's start; the consumer reports it and keeps retrying. A bad URL never gets
+  // here (parse_redis_url throws ConfigError).
 }
 
 RedisSource::~RedisSource() {
