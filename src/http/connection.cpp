@@ -38,8 +38,7 @@ Connection::Connection(asio::io_context& io, int fd, const Router& router,
       router_(router),
       options_(options),
       dates_(dates),
-      on_closed_(std::move(on_closed)),
-      io_(io) {
+      on_closed_(std::move(on_closed)) {
   sockaddr_storage address{};
   socklen_t length = sizeof(address);
   getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);

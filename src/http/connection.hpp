@@ -56,7 +56,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const ServerOptions& options_;
   DateCache& dates_;
   std::function<void(Connection*)> on_closed_;
-  asio::io_context& io_;
   std::chrono::steady_clock::time_point deadline_{};
   int deadline_status_ = 0;  // what an expired deadline answers: 408, or 0 to just close
   bool deadline_armed_ = false;

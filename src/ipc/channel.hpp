@@ -56,6 +56,7 @@ class Channel : public std::enable_shared_from_this<Channel> {
   bool send_borrowed(const std::byte* frame, std::size_t size);
   // Writes the borrowed frames now (non-blocking) and copies whatever the socket did not take.
   void commit_borrowed();
+  bool borrowing() const { return !borrowed_.empty(); }
   // Bytes written straight from a borrowed buffer so far (the copies the relay saved).
   std::size_t zero_copy_bytes() const { return zero_copy_bytes_; }
   // Appends a frame and schedules the flush.

@@ -161,7 +161,9 @@ void Router::route_reply(Child& from, const ipc::FrameView& frame, std::byte* ra
 void Router::deliver(Child& to, const std::byte* raw, std::size_t size, bool from_input) {
   if (from_input) {
     // The frame is in the sender's read buffer: the channel may write it from there.
-    if (to.channel->send_borrowed(raw, size)) borrowers_.push_back(to.channel);
+    // Registered for the commit once per batch, on its first borrowed frame.
+    bool registered = to.channel->borrowing();
+    if (to.channel->send_borrowed(raw, size) && !registered) borrowers_.push_back(to.channel);
   } else {
     to.channel->output().append(raw, size);
     to.channel->flush_soon();

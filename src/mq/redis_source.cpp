@@ -111,11 +111,7 @@ RedisSource::~RedisSource() {
 }
 
 void RedisSource::connect() {
-  if (ctx_ != nullptr) {
-    redisFree(ctx_);
-    ctx_ = nullptr;
-  }
-  forget_outstanding();
+  // Called only without a connection (connection_lost has already queued what was in flight).
   auto now = Clock::now();
   if (connecting_ == nullptr) {
     if (now < next_connect_) {
@@ -193,15 +189,10 @@ void RedisSource::ensure_group() {
 redisReply* RedisSource::command(std::initializer_list<std::string_view> args) {
   if (ctx_ == nullptr) connect();
   collect_outstanding();  // replies come in order: a prefetch's comes before this command's
-  std::vector<const char*> argv;
-  std::vector<std::size_t> lengths;
-  for (std::string_view a : args) {
-    argv.push_back(a.data());
-    lengths.push_back(a.size());
-  }
-  auto* r = static_cast<redisReply*>(
-      redisCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lengths.data()));
-  if (r == nullptr) connection_lost("running a command");
+  append_argv(args);
+  void* raw = nullptr;
+  if (redisGetReply(ctx_, &raw) != REDIS_OK) connection_lost("running a command");
+  auto* r = static_cast<redisReply*>(raw);
   if (r->type == REDIS_REPLY_ERROR) {
     std::string why = r->str;
     freeReplyObject(r);
