@@ -67,7 +67,12 @@ SpawnedChild spawn_child(const SpawnRequest& r) {
   // The child starts with default dispositions and nothing blocked, whatever the master set up.
   posix_spawnattr_setsigdefault(&attr, &all);
   posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+  // Each child leads its own process group, so that the master can take the child's
+  // descendants with it when it exits (kill(-pid)), and a terminal's Ctrl-C reaches only the
+  // master, which stops the children in order.
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
 
   std::vector<std::string> env = child_environment(r);
   std::vector<char*> envp, argv;

@@ -128,7 +128,13 @@ void Supervisor::wait_children() {
   child_signals_.async_wait([this](const asio::error_code& ec, int) {
     if (ec) return;
     int status = 0;
-    for (pid_t pid; (pid = waitpid(-1, &status, WNOHANG)) > 0;) on_exit(pid, status);
+    for (pid_t pid; (pid = waitpid(-1, &status, WNOHANG)) > 0;) {
+      // The child led its own process group: whatever it started and left behind (a shell's
+      // background job holding the port) goes with it. The group's id cannot be reused while
+      // a member lives, so this never reaches a stranger.
+      kill(-pid, SIGKILL);
+      on_exit(pid, status);
+    }
     wait_children();
   });
 }
@@ -432,7 +438,7 @@ void Supervisor::terminate(Child& c) {
 
 void Supervisor::force_stop() {
   exit_code_ = kExitForced;
-  children_.for_each([](Child& c) { kill(c.pid, SIGKILL); });
+  children_.for_each([](Child& c) { kill(-c.pid, SIGKILL); });
 }
 
 void Supervisor::finish() {

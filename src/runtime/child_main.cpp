@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
-#include <sys/prctl.h>
 #include <unistd.h>
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
@@ -16,6 +15,7 @@
 #include "ipc/channel.hpp"
 #include "runtime/messenger_client.hpp"
 #include "runtime/process_context.hpp"
+#include "runtime/process_hygiene.hpp"
 #include "schedule/scheduler.hpp"
 
 namespace clutch::runtime {
@@ -36,9 +36,8 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
                const schedule::JobList& jobs, const mq::ConsumerList& consumers) {
   std::string role_name = std::getenv("CLUTCH_INTERNAL_ROLE");
   int master_pid = env_int("CLUTCH_INTERNAL_MASTER_PID", 0);
-  // No orphans: die with the master, and catch the race where it died before this line.
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != master_pid) return 1;
+  // No orphans: die with the master, and take any descendants along.
+  if (!die_with_master(master_pid)) return 1;
   signal(SIGPIPE, SIG_IGN);
 
   ProcessIdentity id;
@@ -47,14 +46,18 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
   id.listen_fd = env_int("CLUTCH_INTERNAL_LISTEN_FD", -1);
   id.port = env_int("CLUTCH_INTERNAL_PORT", 0);
   id.replacement = env_int("CLUTCH_INTERNAL_REPLACEMENT", 0) == 1;
-  init_logging(id.role == Role::kAgent ? app_name + " agent"
-                                       : fmt::format("{} worker {}", app_name, id.worker_index));
+  int ipc_fd = env_int("CLUTCH_INTERNAL_IPC_FD", 3);
   const char* config_text = std::getenv("CLUTCH_INTERNAL_CONFIG");
   Config config = deserialize_config(config_text != nullptr ? config_text : "");
+  scrub_internal_environment();
+  close_on_exec(ipc_fd);
+  close_on_exec(id.listen_fd);
+  init_logging(id.role == Role::kAgent ? app_name + " agent"
+                                       : fmt::format("{} worker {}", app_name, id.worker_index));
 
   asio::io_context io(1);
-  auto channel = std::make_shared<ipc::Channel>(io, env_int("CLUTCH_INTERNAL_IPC_FD", 3),
-                                                config.max_message_size + ipc::kMaxActionLength);
+  auto channel =
+      std::make_shared<ipc::Channel>(io, ipc_fd, config.max_message_size + ipc::kMaxActionLength);
   auto messenger = std::make_shared<MessengerClient>(io, channel, id.role, config.max_message_size);
   auto context = std::make_unique<ProcessContext>(io, config, id, messenger);
 

@@ -164,6 +164,15 @@ void worker_setup(clutch::Context& ctx) {
     _exit(3);
   }
   if (env("PROBE_IGNORE_TERM") == "1") signal(SIGTERM, SIG_IGN);
+  if (env("PROBE_GRANDCHILD") == "1") {
+    // A program the app runs in the background, as system("... &") would; bounded at 300 s.
+    FILE* out = popen("sleep 300 >/dev/null 2>&1 & echo $!", "r");
+    char line[32] = {};
+    if (out != nullptr && fgets(line, sizeof line, out) != nullptr) {
+      record(fmt::format(R"("ev":"grandchild","child":{})", std::atoi(line)));
+    }
+    if (out != nullptr) pclose(out);
+  }
   if (env("PROBE_HTTP") == "1") {
     clutch::http::Router router;
     router.use([](clutch::http::Exchange ex, const std::function<void()>& next) {

@@ -1,0 +1,65 @@
+"""Process hygiene: what a child starts does not outlive the cluster or keep its port, and nothing
+the master passed a child leaks into the programs it runs (issue 8, item 2)."""
+
+import os
+import signal
+import socket
+import unittest
+
+from cluster import ClusterTest, alive, wait_for
+
+
+def port_is_free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+class Hygiene(ClusterTest):
+    def start_with_grandchild(self):
+        c = self.start(workers=1, env={"PROBE_HTTP": "1", "PROBE_GRANDCHILD": "1"})
+        port = c.wait_ready()["port"]
+        grandchild = wait_for(lambda: c.events("grandchild"), 10, "the worker's background job")[0]["child"]
+        self.addCleanup(lambda: alive(grandchild) and os.kill(grandchild, signal.SIGKILL))
+        self.assertTrue(alive(grandchild))
+        return c, port, grandchild
+
+    def test_a_background_job_inherits_no_channel_port_or_internal_variables(self):
+        c, port, grandchild = self.start_with_grandchild()
+        with open(f"/proc/{grandchild}/environ", "rb") as f:
+            environ = f.read().split(b"\0")
+        self.assertEqual([v for v in environ if v.startswith(b"CLUTCH_INTERNAL_")], [])
+        targets = [os.readlink(f"/proc/{grandchild}/fd/{fd}") for fd in os.listdir(f"/proc/{grandchild}/fd")]
+        self.assertEqual([t for t in targets if t.startswith("socket:")], [], targets)
+        # The worker leads its own process group, and its background job is in it.
+        worker = c.ready["workers"][0]
+        self.assertEqual(os.getpgid(worker), worker)
+        self.assertEqual(os.getpgid(grandchild), worker)
+
+    def test_graceful_stop_takes_the_background_job_and_frees_the_port(self):
+        c, port, grandchild = self.start_with_grandchild()
+        c.signal(signal.SIGTERM)
+        self.assertEqual(c.wait_exit(), 0, c.stderr())
+        wait_for(lambda: not alive(grandchild), 5, "the background job to be gone")
+        wait_for(lambda: port_is_free(port), 5, f"port {port} to be free")
+
+    def test_master_sigkill_takes_children_and_their_background_jobs(self):
+        c, port, grandchild = self.start_with_grandchild()
+        children = c.child_pids()
+        os.kill(c.pid, signal.SIGKILL)
+        c.wait_exit()
+        wait_for(lambda: not alive(grandchild), 5, "the background job to be gone")
+        wait_for(lambda: not any(alive(p) for p in children), 5, "every child to be gone")
+        wait_for(lambda: port_is_free(port), 5, f"port {port} to be free")
+
+    def test_a_dead_worker_takes_its_background_job(self):
+        c, port, grandchild = self.start_with_grandchild()
+        os.kill(c.ready["workers"][0], signal.SIGKILL)
+        wait_for(lambda: not alive(grandchild), 5, "the dead worker's background job to be gone")
+
+
+if __name__ == "__main__":
+    unittest.main()
