@@ -37,7 +37,7 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
 
  private:
   void pump() {
-    if (stopping_ || pumping_) return;
+    if (stopping_ || pumping_ || waiting_writable_) return;
     pumping_ = true;
     // The window follows the live worker count; it is taken once per pump, not per message
     // (workers() copies the membership list).
@@ -51,7 +51,14 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
           source_->flush();  // the queue is dry: no read is coming soon to carry the acks
           break;
         }
-        for (QueueMessage& m : batch) dispatch(std::move(m));
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+          if (!dispatch(std::move(batch[i]))) {
+            // The messenger took no more: the rest of the batch goes back to the queue.
+            for (std::size_t j = i + 1; j < batch.size(); ++j) release(batch[j]);
+            break;
+          }
+        }
+        if (waiting_writable_) break;
       }
     } catch (const QueueUnavailable&) {
       // Reconnecting; the source logs its attempts. Poll again later.
@@ -65,7 +72,7 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
       }
     }
     pumping_ = false;
-    if (in_flight_ < window_) schedule_poll();
+    if (in_flight_ < window_ && !waiting_writable_) schedule_poll();
   }
 
   void schedule_poll() {
@@ -78,30 +85,78 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
     });
   }
 
-  void dispatch(QueueMessage m) {
+  // Hands one message to a worker. False when the messenger refused it (its queue to the master
+  // is full, or the master is gone): the message went back to the queue and pumping waits.
+  bool dispatch(QueueMessage m) {
     encode_delivery(m, payload_);  // into one reused buffer: the messenger copies it out
+    if (payload_.size() > ctx_.config().max_message_size) {
+      // It can never be delivered: say so once and keep it, rather than fetch it forever.
+      std::string why = fmt::format("message of {} bytes is over max_message_size ({} bytes)",
+                                    payload_.size(), ctx_.config().max_message_size);
+      spdlog::error("mq {}: message {} dead-lettered: {}", options_.name, m.id, why);
+      guard_source("dead-lettering", [&] { source_->dead_letter(m, why); });
+      return true;
+    }
     if (options_.naive) {
       // The seed's bug on purpose: every worker runs the callback.
-      ctx_.messenger().send_to_app(action_, payload_);
+      try {
+        ctx_.messenger().send_to_app(action_, payload_);
+      } catch (const MessengerError& e) {
+        return refused(m, e);
+      }
       source_->ack(m);
-      return;
+      return true;
     }
-    ++in_flight_;
+    // The message lives here until its ack: if the send throws it is still ours to release.
+    auto held = std::make_shared<QueueMessage>(std::move(m));
     auto self = shared_from_this();
-    ctx_.messenger().send_random(
-        action_, payload_, [self, m = std::move(m)](const AckResult& r) mutable {
-          --self->in_flight_;
-          self->settle(std::move(m), r);
-          // Refill in batches: once half the window is free, at the end of this loop turn (one
-          // fetch for many acks, not one round trip per message).
-          if (self->in_flight_ <= self->window_ / 2 && !self->pump_posted_) {
-            self->pump_posted_ = true;
-            self->ctx_.post([self] {
-              self->pump_posted_ = false;
-              self->pump();
-            });
-          }
-        });
+    try {
+      ctx_.messenger().send_random(action_, payload_, [self, held](const AckResult& r) {
+        --self->in_flight_;
+        self->settle(std::move(*held), r);
+        // Refill in batches: once half the window is free, at the end of this loop turn (one
+        // fetch for many acks, not one round trip per message).
+        if (self->in_flight_ <= self->window_ / 2 && !self->pump_posted_) {
+          self->pump_posted_ = true;
+          self->ctx_.post([self] {
+            self->pump_posted_ = false;
+            self->pump();
+          });
+        }
+      });
+    } catch (const MessengerError& e) {
+      return refused(*held, e);
+    }
+    // Counted only once sent: a refused send must not shrink the window for good.
+    ++in_flight_;
+    return true;
+  }
+
+  bool refused(const QueueMessage& m, const MessengerError& e) {
+    spdlog::warn("mq {}: message {} not sent ({}): back to the queue, waiting for the messenger",
+                 options_.name, m.id, e.what());
+    release(m);
+    waiting_writable_ = true;
+    auto self = shared_from_this();
+    ctx_.messenger().on_writable([self] {
+      self->waiting_writable_ = false;
+      self->pump();
+    });
+    return false;
+  }
+
+  void release(const QueueMessage& m) {
+    guard_source("releasing", [&] { source_->release(m); });
+  }
+
+  // A source call whose failure leaves the message to its visibility timeout: logged, not fatal.
+  template <typename Fn>
+  void guard_source(const char* doing, Fn&& fn) {
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      spdlog::error("mq {}: {}: {}", options_.name, doing, e.what());
+    }
   }
 
   void settle(QueueMessage&& m, const AckResult& r) {
@@ -179,7 +234,8 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
   bool ack_flush_posted_ = false, source_flush_scheduled_ = false;
   std::unique_ptr<MessageSource> source_;
   std::size_t in_flight_ = 0, window_ = 0;
-  bool pumping_ = false, poll_scheduled_ = false, stopping_ = false, pump_posted_ = false;
+  bool pumping_ = false, poll_scheduled_ = false, stopping_ = false, pump_posted_ = false,
+       waiting_writable_ = false;
   std::string last_error_;
   std::chrono::steady_clock::time_point last_error_at_{};
 };

@@ -27,6 +27,24 @@ struct Reset {
 
 }  // namespace
 
+// BEGIN IMMEDIATE now; ROLLBACK unless commit() succeeded, however the scope ends. A failed
+// COMMIT must not leave the transaction open: every later BEGIN on this handle would fail.
+class SqliteSource::Transaction {
+ public:
+  explicit Transaction(SqliteSource& q) : q_(q) { q_.exec("BEGIN IMMEDIATE"); }
+  ~Transaction() {
+    if (!committed_) sqlite3_exec(q_.db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  void commit() {
+    q_.exec("COMMIT");
+    committed_ = true;
+  }
+
+ private:
+  SqliteSource& q_;
+  bool committed_ = false;
+};
+
 SqliteSource::SqliteSource(const std::string& path, std::chrono::milliseconds visibility_timeout)
     : path_(path), visibility_timeout_(visibility_timeout) {
   if (sqlite3_open_v2(path.c_str(), &db_,
@@ -75,6 +93,13 @@ void SqliteSource::exec(const char* sql) {
   }
 }
 
+void SqliteSource::step_done(sqlite3_stmt* stmt, const char* doing, std::string_view id) {
+  if (sqlite3_step(stmt) != SQLITE_DONE) {
+    throw std::runtime_error(
+        fmt::format("mq: sqlite queue '{}': {} {}: {}", path_, doing, id, sqlite3_errmsg(db_)));
+  }
+}
+
 sqlite3_stmt* SqliteSource::prepare(const char* sql) {
   sqlite3_stmt* stmt = nullptr;
   if (sqlite3_prepare_v2(db_, sql, -1, &stmt, nullptr) != SQLITE_OK) {
@@ -88,51 +113,51 @@ std::vector<QueueMessage> SqliteSource::fetch(std::size_t max) {
   int64_t now = now_ms();
   // One write transaction: select the visible ones and hide them together, so two consumers
   // never take the same message.
-  exec("BEGIN IMMEDIATE");
-  try {
-    {
-      Reset r{select_};
-      sqlite3_bind_int64(select_, 1, now);
-      sqlite3_bind_int64(select_, 2, static_cast<int64_t>(max));
-      while (sqlite3_step(select_) == SQLITE_ROW) {
-        QueueMessage m;
-        m.id = std::to_string(sqlite3_column_int64(select_, 0));
-        m.body.assign(static_cast<const char*>(sqlite3_column_blob(select_, 1)),
-                      static_cast<std::size_t>(sqlite3_column_bytes(select_, 1)));
-        m.attempts = sqlite3_column_int(select_, 2);
-        out.push_back(std::move(m));
-      }
+  Transaction tx(*this);
+  {
+    Reset r{select_};
+    sqlite3_bind_int64(select_, 1, now);
+    sqlite3_bind_int64(select_, 2, static_cast<int64_t>(max));
+    int rc;
+    while ((rc = sqlite3_step(select_)) == SQLITE_ROW) {
+      QueueMessage m;
+      m.id = std::to_string(sqlite3_column_int64(select_, 0));
+      m.body.assign(static_cast<const char*>(sqlite3_column_blob(select_, 1)),
+                    static_cast<std::size_t>(sqlite3_column_bytes(select_, 1)));
+      m.attempts = sqlite3_column_int(select_, 2);
+      out.push_back(std::move(m));
     }
-    for (const QueueMessage& m : out) {
-      Reset r{hide_};
-      sqlite3_bind_int64(hide_, 1, now + visibility_timeout_.count());
-      sqlite3_bind_int64(hide_, 2, std::stoll(m.id));
-      sqlite3_step(hide_);
+    if (rc != SQLITE_DONE) {
+      throw std::runtime_error(
+          fmt::format("mq: sqlite queue '{}': fetching: {}", path_, sqlite3_errmsg(db_)));
     }
-    exec("COMMIT");
-  } catch (...) {
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    throw;
   }
+  for (const QueueMessage& m : out) {
+    Reset r{hide_};
+    sqlite3_bind_int64(hide_, 1, now + visibility_timeout_.count());
+    sqlite3_bind_int64(hide_, 2, std::stoll(m.id));
+    step_done(hide_, "hiding fetched message", m.id);
+  }
+  tx.commit();
   return out;
 }
 
 void SqliteSource::ack(const QueueMessage& m) {
   Reset r{delete_};
   sqlite3_bind_int64(delete_, 1, std::stoll(m.id));
-  if (sqlite3_step(delete_) != SQLITE_DONE) {
-    throw std::runtime_error(fmt::format("mq: sqlite ack of {}: {}", m.id, sqlite3_errmsg(db_)));
-  }
+  step_done(delete_, "acknowledging", m.id);
 }
 
 void SqliteSource::ack_many(const std::vector<QueueMessage>& messages) {
-  exec("BEGIN IMMEDIATE");
+  // All or nothing: a failure rolls every one back, and they come back after the visibility
+  // timeout (a redelivery at worst, never an ack that was reported and not made).
+  Transaction tx(*this);
   for (const QueueMessage& m : messages) {
     Reset r{delete_};
     sqlite3_bind_int64(delete_, 1, std::stoll(m.id));
-    sqlite3_step(delete_);
+    step_done(delete_, "acknowledging", m.id);
   }
-  exec("COMMIT");
+  tx.commit();
 }
 
 void SqliteSource::retry(const QueueMessage& m, std::chrono::milliseconds delay,
@@ -141,18 +166,19 @@ void SqliteSource::retry(const QueueMessage& m, std::chrono::milliseconds delay,
   sqlite3_bind_int64(retry_, 1, now_ms() + delay.count());
   sqlite3_bind_text(retry_, 2, error.data(), static_cast<int>(error.size()), SQLITE_TRANSIENT);
   sqlite3_bind_int64(retry_, 3, std::stoll(m.id));
-  sqlite3_step(retry_);
+  step_done(retry_, "scheduling a retry of", m.id);
 }
 
 void SqliteSource::release(const QueueMessage& m) {
   Reset r{hide_};
   sqlite3_bind_int64(hide_, 1, 0);
   sqlite3_bind_int64(hide_, 2, std::stoll(m.id));
-  sqlite3_step(hide_);
+  step_done(hide_, "releasing", m.id);
 }
 
 void SqliteSource::dead_letter(const QueueMessage& m, std::string_view error) {
-  exec("BEGIN IMMEDIATE");
+  // Copied and deleted together: a failed copy must not delete the message.
+  Transaction tx(*this);
   {
     Reset r{dead_};
     sqlite3_bind_int64(dead_, 1, std::stoll(m.id));
@@ -160,14 +186,14 @@ void SqliteSource::dead_letter(const QueueMessage& m, std::string_view error) {
     sqlite3_bind_int(dead_, 3, m.attempts + 1);
     sqlite3_bind_text(dead_, 4, error.data(), static_cast<int>(error.size()), SQLITE_TRANSIENT);
     sqlite3_bind_int64(dead_, 5, now_ms());
-    sqlite3_step(dead_);
+    step_done(dead_, "dead-lettering", m.id);
   }
   {
     Reset r{delete_};
     sqlite3_bind_int64(delete_, 1, std::stoll(m.id));
-    sqlite3_step(delete_);
+    step_done(delete_, "removing dead-lettered", m.id);
   }
-  exec("COMMIT");
+  tx.commit();
 }
 
 void SqliteSource::publish(std::string_view body) {
@@ -188,9 +214,12 @@ void SqliteSource::recover_in_flight() {
 
 std::size_t SqliteSource::count(const char* sql) {
   sqlite3_stmt* s = prepare(sql);
-  sqlite3_step(s);
-  auto n = static_cast<std::size_t>(sqlite3_column_int64(s, 0));
+  int rc = sqlite3_step(s);
+  auto n = rc == SQLITE_ROW ? static_cast<std::size_t>(sqlite3_column_int64(s, 0)) : 0;
   sqlite3_finalize(s);
+  if (rc != SQLITE_ROW) {
+    throw std::runtime_error(fmt::format("mq: sqlite queue '{}': {}", path_, sqlite3_errmsg(db_)));
+  }
   return n;
 }
 

@@ -32,7 +32,10 @@ class SqliteSource final : public MessageSource {
   std::size_t dead_letters() override;
 
  private:
+  class Transaction;
   void exec(const char* sql);
+  // Steps a write statement; throws with what it was doing unless it completed.
+  void step_done(sqlite3_stmt* stmt, const char* doing, std::string_view id);
   sqlite3_stmt* prepare(const char* sql);
   std::size_t count(const char* sql);
 

@@ -94,11 +94,13 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
       mq::install_worker_handlers(*context, consumers);
     }
   } catch (const std::exception& e) {
+    spdlog::error("setup failed: {}", e.what());
+    context->stop_after_failed_setup(config.kill_timeout);
     messenger->send_control("fatal", e.what());
     channel->flush_blocking_and_close();
-    spdlog::error("setup failed: {}", e.what());
     return 1;
   } catch (...) {
+    context->stop_after_failed_setup(config.kill_timeout);
     messenger->send_control("fatal", "setup threw a non-standard exception");
     channel->flush_blocking_and_close();
     return 1;

@@ -97,8 +97,13 @@ void ProcessContext::after_drain_ok() {
   // Every message routed here has now been handled (the channel is FIFO); what remains is
   // deferred work and the app's own stop hooks. Timers keep running: a pending one may be the
   // second half of in-flight work (an HTTP response due after some I/O).
+  start_stop_hooks();
+  wait_until_idle();
+}
+
+void ProcessContext::start_stop_hooks() {
   stop_hooks_running_ = stop_fns_.size();
-  for (auto& fn : stop_fns_) {
+  for (auto& fn : std::exchange(stop_fns_, {})) {
     auto called = std::make_shared<bool>(false);
     guarded("on_stop hook", [&] {
       fn([this, called] {
@@ -108,7 +113,23 @@ void ProcessContext::after_drain_ok() {
       });
     });
   }
-  wait_until_idle();
+}
+
+void ProcessContext::stop_after_failed_setup(std::chrono::milliseconds limit) {
+  // What the setup opened before it threw gets its stop hooks, as on any stop; the loop turns
+  // (boundedly) so that hooks finishing asynchronously can.
+  stopping_ = true;
+  if (stop_fns_.empty()) return;
+  start_stop_hooks();
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (stop_hooks_running_ > 0 && std::chrono::steady_clock::now() < deadline) {
+    io_.restart();
+    io_.run_for(std::chrono::milliseconds(10));
+  }
+  if (stop_hooks_running_ > 0) {
+    spdlog::warn("{} on_stop hook(s) still running {} ms after a failed setup: exiting",
+                 stop_hooks_running_, limit.count());
+  }
 }
 
 void ProcessContext::wait_until_idle() {

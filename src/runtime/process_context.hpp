@@ -51,10 +51,14 @@ class ProcessContext final : public Context {
   // Starts the graceful stop: tell the master, take what it already routed here, run the stop
   // hooks, wait for open messages, flush, then call `exit(0)`.
   void begin_stop(std::function<void(int)> exit);
+  // The setup threw: runs the stop hooks it had registered (bounded by `limit`), so that what it
+  // opened is closed as on any stop.
+  void stop_after_failed_setup(std::chrono::milliseconds limit);
 
  private:
   void arm(TimerId id, std::chrono::milliseconds delay, bool repeat);
   void after_drain_ok();
+  void start_stop_hooks();
   void wait_until_idle();
 
   asio::io_context& io_;

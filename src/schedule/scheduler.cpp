@@ -110,7 +110,12 @@ class Clock : public std::enable_shared_from_this<Clock> {
     uint64_t tick = ++job.ticks;
     std::string action = std::string(kRunPrefix) + job.options.name;
     if (job.options.type == JobType::kAll) {
-      ctx_.messenger().send_to_app(action, std::to_string(tick));
+      try {
+        ctx_.messenger().send_to_app(action, std::to_string(tick));
+      } catch (const std::exception& e) {
+        spdlog::error("job {}: tick {} not sent to the workers: {}", job.options.name, tick,
+                      e.what());
+      }
       return;
     }
     if (job.running) {
@@ -129,22 +134,30 @@ class Clock : public std::enable_shared_from_this<Clock> {
       spdlog::info("job {}: tick {} queued behind the running one", job.options.name, tick);
       return;
     }
-    job.running = true;
-    uint64_t run = ++job.current_run;
+    uint64_t run = job.current_run + 1;
     auto self = shared_from_this();
-    std::string name = job.options.name;
     Job* j = &job;
-    spdlog::debug("job {}: tick {} ({})", name, tick, why);
-    ctx_.messenger().send_random(action, std::to_string(tick),
-                                 [self, j, run, tick](const AckResult& r) {
-                                   if (!r.ok) {
-                                     spdlog::error("job {}: tick {} failed on worker {}: {}",
-                                                   j->options.name, tick, r.handled_by, r.error);
-                                   }
-                                   if (j->current_run != run)
-                                     return;  // timed out earlier; already reported
-                                   self->finished(*j);
-                                 });
+    spdlog::debug("job {}: tick {} ({})", job.options.name, tick, why);
+    try {
+      ctx_.messenger().send_random(action, std::to_string(tick),
+                                   [self, j, run, tick](const AckResult& r) {
+                                     if (!r.ok) {
+                                       spdlog::error("job {}: tick {} failed on worker {}: {}",
+                                                     j->options.name, tick, r.handled_by, r.error);
+                                     }
+                                     if (j->current_run != run)
+                                       return;  // timed out earlier; already reported
+                                     self->finished(*j);
+                                   });
+    } catch (const std::exception& e) {
+      // Not sent, so not running: the next tick tries again.
+      spdlog::error("job {}: tick {} not handed to a worker: {}", job.options.name, tick, e.what());
+      return;
+    }
+    // Marked only once the send is made: a send that throws must not leave the job "running"
+    // with no ack ever coming.
+    job.running = true;
+    job.current_run = run;
     if (job.options.timeout.count() > 0) {
       ctx_.set_timeout(job.options.timeout, [self, j, run, tick] {
         if (!j->running || j->current_run != run) return;

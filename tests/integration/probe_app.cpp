@@ -156,6 +156,13 @@ void worker_setup(clutch::Context& ctx) {
     throw std::runtime_error("probe: this build's workers fail at start (flag file present)");
   }
   if (env("PROBE_FAIL_WORKER") == "1" && ctx.worker_index() == 1) {
+    // What the setup opened before it threw must still be closed: a hook that finishes later.
+    ctx.on_stop([&ctx](std::function<void()> done) {
+      ctx.set_timeout(std::chrono::milliseconds(20), [done] {
+        record(R"("ev":"setup-stop-hook")");
+        done();
+      });
+    });
     throw std::runtime_error("probe: worker setup failed on purpose");
   }
   std::string crash_file = env("PROBE_CRASH_FILE");

@@ -29,6 +29,8 @@ class Lifecycle(ClusterTest):
         self.assertEqual(c.wait_exit(), 1)
         self.assertIn("probe: worker setup failed on purpose", c.stderr())
         self.assertRegex(c.stderr(), r"worker 1 \(pid \d+\) failed to start")
+        # The stop hook its setup registered before throwing ran (and finished) before it left.
+        self.assertEqual(len(c.events("setup-stop-hook")), 1)
         started = c.child_pids()
         self.assertGreaterEqual(len(started), 2)
         for pid in started:

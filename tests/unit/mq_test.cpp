@@ -104,6 +104,46 @@ TEST_F(SqliteQueueTest, TwoHandlesOnOneFileNeverTakeTheSameMessage) {
   EXPECT_EQ(taken, 100u);
 }
 
+// Makes one kind of write fail from inside SQLite (as a full disk or a constraint would), through
+// a second connection, so the queue's own handle sees a statement that does not complete.
+void add_failing_trigger(const std::string& path, const std::string& trigger) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  char* error = nullptr;
+  ASSERT_EQ(sqlite3_exec(db, trigger.c_str(), nullptr, nullptr, &error), SQLITE_OK) << error;
+  sqlite3_close(db);
+}
+
+TEST_F(SqliteQueueTest, AFailedAckOfABatchRollsItAllBackAndTheHandleStaysUsable) {
+  SqliteSource q(path_, std::chrono::milliseconds(0));
+  for (const char* body : {"a", "b", "c"}) q.publish(body);
+  auto batch = q.fetch(3);
+  ASSERT_EQ(batch.size(), 3u);
+  add_failing_trigger(path_, "CREATE TRIGGER no_delete BEFORE DELETE ON messages WHEN old.id = " +
+                                 batch[1].id + " BEGIN SELECT RAISE(ABORT, 'disk says no'); END");
+  EXPECT_THROW(q.ack_many(batch), std::runtime_error);
+  EXPECT_EQ(q.pending(), 3u) << "a batch is acknowledged whole or not at all";
+  // No transaction was left open: the next write transaction starts.
+  EXPECT_EQ(q.fetch(10).size(), 3u);
+  q.ack_many({batch[0], batch[2]});
+  EXPECT_EQ(q.pending(), 1u);
+}
+
+TEST_F(SqliteQueueTest, AFailedDeadLetterKeepsTheMessage) {
+  SqliteSource q(path_, std::chrono::milliseconds(60000));
+  q.publish("poison");
+  auto taken = q.fetch(1);
+  ASSERT_EQ(taken.size(), 1u);
+  add_failing_trigger(path_,
+                      "CREATE TRIGGER no_dead BEFORE INSERT ON dead_letters BEGIN "
+                      "SELECT RAISE(ABORT, 'disk says no'); END");
+  EXPECT_THROW(q.dead_letter(taken[0], "boom"), std::runtime_error);
+  EXPECT_EQ(q.dead_letters(), 0u);
+  EXPECT_EQ(q.pending(), 1u) << "a message that could not be dead-lettered must not be deleted";
+  q.recover_in_flight();
+  EXPECT_EQ(q.fetch(1).size(), 1u) << "and no transaction was left open";
+}
+
 TEST(OpenSource, UnknownSchemeNamesTheSupportedOnes) {
   try {
     open_message_source("kafka://x");
