@@ -1,6 +1,19 @@
 // The messenger: messages between the agent and the workers, always routed through the master.
 // Single-threaded like the rest of a clutch process: call it from the process's loop (handlers,
 // timers), never from another thread.
+//
+// Messages sent before their receivers exist are held by the master, never dropped silently:
+// - for the workers (broadcast's worker part, send_to_app, send_to_others): held until the
+//   cluster is first ready, then delivered to every worker before clutch:ready; later, while no
+//   worker is ready (all restarting), held until one is, then delivered to every running worker;
+// - send_random (acknowledged or not): held until a worker is ready;
+// - send_to_agent: held while the agent restarts.
+// Each hold is bounded (64 MiB); a send that would overflow the workers' hold is reported through
+// on_error() (or the ack callback), and an overflowing agent or send_random hold pauses its
+// sender until it drains.
+// An acknowledged message whose sender dies before any worker took it is dropped (logged by the
+// master): no one is left to be told its outcome, and a sender that restarts sends again what
+// still matters (with send_random_once, a resend attaches to a message still being handled).
 #pragma once
 
 #include <chrono>
@@ -141,6 +154,14 @@ class Messenger {
   // master hands the message to another. `on_ack` runs once, in this process.
   virtual void send_random(std::string_view action, std::string_view data,
                            std::function<void(const AckResult&)> on_ack) = 0;
+  // Acknowledged send_random with an idempotency key (1 to 254 bytes): while a message with the
+  // same key is held by the master or being handled, or was handled successfully not long ago
+  // (the master remembers the last 8,192 keys), a second send with that key is not delivered
+  // again: its `on_ack` gets the first one's outcome. A sender that restarts and sends the same
+  // work again (the MQ consumer keys each message by its queue id) does not get it run twice.
+  virtual void send_random_once(std::string_view action, std::string_view data,
+                                std::string_view key,
+                                std::function<void(const AckResult&)> on_ack) = 0;
   // The process `pid`; an unknown pid is reported through on_error().
   virtual void send_to(int pid, std::string_view action, std::string_view data = {}) = 0;
   // Sends and waits (without blocking the loop) for the receiver's reply, or a timeout.

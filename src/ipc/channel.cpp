@@ -119,8 +119,9 @@ void Channel::resume_reading() {
   });
 }
 
-void Channel::send(const FrameHeader& header, std::string_view action, std::string_view payload) {
-  append_frame(output(), header, action, payload);
+void Channel::send(const FrameHeader& header, std::string_view action, std::string_view payload,
+                   std::string_view key) {
+  append_frame(output(), header, action, payload, key);
   flush_soon();
 }
 

@@ -60,7 +60,8 @@ class Channel : public std::enable_shared_from_this<Channel> {
   // Bytes written straight from a borrowed buffer so far (the copies the relay saved).
   std::size_t zero_copy_bytes() const { return zero_copy_bytes_; }
   // Appends a frame and schedules the flush.
-  void send(const FrameHeader& header, std::string_view action, std::string_view payload);
+  void send(const FrameHeader& header, std::string_view action, std::string_view payload,
+            std::string_view key = {});
   // Writes everything appended so far at the end of this loop turn (coalescing many frames).
   void flush_soon();
   // Writes now without waiting for the end of the loop turn.

@@ -52,6 +52,8 @@ std::string_view to_string(DecodeStatus status) {
       return "action name too long";
     case DecodeStatus::kTooLarge:
       return "payload larger than max_message_size";
+    case DecodeStatus::kBadKey:
+      return "idempotency key longer than its payload";
   }
   return "unknown";
 }
@@ -120,6 +122,13 @@ DecodeStatus decode_header(std::span<const std::byte> bytes, std::size_t max_pay
   if (h.payload_length > max_payload) return DecodeStatus::kTooLarge;
   out = h;
   if (bytes.size() < h.frame_size()) return DecodeStatus::kNeedMore;
+  if (h.flags & kFlagKeyed) {
+    // The whole frame is here, so the key's length byte can be checked against the payload.
+    if (h.payload_length == 0) return DecodeStatus::kBadKey;
+    auto key_length = std::to_integer<std::size_t>(p[kHeaderSize + h.action_length]);
+    if (key_length == 0 || key_length > kMaxKeyLength || 1 + key_length > h.payload_length)
+      return DecodeStatus::kBadKey;
+  }
   return DecodeStatus::kOk;
 }
 
@@ -148,8 +157,17 @@ void stamp_id(std::byte* encoded_header, uint64_t id) {
 
 FrameView view_frame(const FrameHeader& header, const std::byte* frame_start) {
   const char* body = reinterpret_cast<const char*>(frame_start + kHeaderSize);
-  return FrameView{header, std::string_view(body, header.action_length),
-                   std::string_view(body + header.action_length, header.payload_length)};
+  FrameView view{header,
+                 std::string_view(body, header.action_length),
+                 std::string_view(body + header.action_length, header.payload_length),
+                 {}};
+  if (header.flags & kFlagKeyed) {
+    // decode_header checked that the key fits.
+    auto key_length = static_cast<unsigned char>(view.payload.front());
+    view.key = view.payload.substr(1, key_length);
+    view.payload.remove_prefix(1 + key_length);
+  }
+  return view;
 }
 
 }  // namespace clutch::ipc

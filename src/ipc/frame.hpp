@@ -16,6 +16,10 @@ namespace clutch::ipc {
 inline constexpr uint16_t kFrameMagic = 0xC1C7;
 inline constexpr std::size_t kHeaderSize = 32;
 inline constexpr std::size_t kMaxActionLength = 255;
+// An idempotency key travels as a prefix of the payload: one length byte, then the key. 254
+// keeps the prefix within the kMaxActionLength bytes every channel allows over
+// max_message_size, so a keyed message of max_message_size still passes.
+inline constexpr std::size_t kMaxKeyLength = 254;
 
 // What a frame is. Numbers are part of the wire format.
 enum class FrameKind : uint8_t {
@@ -44,6 +48,7 @@ enum FrameFlags : uint8_t {
   kFlagWantAck = 1 << 0,  // send_random with acknowledged delivery
   kFlagRequest = 1 << 1,  // the sender waits for a kReply with the same id
   kFlagFailed = 1 << 2,   // on kAck / kReply: the handler failed; payload is the error text
+  kFlagKeyed = 1 << 3,    // the payload starts with an idempotency key: [u8 length][key bytes]
 };
 
 struct FrameHeader {
@@ -68,6 +73,7 @@ enum class DecodeStatus {
   kBadKind,    // unknown kind or route
   kBadAction,  // action longer than kMaxActionLength
   kTooLarge,   // payload longer than the configured limit
+  kBadKey,     // kFlagKeyed with a key prefix that does not fit in the payload
 };
 
 std::string_view to_string(DecodeStatus status);
@@ -92,23 +98,33 @@ void stamp_id(std::byte* encoded_header, uint64_t id);
 // when `out` has the capacity.
 template <typename Buffer>
 void append_frame(Buffer& out, FrameHeader header, std::string_view action,
-                  std::string_view payload) {
+                  std::string_view payload, std::string_view key = {}) {
+  std::size_t prefix = key.empty() ? 0 : 1 + key.size();
+  if (prefix != 0) header.flags |= kFlagKeyed;
   header.action_length = static_cast<uint16_t>(action.size());
-  header.payload_length = static_cast<uint32_t>(payload.size());
+  header.payload_length = static_cast<uint32_t>(prefix + payload.size());
   std::size_t at = out.size();
   out.resize(at + header.frame_size());
   std::byte* p = out.data() + at;
   encode_header(header, p);
-  if (!action.empty()) std::memcpy(p + kHeaderSize, action.data(), action.size());
-  if (!payload.empty())
-    std::memcpy(p + kHeaderSize + action.size(), payload.data(), payload.size());
+  p += kHeaderSize;
+  if (!action.empty()) std::memcpy(p, action.data(), action.size());
+  p += action.size();
+  if (prefix != 0) {
+    *p = static_cast<std::byte>(key.size());
+    std::memcpy(p + 1, key.data(), key.size());
+    p += prefix;
+  }
+  if (!payload.empty()) std::memcpy(p, payload.data(), payload.size());
 }
 
 // A decoded frame whose views point into the buffer it was decoded from.
+// A keyed frame's key is split off its payload here, so receivers see the payload as sent.
 struct FrameView {
   FrameHeader header;
   std::string_view action;
   std::string_view payload;
+  std::string_view key;
 };
 FrameView view_frame(const FrameHeader& header, const std::byte* frame_start);
 

@@ -78,17 +78,15 @@ void Router::route_message(Child& from, const ipc::FrameView& frame, std::byte* 
   }
   switch (h.route) {
     case Route::kBroadcast:
-      children_.for_each([&](Child& c) {
-        if (c.connected()) deliver(c, raw, size, true);
-      });
-      break;
+      if (agent_ != nullptr && agent_->connected()) deliver(*agent_, raw, size, true);
+      [[fallthrough]];
     case Route::kApp:
     case Route::kOthers:
-      children_.for_each([&](Child& c) {
-        if (c.is_worker() && c.connected() && !(h.route == Route::kOthers && &c == &from)) {
-          deliver(c, raw, size, true);
-        }
-      });
+      if (holding_for_workers()) {
+        hold_for_workers(from, frame, raw, size);
+      } else {
+        deliver_to_workers(raw, size, h.route == Route::kOthers ? from.pid : 0, true);
+      }
       break;
     case Route::kAgent:
       if (agent_ != nullptr && agent_->connected()) {
@@ -104,11 +102,28 @@ void Router::route_message(Child& from, const ipc::FrameView& frame, std::byte* 
       break;
     case Route::kRandom:
       if (h.flags & ipc::kFlagWantAck) {
+        if (!frame.key.empty()) {
+          // The same work sent again (a restarted sender re-reading its queue): answered from
+          // the message already known instead of being run a second time.
+          if (auto handled_by = handled_keys_.find(frame.key)) {
+            ++duplicates_absorbed_;
+            answer_handled(from, h.id, *handled_by);
+            break;
+          }
+          if (auto it = keyed_.find(std::string(frame.key)); it != keyed_.end()) {
+            ++duplicates_absorbed_;
+            acked_[it->second].waiters.push_back({from.pid, h.id});
+            break;
+          }
+        }
         uint64_t id = next_master_id_++;
         AckedMessage& m = acked_[id];
-        m.origin = from.pid;
-        m.origin_id = h.id;
+        m.waiters.push_back({from.pid, h.id});
         m.frame.assign(raw, raw + size);
+        if (!frame.key.empty()) {
+          m.key = std::string(frame.key);
+          keyed_.emplace(m.key, id);
+        }
         ipc::stamp_id(m.frame.data(), id);
         deliver_acked(id, m);
       } else {
@@ -139,13 +154,47 @@ void Router::route_ack(Child& from, const ipc::FrameView& frame, std::byte* raw)
   AckedMessage m = std::move(it->second);
   acked_.erase(it);
   if (from.unacked > 0) --from.unacked;
-  Child* origin = children_.find(m.origin);
+  if (!m.key.empty()) {
+    keyed_.erase(m.key);
+    // Only a success is final; a failed message is sent again (retried) under the same key.
+    if ((frame.header.flags & ipc::kFlagFailed) == 0) handled_keys_.remember(m.key, from.pid);
+  }
+  std::size_t size = frame.header.frame_size();
+  // Every waiter but the first gets a copy, renumbered before the first's id is stamped into
+  // the raw frame (which its channel may borrow).
+  for (std::size_t i = 1; i < m.waiters.size(); ++i) {
+    Child* origin = children_.find(m.waiters[i].pid);
+    if (origin == nullptr || !origin->connected()) continue;
+    std::vector<std::byte> copy(raw, raw + size);
+    ipc::stamp_id(copy.data(), m.waiters[i].id);
+    deliver(*origin, copy.data(), size);
+  }
+  if (m.waiters.empty()) return;
+  Child* origin = children_.find(m.waiters.front().pid);
   if (origin == nullptr || !origin->connected()) {
-    spdlog::debug("ack for a message from pid {} that has exited", m.origin);
+    spdlog::debug("ack for a message from pid {} that has exited", m.waiters.front().pid);
     return;
   }
-  ipc::stamp_id(raw, m.origin_id);
-  deliver(*origin, raw, frame.header.frame_size(), true);
+  ipc::stamp_id(raw, m.waiters.front().id);
+  deliver(*origin, raw, size, true);
+}
+
+void Router::answer_handled(Child& to, uint64_t id, pid_t handled_by) {
+  FrameHeader h;
+  h.kind = FrameKind::kAck;
+  h.sender_role = Role::kWorker;
+  h.sender_pid = handled_by;
+  h.id = id;
+  ipc::append_frame(to.channel->output(), h, {}, {});
+  to.channel->flush_soon();
+}
+
+void Router::drop_acked(uint64_t master_id) {
+  auto it = acked_.find(master_id);
+  if (it == acked_.end()) return;
+  if (!it->second.key.empty()) keyed_.erase(it->second.key);
+  acked_.erase(it);  // a stale id left in acked_waiting_ is skipped when it comes up
+  ++dropped_without_sender_;
 }
 
 void Router::route_reply(Child& from, const ipc::FrameView& frame, std::byte* raw) {
@@ -175,6 +224,36 @@ void Router::deliver(Child& to, const std::byte* raw, std::size_t size, bool fro
     to.blocked_senders.push_back(sender_->pid);
     to.channel->wait_for_drain();
   }
+}
+
+bool Router::holding_for_workers() const {
+  // Before the first ready, workers of the first start may not exist yet; later, none may be
+  // running (all restarting). Either way the message waits rather than reach no worker.
+  return !cluster_ready_ || random_targets_.empty();
+}
+
+void Router::deliver_to_workers(const std::byte* raw, std::size_t size, pid_t except,
+                                bool from_input) {
+  children_.for_each([&](Child& c) {
+    if (c.is_worker() && c.connected() && c.pid != except) deliver(c, raw, size, from_input);
+  });
+}
+
+void Router::hold_for_workers(Child& from, const ipc::FrameView& frame, const std::byte* raw,
+                              std::size_t size) {
+  if (workers_hold_.size() + size > hold_limit_) {
+    send_error(from, frame.header.id, frame.action,
+               fmt::format("'{}' not delivered: no worker is running and the {} MiB the master "
+                           "holds for them are full",
+                           frame.action, hold_limit_ >> 20));
+    return;
+  }
+  workers_hold_.insert(workers_hold_.end(), raw, raw + size);
+}
+
+void Router::cluster_ready() {
+  cluster_ready_ = true;
+  flush_holds();
 }
 
 void Router::commit_borrowed() {
@@ -294,6 +373,13 @@ void Router::flush_holds() {
       agent_hold_.shrink_to_fit();
     }
   }
+  if (!holding_for_workers() && !workers_hold_.empty()) {
+    std::vector<std::byte> held;
+    held.swap(workers_hold_);
+    for_each_frame(held, [&](const FrameHeader& h, const std::byte* raw) {
+      deliver_to_workers(raw, h.frame_size(), h.route == Route::kOthers ? h.sender_pid : 0);
+    });
+  }
   if (!random_targets_.empty()) {
     if (!random_hold_.empty()) {
       std::vector<std::byte> held;
@@ -319,18 +405,40 @@ void Router::flush_holds() {
 void Router::on_child_gone(Child& child) {
   std::erase(random_targets_, &child);
   resume_blocked(child);
-  // Every message it had not acknowledged goes to another worker (or waits for one).
-  std::vector<uint64_t> orphaned;
+  // Messages it sent: it can no longer be told their outcome. Those no live sender waits for
+  // and no worker has taken are dropped (a sender that restarts sends what still matters again,
+  // and a keyed resend then finds nothing to attach to); those being handled run to the end,
+  // so that a keyed resend attaches to them instead of running them twice.
+  std::vector<uint64_t> unwanted, orphaned;
   for (auto& [id, m] : acked_) {
+    bool had = std::erase_if(m.waiters, [&](const Waiter& w) { return w.pid == child.pid; }) > 0;
+    if (had && m.waiters.empty() && m.assigned == 0) unwanted.push_back(id);
     if (m.assigned == child.pid) orphaned.push_back(id);
   }
+  if (!unwanted.empty()) {
+    spdlog::warn(
+        "{} exited with {} acknowledged message(s) no worker had taken yet: dropped, as no one is "
+        "left to be told their outcome",
+        child.describe(), unwanted.size());
+    for (uint64_t id : unwanted) drop_acked(id);
+  }
+  // Every message it had not acknowledged goes to another worker (or waits for one), unless no
+  // sender waits for it any more.
   std::sort(orphaned.begin(), orphaned.end());  // keep the original order among them
   if (!orphaned.empty()) {
     spdlog::info("{} exited with {} unacknowledged message(s): handing them to other workers",
                  child.describe(), orphaned.size());
   }
   child.unacked = 0;
-  for (uint64_t id : orphaned) deliver_acked(id, acked_[id]);
+  for (uint64_t id : orphaned) {
+    auto it = acked_.find(id);
+    if (it == acked_.end()) continue;
+    if (it->second.waiters.empty()) {
+      drop_acked(id);
+      continue;
+    }
+    deliver_acked(id, it->second);
+  }
 }
 
 void Router::resume_blocked(Child& receiver) {
@@ -343,19 +451,22 @@ void Router::resume_blocked(Child& receiver) {
 std::size_t Router::fail_unacknowledged(std::string_view reason) {
   std::size_t count = acked_.size();
   for (auto& [id, m] : acked_) {
-    Child* origin = children_.find(m.origin);
-    if (origin == nullptr || !origin->connected()) continue;
-    FrameHeader h;
-    h.kind = FrameKind::kAck;
-    h.flags = ipc::kFlagFailed;
-    h.sender_role = Role::kMaster;
-    h.sender_pid = master_pid_;
-    h.id = m.origin_id;
-    ipc::append_frame(origin->channel->output(), h, {}, reason);
-    origin->channel->flush_soon();
+    for (const Waiter& w : m.waiters) {
+      Child* origin = children_.find(w.pid);
+      if (origin == nullptr || !origin->connected()) continue;
+      FrameHeader h;
+      h.kind = FrameKind::kAck;
+      h.flags = ipc::kFlagFailed;
+      h.sender_role = Role::kMaster;
+      h.sender_pid = master_pid_;
+      h.id = w.id;
+      ipc::append_frame(origin->channel->output(), h, {}, reason);
+      origin->channel->flush_soon();
+    }
   }
   acked_.clear();
   acked_waiting_.clear();
+  keyed_.clear();
   return count;
 }
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "master/child.hpp"
+#include "master/recent_keys.hpp"
 
 namespace clutch::master {
 
@@ -32,6 +33,8 @@ class Router {
   // writes or copies them now. Called from each channel's batch-end hook.
   void commit_borrowed();
 
+  // The cluster is ready for the first time: messages held for the workers go out now.
+  void cluster_ready();
   // Call after any change of a child's state or of the table: rebuilds the targets and delivers
   // what was held for want of a target.
   void targets_changed();
@@ -49,12 +52,22 @@ class Router {
   std::size_t fail_unacknowledged(std::string_view reason);
 
   std::size_t unacknowledged() const { return acked_.size(); }
+  // Keyed sends answered from a message already held, in flight or handled (not delivered again).
+  uint64_t duplicates_absorbed() const { return duplicates_absorbed_; }
+  // Acknowledged messages dropped because every sender that could acknowledge them had died.
+  uint64_t dropped_without_sender() const { return dropped_without_sender_; }
 
  private:
+  // A sender owed an acknowledged message's outcome, under its own id for it.
+  struct Waiter {
+    pid_t pid = 0;
+    uint64_t id = 0;
+  };
   struct AckedMessage {
-    pid_t origin = 0;
-    uint64_t origin_id = 0;
+    // Usually one; more when a keyed send attached to a message already held or in flight.
+    std::vector<Waiter> waiters;
     pid_t assigned = 0;  // 0 while waiting for a worker
+    std::string key;     // idempotency key, if the sender gave one
     std::vector<std::byte> frame;
   };
 
@@ -65,7 +78,16 @@ class Router {
   // until commit_borrowed() instead of copying it.
   void deliver(Child& to, const std::byte* raw, std::size_t size, bool from_input = false);
   void deliver_random(const std::byte* raw, std::size_t size, bool from_input = false);
+  // Every connected worker but `except` (0: none excepted).
+  void deliver_to_workers(const std::byte* raw, std::size_t size, pid_t except,
+                          bool from_input = false);
+  bool holding_for_workers() const;
+  void hold_for_workers(Child& from, const ipc::FrameView& frame, const std::byte* raw,
+                        std::size_t size);
   void deliver_acked(uint64_t master_id, AckedMessage& message);
+  // Answers a keyed send whose key was handled lately, without delivering it again.
+  void answer_handled(Child& to, uint64_t id, pid_t handled_by);
+  void drop_acked(uint64_t master_id);
   Child* least_busy_worker();
   void send_error(Child& to, uint64_t id, std::string_view action, std::string_view message);
   void flush_holds();
@@ -86,10 +108,17 @@ class Router {
   std::unordered_map<uint64_t, AckedMessage> acked_;
   std::deque<uint64_t> acked_waiting_;  // acknowledged messages with no worker to take them yet
   uint64_t next_master_id_ = 1;
+  std::unordered_map<std::string, uint64_t> keyed_;  // key -> master id, while held or in flight
+  RecentKeys handled_keys_{8192};
+  uint64_t duplicates_absorbed_ = 0, dropped_without_sender_ = 0;
 
   // Frames held while their target is missing: for the agent (while it restarts) and for
   // send_random (while no worker is ready). Bounded: a sender that fills them is paused.
   std::vector<std::byte> agent_hold_, random_hold_;
+  // broadcast / send_to_app / send_to_others frames waiting for workers (see holding_for_workers);
+  // a sender that would overflow it is told, not paused.
+  std::vector<std::byte> workers_hold_;
+  bool cluster_ready_ = false;
   std::vector<pid_t> hold_blocked_senders_;
   std::size_t hold_limit_ = std::size_t{64} << 20;
 };

@@ -274,8 +274,10 @@ void Supervisor::maybe_cluster_ready() {
     if (c == nullptr || c->state != ChildState::kReady) return;
   }
   phase_ = Phase::kRunning;
-  // Membership first, so that a process knows its peers when its ready hooks run.
+  // Membership first, so that a process knows its peers when its ready hooks run; then what was
+  // sent to the workers before they all existed; then ready.
   router_.announce_members();
+  router_.cluster_ready();
   std::vector<pid_t> workers;
   children_.for_each([&](Child& c) {
     if (c.is_worker()) workers.push_back(c.pid);

@@ -10,6 +10,10 @@
 namespace clutch::mq {
 namespace {
 
+// The messenger's limit on an idempotency key (ipc::kMaxKeyLength); a consumer whose name and
+// message ids make longer keys sends without one.
+constexpr std::size_t kMaxKeyLength = 254;
+
 std::string action_of(const ConsumeOptions& o) {
   return "mq:" + o.name;
 }
@@ -110,8 +114,11 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
     // The message lives here until its ack: if the send throws it is still ours to release.
     auto held = std::make_shared<QueueMessage>(std::move(m));
     auto self = shared_from_this();
+    // Keyed by the queue's own id: if this agent dies and its successor fetches the message
+    // again while a worker still has it (or just handled it), the master does not run it twice.
+    key_.assign(action_).append(1, '\n').append(held->id);
     try {
-      ctx_.messenger().send_random(action_, payload_, [self, held](const AckResult& r) {
+      auto on_ack = [self, held](const AckResult& r) {
         --self->in_flight_;
         self->settle(std::move(*held), r);
         // Refill in batches: once half the window is free, at the end of this loop turn (one
@@ -123,7 +130,11 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
             self->pump();
           });
         }
-      });
+      };
+      if (key_.size() <= kMaxKeyLength)
+        ctx_.messenger().send_random_once(action_, payload_, key_, std::move(on_ack));
+      else
+        ctx_.messenger().send_random(action_, payload_, std::move(on_ack));
     } catch (const MessengerError& e) {
       return refused(*held, e);
     }
@@ -231,6 +242,7 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
   std::vector<QueueMessage> acks_;
   std::string action_ = action_of(options_);
   std::string payload_;  // the delivery being sent, reused
+  std::string key_;      // its idempotency key, reused
   bool ack_flush_posted_ = false, source_flush_scheduled_ = false;
   std::unique_ptr<MessageSource> source_;
   std::size_t in_flight_ = 0, window_ = 0;

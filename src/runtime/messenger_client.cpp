@@ -97,7 +97,7 @@ MessengerClient::MessengerClient(asio::io_context& io, std::shared_ptr<ipc::Chan
 }
 
 uint64_t MessengerClient::send(Route route, int target_pid, std::string_view action,
-                               std::string_view data, uint8_t flags) {
+                               std::string_view data, uint8_t flags, std::string_view key) {
   if (action.starts_with("clutch:")) {
     throw MessengerError(fmt::format("action '{}' is reserved for the clutch runtime", action));
   }
@@ -121,7 +121,7 @@ uint64_t MessengerClient::send(Route route, int target_pid, std::string_view act
   h.flags = flags;
   h.target_pid = target_pid;
   h.id = next_id_++;
-  channel_->send(h, action, data);
+  channel_->send(h, action, data, key);
   return h.id;
 }
 
@@ -147,6 +147,17 @@ void MessengerClient::send_to(int pid, std::string_view a, std::string_view d) {
 void MessengerClient::send_random(std::string_view action, std::string_view data,
                                   std::function<void(const AckResult&)> on_ack) {
   uint64_t id = send(Route::kRandom, 0, action, data, ipc::kFlagWantAck);
+  pending_acks_.emplace(id, std::move(on_ack));
+}
+
+void MessengerClient::send_random_once(std::string_view action, std::string_view data,
+                                       std::string_view key,
+                                       std::function<void(const AckResult&)> on_ack) {
+  if (key.empty() || key.size() > ipc::kMaxKeyLength) {
+    throw MessengerError(
+        fmt::format("send_random_once: the key must be 1 to {} bytes long", ipc::kMaxKeyLength));
+  }
+  uint64_t id = send(Route::kRandom, 0, action, data, ipc::kFlagWantAck, key);
   pending_acks_.emplace(id, std::move(on_ack));
 }
 

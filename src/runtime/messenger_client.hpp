@@ -29,6 +29,8 @@ class MessengerClient final : public Messenger,
   void send_random(std::string_view action, std::string_view data) override;
   void send_random(std::string_view action, std::string_view data,
                    std::function<void(const AckResult&)> on_ack) override;
+  void send_random_once(std::string_view action, std::string_view data, std::string_view key,
+                        std::function<void(const AckResult&)> on_ack) override;
   void send_to(int pid, std::string_view action, std::string_view data) override;
   void request(Target target, std::string_view action, std::string_view data,
                std::chrono::milliseconds timeout,
@@ -77,7 +79,7 @@ class MessengerClient final : public Messenger,
   };
 
   uint64_t send(ipc::Route route, int target_pid, std::string_view action, std::string_view data,
-                uint8_t flags = 0);
+                uint8_t flags = 0, std::string_view key = {});
   HandlerId add_handler(std::string_view action, Handler handler, bool once);
   void dispatch(const ipc::FrameView& frame);
   void apply_members(std::string_view json);

@@ -97,6 +97,12 @@ void agent_setup(clutch::Context& ctx) {
   m.on("ask-never", [](const clutch::Message& msg) { never_answered.push_back(msg.defer()); });
   std::string scenario = env("PROBE_SCENARIO");
   int count = env_int("PROBE_COUNT", 10000);
+  if (scenario == "early") {
+    // Sent during the agent's setup, before any worker exists: held, never dropped.
+    m.broadcast("b");
+    m.send_to_app("app");
+    m.send_to_others("others");
+  }
   ctx.on_ready([&ctx, scenario, count] {
     auto& m = ctx.messenger();
     if (scenario == "random") {
@@ -132,6 +138,8 @@ void agent_setup(clutch::Context& ctx) {
       record(fmt::format(R"("ev":"big-sent","size":{},"sum":{})", everyone.size(),
                          checksum(everyone)));
       m.send_to_app("big", everyone);
+    } else if (scenario == "early") {
+      m.send_to_app("direct");  // after everything sent early, on every FIFO path
     } else if (scenario == "routes") {
       m.broadcast("b");
       m.send_to_app("app");

@@ -26,6 +26,21 @@ class Messenger(ClusterTest):
         per_worker = collections.Counter(e["pid"] for e in handled)
         self.assertEqual(set(per_worker), set(ready["workers"]), f"not every worker got some: {per_worker}")
 
+    def test_messages_for_the_workers_sent_before_they_exist_reach_each_once(self):
+        c = self.cluster(workers=3, env={"PROBE_SCENARIO": "early"})
+        ready = c.wait_ready()
+        agent, workers = ready["agent"], ready["workers"]
+        # The marker is sent after ready: once every worker has it, all that was held came first.
+        wait_for(lambda: len([e for e in c.events("got") if e["action"] == "direct"]) >= 3, 10,
+                 "the after-ready marker at every worker")
+        got = collections.defaultdict(list)
+        for e in c.events("got"):
+            got[e["action"]].append(e["pid"])
+        self.assertEqual(sorted(got["b"]), sorted([agent, *workers]), "early broadcast")
+        self.assertEqual(sorted(got["app"]), sorted(workers), "early send_to_app")
+        self.assertEqual(sorted(got["others"]), sorted(workers), "early send_to_others")
+        self.assertEqual(sorted(got["direct"]), sorted(workers))
+
     def test_each_route_reaches_exactly_the_processes_of_the_table(self):
         c = self.cluster(workers=3, env={"PROBE_SCENARIO": "routes"})
         ready = c.wait_ready()

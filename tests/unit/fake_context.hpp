@@ -17,6 +17,7 @@ class FakeMessenger : public Messenger {
   struct Sent {
     std::string action, data;
     std::function<void(const AckResult&)> on_ack;
+    std::string key;
   };
   std::vector<Sent> sent;  // acknowledged send_random, in order
   bool refuse = false;     // sends throw MessengerError, as with a full queue
@@ -31,6 +32,11 @@ class FakeMessenger : public Messenger {
                    std::function<void(const AckResult&)> on_ack) override {
     check();
     sent.push_back({std::string(action), std::string(data), std::move(on_ack)});
+  }
+  void send_random_once(std::string_view action, std::string_view data, std::string_view key,
+                        std::function<void(const AckResult&)> on_ack) override {
+    check();
+    sent.push_back({std::string(action), std::string(data), std::move(on_ack), std::string(key)});
   }
   void send_to(int, std::string_view, std::string_view) override { check(); }
   void request(Target, std::string_view, std::string_view, std::chrono::milliseconds,

@@ -39,6 +39,38 @@ TEST(Frame, RoundTripKeepsEveryField) {
   EXPECT_EQ(view.payload, "payload bytes");
 }
 
+TEST(Frame, AKeyTravelsAheadOfThePayloadAndIsSplitOffOnReading) {
+  FrameHeader h;
+  h.route = Route::kRandom;
+  h.flags = kFlagWantAck;
+  std::vector<std::byte> bytes;
+  append_frame(bytes, h, "mq:orders", "the body", "mq:orders\n1700000000000-3");
+  FrameHeader got;
+  ASSERT_EQ(decode_header(bytes, 1 << 20, got), DecodeStatus::kOk);
+  EXPECT_EQ(got.flags, kFlagWantAck | kFlagKeyed);
+  FrameView view = view_frame(got, bytes.data());
+  EXPECT_EQ(view.action, "mq:orders");
+  EXPECT_EQ(view.key, "mq:orders\n1700000000000-3");
+  EXPECT_EQ(view.payload, "the body");
+  // An empty payload after a key of the longest length still fits.
+  std::vector<std::byte> longest;
+  append_frame(longest, h, "a", "", std::string(kMaxKeyLength, 'k'));
+  ASSERT_EQ(decode_header(longest, 0 + 1 + kMaxKeyLength, got), DecodeStatus::kOk);
+  EXPECT_EQ(view_frame(got, longest.data()).key.size(), kMaxKeyLength);
+  EXPECT_TRUE(view_frame(got, longest.data()).payload.empty());
+}
+
+TEST(Frame, AKeyThatDoesNotFitItsPayloadIsRejected) {
+  FrameHeader h;
+  h.flags = kFlagKeyed;
+  FrameHeader got;
+  // The flag with no payload at all, a zero-length key, and a key longer than the payload.
+  for (std::string payload : {std::string(), std::string(1, '\0'), std::string("\x05abc")}) {
+    auto bytes = encode(h, "act", payload);
+    EXPECT_EQ(decode_header(bytes, 1 << 20, got), DecodeStatus::kBadKey) << payload.size();
+  }
+}
+
 TEST(Frame, EmptyActionAndPayload) {
   auto bytes = encode(FrameHeader{}, "", "");
   FrameHeader got;
