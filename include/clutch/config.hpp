@@ -27,6 +27,11 @@ struct Config {
   std::chrono::milliseconds min_uptime{1000};
   std::chrono::milliseconds restart_backoff_initial{100};
   std::chrono::milliseconds restart_backoff_max{10000};
+  // Opt-in: a slot whose processes die unasked more than max_restarts times within
+  // max_restarts_window makes the master stop the cluster and exit 1 (for systemd or Kubernetes
+  // to act on). 0, the default, retries for ever with back-off.
+  unsigned max_restarts = 0;
+  std::chrono::milliseconds max_restarts_window{60000};
   // Largest messenger payload; larger sends fail with MessageTooLarge.
   std::size_t max_message_size = std::size_t{64} << 20;
   // The file the settings came from, if any (informational).

@@ -68,6 +68,14 @@ const std::vector<Key>& keys() {
       duration_key("min_uptime", &Config::min_uptime),
       duration_key("restart_backoff_initial", &Config::restart_backoff_initial),
       duration_key("restart_backoff_max", &Config::restart_backoff_max),
+      {"max_restarts",
+       [](Config& c, std::string_view v, const auto& fail) {
+         auto n = parse_unsigned(v);
+         if (!n || *n > 1000000) fail("expected a count such as 5 (0: restart for ever)");
+         c.max_restarts = static_cast<unsigned>(*n);
+       },
+       [](const Config& c) { return std::to_string(c.max_restarts); }},
+      duration_key("max_restarts_window", &Config::max_restarts_window),
       {"max_message_size",
        [](Config& c, std::string_view v, const auto& fail) {
          auto n = parse_size(v);

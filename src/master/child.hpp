@@ -35,6 +35,7 @@ struct Child {
   uint32_t unacked = 0;           // acknowledged messages handed to it and not yet acknowledged
   bool term_sent = false;         // SIGTERM sent by the master
   bool reload_candidate = false;  // started by a rolling reload, not yet ready
+  bool refusing = false;          // messages for it are refused (its queue is full); logged once
   std::string fatal_error;        // what the child reported before dying, if anything
   std::vector<pid_t> blocked_senders;  // paused because this child's output is over high water
   std::unique_ptr<asio::steady_timer> startup_timer, kill_timer, stable_timer;
@@ -51,6 +52,7 @@ struct Slot {
   ipc::Role role = ipc::Role::kWorker;
   int index = 0;
   RestartBackoff backoff;
+  RestartBudget budget{0, Millis{0}};
   pid_t current = 0;  // the process filling it, 0 while empty
   std::unique_ptr<asio::steady_timer> restart_timer;
 };

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 
 namespace clutch::master {
 
@@ -32,6 +33,31 @@ class RestartBackoff {
  private:
   RestartPolicyConfig config_;
   uint32_t consecutive_crashes_ = 0;
+};
+
+// Opt-in limit on how often a slot may die: more than `max_restarts` unrequested exits within
+// `window` means the cluster cannot heal itself, and the master gives up (exit 1) so that an
+// outer supervisor (systemd, Kubernetes) can act. max_restarts 0 means no limit. Pure: the
+// caller passes the time.
+class RestartBudget {
+ public:
+  RestartBudget(uint32_t max_restarts, Millis window) : max_(max_restarts), window_(window) {}
+
+  // A process of the slot died unasked at `now`; false once the budget is spent.
+  template <typename TimePoint>
+  bool on_exit(TimePoint now) {
+    if (max_ == 0) return true;
+    auto at = std::chrono::duration_cast<Millis>(now.time_since_epoch());
+    exits_.push_back(at);
+    while (!exits_.empty() && exits_.front() <= at - window_) exits_.pop_front();
+    return exits_.size() <= max_;
+  }
+  std::size_t recent_exits() const { return exits_.size(); }
+
+ private:
+  uint32_t max_;
+  Millis window_;
+  std::deque<Millis> exits_;
 };
 
 }  // namespace clutch::master

@@ -46,6 +46,7 @@ Router::Router(ChildTable& children, pid_t master_pid, ControlFn on_control,
 
 void Router::on_frame(Child& from, const ipc::FrameView& frame, std::byte* raw) {
   sender_ = &from;
+  current_ = frame;
   // Whatever the child wrote there, receivers learn the sender from the master.
   ipc::stamp_sender(raw, from.role, from.pid);
   switch (frame.header.kind) {
@@ -116,6 +117,15 @@ void Router::route_message(Child& from, const ipc::FrameView& frame, std::byte* 
             break;
           }
         }
+        if (random_targets_.empty() && acked_waiting_bytes_ + size > hold_limit_) {
+          // Nothing ready to take it and the hold is full: the sender hears so at once (its ack
+          // fails with no handler named) instead of the master growing without bound.
+          fail_ack(from, h.id,
+                   fmt::format("no worker is ready and the master already holds {} MiB of "
+                               "acknowledged messages for one",
+                               acked_waiting_bytes_ >> 20));
+          break;
+        }
         uint64_t id = next_master_id_++;
         AckedMessage& m = acked_[id];
         m.waiters.push_back({from.pid, h.id});
@@ -135,7 +145,7 @@ void Router::route_message(Child& from, const ipc::FrameView& frame, std::byte* 
       if (to == nullptr || !to->connected()) {
         send_error(from, h.id, frame.action,
                    fmt::format("send_to: no process with pid {} in this cluster", h.target_pid));
-      } else {
+      } else if (admits(*to, from, frame)) {
         deliver(*to, raw, size, true);
       }
       break;
@@ -193,6 +203,7 @@ void Router::drop_acked(uint64_t master_id) {
   auto it = acked_.find(master_id);
   if (it == acked_.end()) return;
   if (!it->second.key.empty()) keyed_.erase(it->second.key);
+  if (it->second.assigned == 0) acked_waiting_bytes_ -= it->second.frame.size();
   acked_.erase(it);  // a stale id left in acked_waiting_ is skipped when it comes up
   ++dropped_without_sender_;
 }
@@ -217,13 +228,47 @@ void Router::deliver(Child& to, const std::byte* raw, std::size_t size, bool fro
     to.channel->output().append(raw, size);
     to.channel->flush_soon();
   }
-  // Back-pressure: the receiver is not keeping up, so stop reading from whoever feeds it.
+  // Back-pressure: the receiver is not keeping up, so stop reading from whoever feeds it --
+  // unless it is one worker among others that keep up: pausing the sender would stall its
+  // traffic to all of them for the one (a hung worker would stall everyone). That worker's queue
+  // grows instead, up to worker_queue_limit_, past which messages for it are refused.
   if (sender_ != nullptr && sender_ != &to && to.channel->over_high_water() &&
-      !sender_->channel->paused()) {
+      !sender_->channel->paused() && !(to.is_worker() && some_worker_keeps_up())) {
     sender_->channel->pause_reading();
     to.blocked_senders.push_back(sender_->pid);
     to.channel->wait_for_drain();
   }
+}
+
+void Router::set_max_message_size(std::size_t bytes) {
+  // Room for at least two of the largest messages, so a limit never refuses one on its own.
+  std::size_t limit = std::max(std::size_t{64} << 20, 2 * (bytes + 64 * 1024));
+  hold_limit_ = worker_queue_limit_ = limit;
+}
+
+bool Router::some_worker_keeps_up() const {
+  return std::any_of(random_targets_.begin(), random_targets_.end(),
+                     [](const Child* c) { return !c->channel->over_high_water(); });
+}
+
+bool Router::admits(Child& to, Child& from, const ipc::FrameView& frame) {
+  std::size_t queued = to.channel->pending_output();
+  if (!to.is_worker() || queued == 0 || queued + frame.header.frame_size() <= worker_queue_limit_) {
+    to.refusing = false;
+    return true;
+  }
+  if (!to.refusing) {
+    to.refusing = true;
+    spdlog::warn(
+        "{} is not reading its messages ({} MiB queued for it): refusing new ones for it "
+        "until it catches up",
+        to.describe(), to.channel->pending_output() >> 20);
+  }
+  send_error(from, frame.header.id, frame.action,
+             fmt::format("'{}' not delivered to {}: {} MiB are already queued for it", frame.action,
+                         to.describe(), to.channel->pending_output() >> 20),
+             false);
+  return false;
 }
 
 bool Router::holding_for_workers() const {
@@ -235,7 +280,9 @@ bool Router::holding_for_workers() const {
 void Router::deliver_to_workers(const std::byte* raw, std::size_t size, pid_t except,
                                 bool from_input) {
   children_.for_each([&](Child& c) {
-    if (c.is_worker() && c.connected() && c.pid != except) deliver(c, raw, size, from_input);
+    if (!c.is_worker() || !c.connected() || c.pid == except) return;
+    if (sender_ != nullptr && !admits(c, *sender_, current_)) return;
+    deliver(c, raw, size, from_input);
   });
 }
 
@@ -274,7 +321,14 @@ void Router::deliver_random(const std::byte* raw, std::size_t size, bool from_in
   rng_state_ ^= rng_state_ << 13;
   rng_state_ ^= rng_state_ >> 7;
   rng_state_ ^= rng_state_ << 17;
-  deliver(*random_targets_[rng_state_ % random_targets_.size()], raw, size, from_input);
+  std::size_t n = random_targets_.size();
+  std::size_t pick = rng_state_ % n;
+  // A worker that is not keeping up is passed over while another one is.
+  for (std::size_t i = 0; i < n; ++i) {
+    Child* c = random_targets_[(pick + i) % n];
+    if (!c->channel->over_high_water()) return deliver(*c, raw, size, from_input);
+  }
+  deliver(*random_targets_[pick], raw, size, from_input);
 }
 
 Child* Router::least_busy_worker() {
@@ -284,7 +338,9 @@ Child* Router::least_busy_worker() {
   Child* best = nullptr;
   for (std::size_t i = 0; i < n; ++i) {
     Child* c = random_targets_[(least_busy_cursor_ + i) % n];
-    if (best == nullptr || c->unacked < best->unacked) best = c;
+    // One that is not keeping up (over its high-water mark) only when all are.
+    auto rank = [](const Child* w) { return std::pair(w->channel->over_high_water(), w->unacked); };
+    if (best == nullptr || rank(c) < rank(best)) best = c;
   }
   least_busy_cursor_ = (least_busy_cursor_ + 1) % n;
   return best;
@@ -295,6 +351,7 @@ void Router::deliver_acked(uint64_t master_id, AckedMessage& m) {
   if (to == nullptr) {
     m.assigned = 0;
     acked_waiting_.push_back(master_id);
+    acked_waiting_bytes_ += m.frame.size();
     return;
   }
   m.assigned = to->pid;
@@ -302,8 +359,20 @@ void Router::deliver_acked(uint64_t master_id, AckedMessage& m) {
   deliver(*to, m.frame.data(), m.frame.size());
 }
 
-void Router::send_error(Child& to, uint64_t id, std::string_view action, std::string_view message) {
-  spdlog::warn("{}: {}", to.describe(), message);
+void Router::fail_ack(Child& to, uint64_t id, std::string_view reason) {
+  FrameHeader h;
+  h.kind = FrameKind::kAck;
+  h.flags = ipc::kFlagFailed;
+  h.sender_role = Role::kMaster;
+  h.sender_pid = master_pid_;
+  h.id = id;
+  ipc::append_frame(to.channel->output(), h, {}, reason);
+  to.channel->flush_soon();
+}
+
+void Router::send_error(Child& to, uint64_t id, std::string_view action, std::string_view message,
+                        bool log) {
+  if (log) spdlog::warn("{}: {}", to.describe(), message);
   FrameHeader h;
   h.kind = FrameKind::kError;
   h.sender_role = Role::kMaster;
@@ -391,7 +460,10 @@ void Router::flush_holds() {
     while (!acked_waiting_.empty() && !random_targets_.empty()) {
       uint64_t id = acked_waiting_.front();
       acked_waiting_.pop_front();
-      if (auto it = acked_.find(id); it != acked_.end()) deliver_acked(id, it->second);
+      auto it = acked_.find(id);
+      if (it == acked_.end() || it->second.assigned != 0) continue;  // dropped meanwhile
+      acked_waiting_bytes_ -= it->second.frame.size();
+      deliver_acked(id, it->second);
     }
   }
   if (agent_hold_.size() <= hold_limit_ && random_hold_.size() <= hold_limit_) {
@@ -453,19 +525,12 @@ std::size_t Router::fail_unacknowledged(std::string_view reason) {
   for (auto& [id, m] : acked_) {
     for (const Waiter& w : m.waiters) {
       Child* origin = children_.find(w.pid);
-      if (origin == nullptr || !origin->connected()) continue;
-      FrameHeader h;
-      h.kind = FrameKind::kAck;
-      h.flags = ipc::kFlagFailed;
-      h.sender_role = Role::kMaster;
-      h.sender_pid = master_pid_;
-      h.id = w.id;
-      ipc::append_frame(origin->channel->output(), h, {}, reason);
-      origin->channel->flush_soon();
+      if (origin != nullptr && origin->connected()) fail_ack(*origin, w.id, reason);
     }
   }
   acked_.clear();
   acked_waiting_.clear();
+  acked_waiting_bytes_ = 0;
   keyed_.clear();
   return count;
 }

@@ -33,6 +33,8 @@ class Router {
   // writes or copies them now. Called from each channel's batch-end hook.
   void commit_borrowed();
 
+  // Sizes the holds and per-worker queues so that they always fit messages of this size.
+  void set_max_message_size(std::size_t bytes);
   // The cluster is ready for the first time: messages held for the workers go out now.
   void cluster_ready();
   // Call after any change of a child's state or of the table: rebuilds the targets and delivers
@@ -89,7 +91,15 @@ class Router {
   void answer_handled(Child& to, uint64_t id, pid_t handled_by);
   void drop_acked(uint64_t master_id);
   Child* least_busy_worker();
-  void send_error(Child& to, uint64_t id, std::string_view action, std::string_view message);
+  void send_error(Child& to, uint64_t id, std::string_view action, std::string_view message,
+                  bool log = true);
+  // An acknowledged message fails without a handler having run (the sender does not count it
+  // as an attempt).
+  void fail_ack(Child& to, uint64_t id, std::string_view reason);
+  // Whether a message for `to` may be queued: a worker past worker_queue_limit_ is not reading
+  // (hung or far behind), so the sender is told instead. Always true for the agent.
+  bool admits(Child& to, Child& from, const ipc::FrameView& frame);
+  bool some_worker_keeps_up() const;
   void flush_holds();
 
   ChildTable& children_;
@@ -98,6 +108,7 @@ class Router {
   ViolationFn on_violation_;
   std::vector<std::shared_ptr<ipc::Channel>> borrowers_;  // borrowed in this input batch
   Child* sender_ = nullptr;  // the child whose frames are being routed (for back-pressure)
+  ipc::FrameView current_;   // the frame being routed (for the errors of admits())
 
   // Rebuilt by targets_changed(), so routing a message looks nothing up.
   Child* agent_ = nullptr;
@@ -106,7 +117,8 @@ class Router {
   std::size_t least_busy_cursor_ = 0;
 
   std::unordered_map<uint64_t, AckedMessage> acked_;
-  std::deque<uint64_t> acked_waiting_;  // acknowledged messages with no worker to take them yet
+  std::deque<uint64_t> acked_waiting_;   // acknowledged messages with no worker to take them yet
+  std::size_t acked_waiting_bytes_ = 0;  // bounded by hold_limit_
   uint64_t next_master_id_ = 1;
   std::unordered_map<std::string, uint64_t> keyed_;  // key -> master id, while held or in flight
   RecentKeys handled_keys_{8192};
@@ -121,6 +133,8 @@ class Router {
   bool cluster_ready_ = false;
   std::vector<pid_t> hold_blocked_senders_;
   std::size_t hold_limit_ = std::size_t{64} << 20;
+  // What may queue for one worker that is not reading before messages for it are refused.
+  std::size_t worker_queue_limit_ = std::size_t{64} << 20;
 };
 
 }  // namespace clutch::master

@@ -84,14 +84,20 @@ int Supervisor::run() {
     return kExitStartFailed;
   }
   config_text_ = serialize_config(config_);
+  router_.set_max_message_size(config_.max_message_size);
 
   RestartPolicyConfig policy{config_.min_uptime, config_.restart_backoff_initial,
                              config_.restart_backoff_max};
-  agent_slot_ = Slot{ipc::Role::kAgent, 0, RestartBackoff(policy), 0,
+  RestartBudget budget(config_.max_restarts, config_.max_restarts_window);
+  agent_slot_ = Slot{ipc::Role::kAgent,
+                     0,
+                     RestartBackoff(policy),
+                     budget,
+                     0,
                      std::make_unique<asio::steady_timer>(io_)};
   for (unsigned i = 0; i < workers; ++i) {
-    worker_slots_.push_back(Slot{ipc::Role::kWorker, static_cast<int>(i), RestartBackoff(policy), 0,
-                                 std::make_unique<asio::steady_timer>(io_)});
+    worker_slots_.push_back(Slot{ipc::Role::kWorker, static_cast<int>(i), RestartBackoff(policy),
+                                 budget, 0, std::make_unique<asio::steady_timer>(io_)});
   }
   wait_signals();
   wait_hangup();
@@ -354,6 +360,10 @@ void Supervisor::on_exit(pid_t pid, int status) {
           slot.role == ipc::Role::kAgent) {
         abort_reload(fmt::format("the new agent {} before it was ready", how));
       }
+      if (!asked_to_stop && !slot.budget.on_exit(Clock::now())) {
+        give_up(slot, fmt::format("{} {}{}", who, how, error.empty() ? "" : ": " + error));
+        break;
+      }
       Millis delay = slot.backoff.on_exit(uptime);
       if (slot.backoff.crashing()) {
         spdlog::warn(
@@ -392,6 +402,19 @@ void Supervisor::fail_start(const std::string& who, const std::string& error) {
   std::cerr << fmt::format("{}: start failed: {} failed to start: {}", app_name_, who, error)
             << std::endl;
   begin_stop(kExitStartFailed, "start failed");
+}
+
+void Supervisor::give_up(const Slot& slot, const std::string& last) {
+  std::string name =
+      slot.role == ipc::Role::kAgent ? "the agent" : fmt::format("worker {}", slot.index);
+  std::string why = fmt::format(
+      "{} died {} times within {} ms (max_restarts = {}); last: {}: giving up, stopping the "
+      "cluster",
+      name, slot.budget.recent_exits(), config_.max_restarts_window.count(), config_.max_restarts,
+      last);
+  spdlog::error("{}", why);
+  std::cerr << fmt::format("{}: {}", app_name_, why) << std::endl;
+  begin_stop(kExitRestartLimit, "restart limit reached");
 }
 
 void Supervisor::begin_stop(int exit_code, const std::string& why) {

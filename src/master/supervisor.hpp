@@ -18,10 +18,11 @@
 namespace clutch::master {
 
 // Exit codes of the master (documented in docs/OPERATIONS.md).
-inline constexpr int kExitOk = 0;           // stopped gracefully
-inline constexpr int kExitStartFailed = 1;  // a child or the listening socket failed the start
-inline constexpr int kExitUsage = 2;        // bad command line or configuration
-inline constexpr int kExitForced = 3;       // a second SIGTERM/SIGINT stopped it at once
+inline constexpr int kExitOk = 0;            // stopped gracefully
+inline constexpr int kExitStartFailed = 1;   // a child or the listening socket failed the start
+inline constexpr int kExitUsage = 2;         // bad command line or configuration
+inline constexpr int kExitForced = 3;        // a second SIGTERM/SIGINT stopped it at once
+inline constexpr int kExitRestartLimit = 1;  // a slot died more than max_restarts times
 
 class Supervisor {
  public:
@@ -51,6 +52,8 @@ class Supervisor {
   void restart_later(Slot& slot, Millis delay);
   void maybe_cluster_ready();
   void fail_start(const std::string& who, const std::string& error);
+  // A slot spent its max_restarts: stop everything and exit 1, naming the slot and its last error.
+  void give_up(const Slot& slot, const std::string& last);
   void begin_stop(int exit_code, const std::string& why);
   void continue_stop();
   void force_stop();

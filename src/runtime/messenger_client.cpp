@@ -67,6 +67,21 @@ Deferred Message::defer() const {
 
 namespace clutch::runtime {
 
+namespace {
+// A user callback (on_ack, on_reply, on_member, on_error, on_writable) that throws is logged; it
+// must not unwind through the channel's read loop and take the process down.
+template <typename Fn, typename... Args>
+void call_user(const char* what, Fn& fn, Args&&... args) {
+  try {
+    fn(std::forward<Args>(args)...);
+  } catch (const std::exception& e) {
+    spdlog::error("{} callback threw: {}", what, e.what());
+  } catch (...) {
+    spdlog::error("{} callback threw a non-standard exception", what);
+  }
+}
+}  // namespace
+
 using ipc::FrameHeader;
 using ipc::FrameKind;
 using ipc::Route;
@@ -92,7 +107,7 @@ MessengerClient::MessengerClient(asio::io_context& io, std::shared_ptr<ipc::Chan
       max_message_size_(max_message_size),
       queue_limit_(std::max<std::size_t>(std::size_t{64} << 20, 2 * max_message_size)) {
   channel_->on_drain([this] {
-    for (auto& fn : std::exchange(writable_fns_, {})) fn();
+    for (auto& fn : std::exchange(writable_fns_, {})) call_user("on_writable", fn);
   });
 }
 
@@ -184,7 +199,7 @@ void MessengerClient::finish_request(uint64_t id, Reply reply) {
   auto fn = std::move(it->second.on_reply);
   it->second.timer->cancel();
   pending_requests_.erase(it);
-  fn(reply);
+  call_user("request reply", fn, reply);
 }
 
 HandlerId MessengerClient::add_handler(std::string_view action, Handler handler, bool once) {
@@ -229,6 +244,15 @@ void MessengerClient::send_control(std::string_view op, std::string_view payload
 void MessengerClient::send_answer(bool is_request, uint64_t id, int to_pid, bool ok,
                                   std::string_view data) {
   if (channel_->closed()) return;
+  std::string too_large;
+  if (data.size() > max_message_size_) {
+    // Checked like a send: the master would take an oversized frame for a broken child.
+    too_large = fmt::format("{} of {} bytes is over max_message_size ({} bytes)",
+                            ok ? "reply" : "error", data.size(), max_message_size_);
+    spdlog::error("answer to pid {} not sent: {}", to_pid, too_large);
+    ok = false;
+    data = too_large;
+  }
   FrameHeader h;
   h.kind = is_request ? FrameKind::kReply : FrameKind::kAck;
   h.flags = ok ? 0 : ipc::kFlagFailed;
@@ -259,8 +283,9 @@ void MessengerClient::handle_frame(const ipc::FrameView& frame) {
       AckResult result;
       result.ok = (h.flags & ipc::kFlagFailed) == 0;
       result.error = std::string(frame.payload);
-      result.handled_by = h.sender_pid;
-      fn(result);
+      // A failure the master reports itself means no handler ran: handled_by stays 0.
+      result.handled_by = h.sender_role == ipc::Role::kMaster ? 0 : h.sender_pid;
+      call_user("on_ack", fn, result);
       break;
     }
     case FrameKind::kReply: {
@@ -275,13 +300,14 @@ void MessengerClient::handle_frame(const ipc::FrameView& frame) {
       if (auto it = pending_acks_.find(h.id); it != pending_acks_.end()) {
         auto fn = std::move(it->second);
         pending_acks_.erase(it);
-        fn(AckResult{false, std::string(frame.payload), 0});
+        call_user("on_ack", fn, AckResult{false, std::string(frame.payload), 0});
       } else if (pending_requests_.count(h.id) != 0) {
         Reply r;
         r.error = std::string(frame.payload);
         finish_request(h.id, std::move(r));
       } else if (error_fn_) {
-        error_fn_(DeliveryError{std::string(frame.action), std::string(frame.payload)});
+        call_user("on_error", error_fn_,
+                  DeliveryError{std::string(frame.action), std::string(frame.payload)});
       } else {
         spdlog::warn("message '{}' not delivered: {}", frame.action, frame.payload);
       }
@@ -368,7 +394,7 @@ void MessengerClient::apply_members(std::string_view text) {
   workers_ = std::move(workers);
   agent_ = agent;
   for (const auto& ev : events) {
-    for (auto& fn : member_fns_) fn(ev);
+    for (auto& fn : member_fns_) call_user("on_member", fn, ev);
   }
 }
 

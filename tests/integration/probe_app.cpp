@@ -93,6 +93,9 @@ void agent_setup(clutch::Context& ctx) {
     ctx.set_timeout(std::chrono::milliseconds(50),
                     [d = msg.defer()]() mutable { d.reply("later"); });
   });
+  m.on("ask-big", [&ctx](const clutch::Message& msg) {
+    msg.reply(std::string(ctx.config().max_message_size + 1, 'r'));
+  });
   static std::vector<clutch::Deferred> never_answered;
   m.on("ask-never", [](const clutch::Message& msg) { never_answered.push_back(msg.defer()); });
   std::string scenario = env("PROBE_SCENARIO");
@@ -138,6 +141,16 @@ void agent_setup(clutch::Context& ctx) {
       record(fmt::format(R"("ev":"big-sent","size":{},"sum":{})", everyone.size(),
                          checksum(everyone)));
       m.send_to_app("big", everyone);
+    } else if (scenario == "flood") {
+      // 128 KiB to every worker, 2 per 5 ms, PROBE_COUNT in all: far past any high-water mark.
+      auto sent = std::make_shared<int>(0);
+      auto timer = std::make_shared<clutch::TimerId>(0);
+      *timer = ctx.set_interval(std::chrono::milliseconds(5), [&ctx, sent, timer, count] {
+        static const std::string data(128 * 1024, 'f');
+        for (int n = 0; n < 2 && *sent < count; ++n, ++*sent)
+          ctx.messenger().send_to_app("app", data);
+        if (*sent >= count) ctx.cancel_timer(*timer);
+      });
     } else if (scenario == "early") {
       m.send_to_app("direct");  // after everything sent early, on every FIFO path
     } else if (scenario == "routes") {
@@ -260,6 +273,11 @@ void worker_setup(clutch::Context& ctx) {
       m.request(clutch::Target::agent(), "no-such-handler", "", milliseconds(2000),
                 log_reply("nohandler"));
       m.request(clutch::Target::process(999999), "ask", "", milliseconds(2000), log_reply("nopid"));
+      m.request(clutch::Target::agent(), "ask-big", "", milliseconds(2000), log_reply("big"));
+      // A callback that throws is the app's bug: logged, and the process carries on.
+      m.request(clutch::Target::agent(), "ask", "", milliseconds(2000),
+                [](const clutch::Reply&) { throw std::runtime_error("probe: callback bug"); });
+      m.request(clutch::Target::agent(), "ask", "after", milliseconds(2000), log_reply("after"));
       auto refused = [](std::string name, const std::function<void()>& send) {
         try {
           send();

@@ -36,6 +36,35 @@ class Lifecycle(ClusterTest):
         for pid in started:
             self.assertFalse(alive(pid), f"pid {pid} outlived its master")
 
+    def test_a_slot_past_max_restarts_stops_the_cluster_with_exit_1(self):
+        import tempfile
+        crash_file = os.path.join(tempfile.mkdtemp(prefix="clutch-crash-"), "crash")
+        c = self.cluster(workers=2, env={"PROBE_CRASH_FILE": crash_file},
+                         args=("-s", "min_uptime=50ms", "-s", "restart_backoff_initial=10ms",
+                               "-s", "restart_backoff_max=50ms", "-s", "max_restarts=3",
+                               "-s", "max_restarts_window=60s"))
+        ready = c.wait_ready()
+        open(crash_file, "w").close()  # worker 0's replacements now exit 3 at start
+        os.kill(ready["workers"][0], signal.SIGKILL)
+        self.assertEqual(c.wait_exit(timeout=60), 1, c.stderr())
+        self.assertRegex(c.stderr(), r"worker 0 died 4 times within 60000 ms \(max_restarts = 3\); "
+                                     r"last: worker 0 \(pid \d+\) exited with code 3")
+        self.assertGreaterEqual(len(c.events("crash-at-start")), 3)
+        for pid in c.child_pids():
+            self.assertFalse(alive(pid), f"pid {pid} outlived its master")
+
+    def test_without_max_restarts_a_crashing_slot_is_retried_and_the_cluster_stays_up(self):
+        import tempfile
+        crash_file = os.path.join(tempfile.mkdtemp(prefix="clutch-crash-"), "crash")
+        c = self.cluster(workers=2, env={"PROBE_CRASH_FILE": crash_file},
+                         args=("-s", "min_uptime=50ms", "-s", "restart_backoff_initial=10ms",
+                               "-s", "restart_backoff_max=50ms"))
+        ready = c.wait_ready()
+        open(crash_file, "w").close()
+        os.kill(ready["workers"][0], signal.SIGKILL)
+        wait_for(lambda: len(c.events("crash-at-start")) >= 8, 30, "8 crashed restarts")
+        self.assertIsNone(c.proc.poll(), "the master gave up without max_restarts")
+
     def test_bad_config_value_names_the_key(self):
         c = self.cluster(args=("-s", "kill_timeout=never"))
         self.assertEqual(c.wait_exit(), 2)

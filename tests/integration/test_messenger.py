@@ -41,6 +41,28 @@ class Messenger(ClusterTest):
         self.assertEqual(sorted(got["others"]), sorted(workers), "early send_to_others")
         self.assertEqual(sorted(got["direct"]), sorted(workers))
 
+    def test_a_hung_worker_slows_no_other_workers_messages(self):
+        # 75 MiB for each worker: more than the master queues for one that is stuck (64 MiB, with
+        # messages of at most 1 MiB).
+        total = 600
+        c = self.cluster(workers=3, env={"PROBE_SCENARIO": "flood", "PROBE_COUNT": str(total)},
+                         args=("-s", "max_message_size=1MiB"))
+        ready = c.wait_ready()
+        hung, *others = ready["workers"]
+        os.kill(hung, signal.SIGSTOP)
+        self.addCleanup(lambda: alive(hung) and os.kill(hung, signal.SIGCONT))
+
+        def received(pid):
+            return sum(1 for e in c.events("got") if e["pid"] == pid and e["action"] == "app")
+        wait_for(lambda: all(received(pid) == total for pid in others), 60,
+                 f"the {total} messages at each worker that is not hung")
+        # What could not be queued for the hung one was reported to the sender, not dropped silently.
+        wait_for(lambda: c.events("delivery-error"), 10, "the sender to hear of the refused messages")
+        self.assertIn(f"(pid {hung}) is not reading its messages", c.stderr())
+        os.kill(hung, signal.SIGCONT)
+        refused = len(c.events("delivery-error"))
+        wait_for(lambda: received(hung) == total - refused, 30, "the hung worker to catch up once resumed")
+
     def test_each_route_reaches_exactly_the_processes_of_the_table(self):
         c = self.cluster(workers=3, env={"PROBE_SCENARIO": "routes"})
         ready = c.wait_ready()
@@ -164,7 +186,8 @@ class Requests(ClusterTest):
     def test_requests_replies_timeouts_and_refused_sends(self):
         c = self.start(workers=2, env={"PROBE_SCENARIO": "requests"}, args=("-s", "max_message_size=4KiB"))
         c.wait_ready()
-        wait_for(lambda: len(c.events("reply")) >= 5, 10, "five request outcomes")
+        ready = c.ready
+        wait_for(lambda: len(c.events("reply")) >= 7, 10, "seven request outcomes")
         replies = {e["name"]: e for e in c.events("reply")}
         self.assertEqual((replies["ask"]["ok"], replies["ask"]["data"]), (True, "answer to life"))
         self.assertEqual(replies["ask"]["from_role"], "agent")
@@ -178,6 +201,15 @@ class Requests(ClusterTest):
         refused = {e["name"]: e["error"] for e in c.events("refused")}
         self.assertIn("reserved for the clutch runtime", refused["reserved"])
         self.assertIn("over max_message_size (4096 bytes)", refused["too-large"])
+        # An oversized reply is the replier's error, reported to the requester; the replier lives.
+        self.assertFalse(replies["big"]["ok"])
+        self.assertIn("reply of 4097 bytes is over max_message_size", replies["big"]["error"])
+        self.assertNotIn("broke the messenger protocol", c.stderr())
+        self.assertTrue(alive(ready["agent"]))
+        # A reply callback that threw did not take the worker down: its next request came back.
+        self.assertEqual((replies["after"]["ok"], replies["after"]["data"]), (True, "answer to after"))
+        self.assertIn("request reply callback threw: probe: callback bug", c.stderr())
+        self.assertTrue(all(alive(pid) for pid in ready["workers"]))
 
 
 class Systemd(ClusterTest):

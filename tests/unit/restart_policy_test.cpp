@@ -51,5 +51,25 @@ TEST(RestartPolicy, DeathAfterMinUptimeIsNotACrash) {
   EXPECT_FALSE(b.crashing());
 }
 
+TEST(RestartBudget, GivesUpOnlyPastMaxRestartsWithinTheWindow) {
+  using TP = std::chrono::steady_clock::time_point;
+  auto at = [](int ms) { return TP(milliseconds(ms)); };
+  RestartBudget budget(3, milliseconds(1000));
+  EXPECT_TRUE(budget.on_exit(at(0)));
+  EXPECT_TRUE(budget.on_exit(at(100)));
+  EXPECT_TRUE(budget.on_exit(at(200)));
+  EXPECT_FALSE(budget.on_exit(at(300))) << "a fourth exit within 1 s";
+  // Exits older than the window no longer count.
+  RestartBudget slow(3, milliseconds(1000));
+  for (int t = 0; t < 10000; t += 400) EXPECT_TRUE(slow.on_exit(at(t))) << t;
+  EXPECT_LE(slow.recent_exits(), 3u);
+}
+
+TEST(RestartBudget, ZeroMeansNoLimit) {
+  RestartBudget budget(0, milliseconds(1000));
+  for (int i = 0; i < 1000; ++i)
+    EXPECT_TRUE(budget.on_exit(std::chrono::steady_clock::time_point(milliseconds(i))));
+}
+
 }  // namespace
 }  // namespace clutch::master
