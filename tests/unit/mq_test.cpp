@@ -8,6 +8,7 @@
 #include "mq/consumer.hpp"
 #include "mq/redis_source.hpp"
 #include "mq/sqlite_source.hpp"
+#include "sqlite_test_file.hpp"
 
 namespace clutch::mq {
 namespace {
@@ -58,18 +59,7 @@ TEST(Delivery, RoundTripsIdAttemptsAndBinaryBody) {
   EXPECT_EQ(back.body, m.body);
 }
 
-class SqliteQueueTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    char name[] = "/tmp/clutch-sqlite-XXXXXX";
-    close(mkstemp(name));
-    path_ = name;
-  }
-  void TearDown() override {
-    for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path_ + suffix).c_str());
-  }
-  std::string path_;
-};
+using SqliteQueueTest = testing::SqliteFileTest;
 
 TEST_F(SqliteQueueTest, FetchHidesAckDeletesRetryCountsDeadLetterMoves) {
   SqliteSource q(path_, std::chrono::milliseconds(60000));

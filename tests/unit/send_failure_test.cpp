@@ -11,6 +11,7 @@
 #include "mq/consumer.hpp"
 #include "mq/sqlite_source.hpp"
 #include "schedule/scheduler.hpp"
+#include "sqlite_test_file.hpp"
 
 namespace clutch {
 namespace {
@@ -31,16 +32,8 @@ TEST(SchedulerSendFailure, ARefusedTickDoesNotLeaveTheJobRunning) {
   EXPECT_EQ(ctx.fake.sent[0].data, "2");
 }
 
-class ConsumerSendFailure : public ::testing::Test {
+class ConsumerSendFailure : public testing::SqliteFileTest {
  protected:
-  void SetUp() override {
-    char name[] = "/tmp/clutch-consumer-XXXXXX";
-    close(mkstemp(name));
-    path_ = name;
-  }
-  void TearDown() override {
-    for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path_ + suffix).c_str());
-  }
   void install(testing::FakeContext& ctx) {
     mq::ConsumerList consumers;
     consumers.push_back(
@@ -48,7 +41,6 @@ class ConsumerSendFailure : public ::testing::Test {
          [](Context&, const QueueMessage&) {}});
     mq::install_agent_consumers(ctx, consumers);
   }
-  std::string path_;
 };
 
 TEST_F(ConsumerSendFailure, RefusedMessagesGoBackAndTheWindowStaysWhole) {
