@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <stdexcept>
 #include <string>
 
@@ -36,6 +37,11 @@ struct Config {
   std::size_t max_message_size = std::size_t{64} << 20;
   // The file the settings came from, if any (informational).
   std::string config_file;
+  // The application's own settings: the [app] table of the config file, flattened ("db.host"
+  // for [app.db] host), each value as text (strings as written, other values in TOML form).
+  // Every process sees the master's copy. Any other table in the file is an error, so a clutch
+  // key placed under a section by mistake is never silently ignored.
+  std::map<std::string, std::string> app;
 };
 
 // A setting that cannot be used; what() names the key and the value.

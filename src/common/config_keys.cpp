@@ -127,9 +127,42 @@ const std::vector<std::string>& config_keys() {
   return names;
 }
 
+namespace {
+// Application settings travel as "app.KEY=VALUE" lines; a newline or backslash in a value is
+// escaped so that each setting stays on its line.
+std::string escape_line(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
+  }
+  return out;
+}
+
+std::string unescape_line(std::string_view text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\\' && i + 1 < text.size()) {
+      out += text[i + 1] == 'n' ? '\n' : text[i + 1];
+      ++i;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+constexpr std::string_view kAppPrefix = "app.";
+}  // namespace
+
 std::string serialize_config(const Config& config) {
   std::string out;
-  for (const Key& k : keys()) out += k.name + "=" + k.get(config) + "\n";
+  for (const Key& k : keys()) out += k.name + "=" + escape_line(k.get(config)) + "\n";
+  for (const auto& [key, value] : config.app)
+    out += std::string(kAppPrefix) + escape_line(key) + "=" + escape_line(value) + "\n";
   return out;
 }
 
@@ -141,7 +174,12 @@ Config deserialize_config(std::string_view text) {
     text = end == std::string_view::npos ? std::string_view{} : text.substr(end + 1);
     auto eq = line.find('=');
     if (eq == std::string_view::npos) continue;
-    apply_config_value(config, line.substr(0, eq), line.substr(eq + 1), "the master");
+    std::string key = unescape_line(line.substr(0, eq)), value = unescape_line(line.substr(eq + 1));
+    if (key.starts_with(kAppPrefix)) {
+      config.app[key.substr(kAppPrefix.size())] = value;
+    } else {
+      apply_config_value(config, key, value, "the master");
+    }
   }
   return config;
 }

@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <map>
+#include <sstream>
 
 #include "clutch/version.hpp"
 #include "common/config_keys.hpp"
@@ -21,7 +23,51 @@ std::string env_name(const std::string& key) {
   return name;
 }
 
+// The text of a TOML value for apply_config_value, or why it cannot be one.
+std::string value_text(const toml::node& node, const std::string& key, const std::string& source) {
+  auto fail = [&](const std::string& why) {
+    return ConfigError(fmt::format("config: bad value for {} (from {}): {}", key, source, why));
+  };
+  if (auto s = node.as_string()) return s->get();
+  if (auto i = node.as_integer()) {
+    if (i->get() < 0) throw fail(fmt::format("{} must not be negative", i->get()));
+    return std::to_string(i->get());
+  }
+  if (auto b = node.as_boolean()) return b->get() ? "true" : "false";
+  if (auto f = node.as_floating_point()) {
+    throw fail(fmt::format("{} is not a whole number; write e.g. {} = {}", f->get(), key,
+                           static_cast<int64_t>(f->get())));
+  }
+  throw fail("expected a number, a string or true/false");
+}
+
+// [app] and its sub-tables, flattened into dotted keys.
+void collect_app_settings(const toml::table& table, const std::string& prefix,
+                          std::map<std::string, std::string>& out) {
+  for (auto&& [key, node] : table) {
+    if (key.str().find_first_of("=\n") != std::string_view::npos) {
+      throw ConfigError(
+          fmt::format("config: [app] key '{}' has '=' or a newline in it", key.str()));
+    }
+    std::string name =
+        prefix.empty() ? std::string(key.str()) : prefix + "." + std::string(key.str());
+    if (auto sub = node.as_table()) {
+      collect_app_settings(*sub, name, out);
+    } else if (auto s = node.as_string()) {
+      out[name] = s->get();
+    } else {
+      std::ostringstream text;
+      node.visit([&](const auto& value) { text << value; });
+      out[name] = text.str();
+    }
+  }
+}
+
 void apply_toml_file(Config& config, const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    throw ConfigError(fmt::format("config: {} is a directory; --config takes a TOML file", path));
+  }
   toml::table table;
   try {
     table = toml::parse_file(path);
@@ -31,22 +77,17 @@ void apply_toml_file(Config& config, const std::string& path) {
   }
   std::string source = "file " + path;
   for (auto&& [key, node] : table) {
-    // Tables are the application's own sections ([app], [orders], ...): not ours to check.
-    if (node.is_table()) continue;
-    std::string text;
-    if (auto s = node.value<std::string>())
-      text = *s;
-    else if (auto i = node.value<int64_t>()) {
-      if (*i < 0) {
-        throw ConfigError(fmt::format("config: bad value {} for {} (from {}): must not be negative",
-                                      *i, key.str(), source));
+    if (auto section = node.as_table()) {
+      if (key.str() != "app") {
+        throw ConfigError(fmt::format(
+            "config: unknown table [{}] in {}: clutch's keys go at the top of the file, before "
+            "any table, and the application's own settings under [app]",
+            key.str(), path));
       }
-      text = std::to_string(*i);
-    } else {
-      throw ConfigError(fmt::format(
-          "config: bad value for {} (from {}): expected a number or a string", key.str(), source));
+      collect_app_settings(*section, "", config.app);
+      continue;
     }
-    apply_config_value(config, key.str(), text, source);
+    apply_config_value(config, key.str(), value_text(node, std::string(key.str()), source), source);
   }
   config.config_file = path;
 }

@@ -71,6 +71,16 @@ class Lifecycle(ClusterTest):
         self.assertIn("kill_timeout", c.stderr())
         self.assertEqual(c.child_pids(), [])
 
+    def test_a_clutch_key_under_a_table_fails_the_start_with_exit_2(self):
+        import tempfile
+        path = os.path.join(tempfile.mkdtemp(prefix="clutch-config-"), "app.toml")
+        with open(path, "w") as f:
+            f.write("[cluster]\nworkers = 4\n")
+        c = self.cluster(args=("--config", path))
+        self.assertEqual(c.wait_exit(), 2)
+        self.assertIn("unknown table [cluster]", c.stderr())
+        self.assertEqual(c.child_pids(), [])
+
     def test_port_in_use_fails_the_start_naming_the_port(self):
         first = self.cluster(workers=1)
         port = first.wait_ready()["port"]

@@ -71,6 +71,40 @@ TEST(Config, FileThenEnvironmentThenFlags) {
   unsetenv("CLUTCH_WORKERS");
 }
 
+TEST(Config, FileMistakesFailWithWhatToWriteInstead) {
+  auto file_error = [](const std::string& text) {
+    TempFile file(text);
+    return error_of({"--config", file.path});
+  };
+  std::string e = file_error("workers = true\n");
+  EXPECT_NE(e.find("bad value 'true' for workers"), std::string::npos) << e;
+  e = file_error("workers = 2.5\n");
+  EXPECT_NE(e.find("2.5 is not a whole number; write e.g. workers = 2"), std::string::npos) << e;
+  e = file_error("[cluster]\nworkers = 4\n");
+  EXPECT_NE(e.find("unknown table [cluster]"), std::string::npos) << e;
+  EXPECT_NE(e.find("under [app]"), std::string::npos) << e;
+  e = file_error("ports = 80\n");
+  EXPECT_NE(e.find("unknown key 'ports'"), std::string::npos) << e;
+  e = error_of({"--config", "/tmp"});
+  EXPECT_NE(e.find("/tmp is a directory"), std::string::npos) << e;
+}
+
+TEST(Config, TheAppTableIsTheApplicationsAndReachesEveryProcess) {
+  TempFile file(
+      "workers = 2\n[app]\ngreeting = \"hi\\nthere\"\nretries = 3\nfeature = true\n"
+      "[app.db]\nhost = \"db.local\"\n");
+  Config c = load({"--config", file.path});
+  EXPECT_EQ(c.workers, 2u);
+  EXPECT_EQ(c.app.at("greeting"), "hi\nthere");
+  EXPECT_EQ(c.app.at("retries"), "3");
+  EXPECT_EQ(c.app.at("feature"), "true");
+  EXPECT_EQ(c.app.at("db.host"), "db.local");
+  // Children get the master's copy through serialize_config.
+  Config child = deserialize_config(serialize_config(c));
+  EXPECT_EQ(child.app, c.app);
+  EXPECT_EQ(child.workers, 2u);
+}
+
 TEST(Config, BadValuesNameTheKeyAndTheSource) {
   {
     std::string e = error_of({"--port", "70000"});
