@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <optional>
 
@@ -33,7 +34,8 @@ struct Job {
   std::optional<TimeZone> zone;
   Millis interval{0};
   bool running = false;
-  uint64_t queued = 0, ticks = 0, current_run = 0;
+  std::deque<uint64_t> queued;  // ticks waiting for the running one (overlap = queue), oldest first
+  uint64_t ticks = 0, current_run = 0;
   std::time_t next_fire = 0;  // cron only
   SystemClock::time_point next_interval_fire{};
 };
@@ -106,8 +108,11 @@ class Clock : public std::enable_shared_from_this<Clock> {
     });
   }
 
-  void tick(Job& job, const char* why) {
-    uint64_t tick = ++job.ticks;
+  void tick(Job& job, const char* why) { run(job, ++job.ticks, why); }
+
+  // Runs tick number `tick` now, or skips or queues it behind the running one; a queued tick
+  // keeps its number, so each number names one run in the logs.
+  void run(Job& job, uint64_t tick, const char* why) {
     std::string action = std::string(kRunPrefix) + job.options.name;
     if (job.options.type == JobType::kAll) {
       try {
@@ -125,12 +130,12 @@ class Clock : public std::enable_shared_from_this<Clock> {
         return;
       }
       // Bounded: a job that is always slower than its period must not pile up runs forever.
-      if (job.queued >= kMaxQueuedTicks) {
+      if (job.queued.size() >= kMaxQueuedTicks) {
         spdlog::warn("job {}: tick {} skipped: {} ticks already queued", job.options.name, tick,
                      kMaxQueuedTicks);
         return;
       }
-      ++job.queued;
+      job.queued.push_back(tick);
       spdlog::info("job {}: tick {} queued behind the running one", job.options.name, tick);
       return;
     }
@@ -171,9 +176,10 @@ class Clock : public std::enable_shared_from_this<Clock> {
 
   void finished(Job& job) {
     job.running = false;
-    if (job.queued > 0) {
-      --job.queued;
-      tick(job, "queued");
+    if (!job.queued.empty()) {
+      uint64_t next = job.queued.front();
+      job.queued.pop_front();
+      run(job, next, "queued");
     }
   }
 

@@ -114,7 +114,8 @@ class Lifecycle(ClusterTest):
         c = self.cluster(workers=2, env={"PROBE_IGNORE_TERM": "1"}, args=("-s", "kill_timeout=60s"))
         c.wait_ready()
         c.signal(signal.SIGINT)
-        time.sleep(0.3)
+        # The second one counts only once the first was taken: the master says so.
+        wait_for(lambda: "stopping (received Interrupt)" in c.stderr(), 10, "the first SIGINT to be taken")
         c.signal(signal.SIGINT)
         self.assertEqual(c.wait_exit(timeout=5), 3)
         for pid in c.child_pids():
