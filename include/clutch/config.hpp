@@ -24,6 +24,10 @@ struct Config {
   std::chrono::milliseconds startup_timeout{30000};
   // How long a child may take to stop after SIGTERM before it is SIGKILLed.
   std::chrono::milliseconds kill_timeout{5000};
+  // A ready child whose event loop has not turned for this long (a handler in an endless loop,
+  // a deadlock, SIGSTOP) is hung: its backtrace is written to its log, then it is SIGKILLed and
+  // replaced. 0 turns the check off. 30 s, as gunicorn's worker timeout.
+  std::chrono::milliseconds hang_timeout{30000};
   // A child that dies younger than this is crashing: its restarts back off exponentially.
   std::chrono::milliseconds min_uptime{1000};
   std::chrono::milliseconds restart_backoff_initial{100};

@@ -112,8 +112,11 @@ struct ServerOptions {
   std::chrono::milliseconds read_timeout{10000};  // request not complete in time: 408
   std::chrono::milliseconds idle_timeout{60000};  // idle keep-alive connection closed
   std::chrono::milliseconds drain_timeout{
-      10000};                           // graceful stop gives in-flight requests this long
-  std::size_t max_connections = 10000;  // per worker; beyond it the worker stops accepting
+      10000};  // graceful stop gives in-flight requests this long
+  // Per worker; beyond it the worker stops accepting (others take the connections). 0: derived
+  // from the open-file limit (the soft RLIMIT_NOFILE less 64 for the process's own files, up to
+  // 10,000), so a worker never runs out of descriptors from connections alone.
+  std::size_t max_connections = 0;
 };
 
 // Serves `router` on the cluster's listening socket from this worker until it stops; on a

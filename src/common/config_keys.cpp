@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <functional>
 #include <map>
 
@@ -65,6 +66,18 @@ const std::vector<Key>& keys() {
        [](const Config& c) { return std::string(c.reuse_port ? "true" : "false"); }},
       duration_key("startup_timeout", &Config::startup_timeout),
       duration_key("kill_timeout", &Config::kill_timeout),
+      {"hang_timeout",
+       [](Config& c, std::string_view v, const auto& fail) {
+         if (v == "0" || v == "off") {
+           c.hang_timeout = std::chrono::milliseconds(0);
+           return;
+         }
+         auto d = parse_duration(v);
+         if (!d || d->count() < 100)
+           fail("expected a duration of 100ms or more, such as 30s, or off");
+         c.hang_timeout = *d;
+       },
+       [](const Config& c) { return std::to_string(c.hang_timeout.count()) + "ms"; }},
       duration_key("min_uptime", &Config::min_uptime),
       duration_key("restart_backoff_initial", &Config::restart_backoff_initial),
       duration_key("restart_backoff_max", &Config::restart_backoff_max),
@@ -157,6 +170,12 @@ std::string unescape_line(std::string_view text) {
 }
 constexpr std::string_view kAppPrefix = "app.";
 }  // namespace
+
+std::chrono::milliseconds heartbeat_interval(std::chrono::milliseconds hang_timeout) {
+  // Several beats per timeout, so one late beat is not a hang; never busier than 20 a second.
+  return std::clamp(hang_timeout / 4, std::chrono::milliseconds(50),
+                    std::chrono::milliseconds(1000));
+}
 
 std::string serialize_config(const Config& config) {
   std::string out;

@@ -2,6 +2,7 @@
 // environment, flag). Pure: strings in, Config or ConfigError out.
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,6 +18,8 @@ void apply_config_value(Config& config, std::string_view key, std::string_view v
 void validate_config(const Config& config);
 // Every key, in a stable order (for --help and the environment names).
 const std::vector<std::string>& config_keys();
+// How often a child reports that its loop turns, for a given hang_timeout.
+std::chrono::milliseconds heartbeat_interval(std::chrono::milliseconds hang_timeout);
 // "key=value" lines that apply_config_value reads back into an equal Config.
 std::string serialize_config(const Config& config);
 Config deserialize_config(std::string_view text);

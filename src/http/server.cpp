@@ -2,12 +2,16 @@
 // registered with EPOLLEXCLUSIVE (one worker woken per connection, as nginx does), owns the
 // connections, and drains them on a graceful stop.
 #include <spdlog/spdlog.h>
+#include <fcntl.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/steady_timer.hpp>
 
+#include <algorithm>
+#include <cstring>
 #include <unordered_map>
 
 #include "clutch/asio.hpp"
@@ -16,6 +20,27 @@
 
 namespace clutch::http {
 namespace {
+
+// Two descriptors held in reserve for the moment the process has none left (EMFILE): released
+// while the worker reports it, so that the report itself can open what it needs.
+class SpareDescriptors {
+ public:
+  SpareDescriptors() { take(); }
+  ~SpareDescriptors() { release(); }
+  void take() {
+    for (int& fd : fds_)
+      if (fd < 0) fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
+  void release() {
+    for (int& fd : fds_) {
+      if (fd >= 0) close(fd);
+      fd = -1;
+    }
+  }
+
+ private:
+  int fds_[2] = {-1, -1};
+};
 
 class Server : public std::enable_shared_from_this<Server> {
  public:
@@ -26,7 +51,10 @@ class Server : public std::enable_shared_from_this<Server> {
         options_(options),
         wakeups_(io_),
         drain_timer_(io_),
-        sweep_timer_(io_) {}
+        sweep_timer_(io_),
+        fd_backoff_timer_(io_) {
+    if (options_.max_connections == 0) options_.max_connections = default_max_connections();
+  }
 
   void start() {
     if (ctx_.listen_fd() < 0)
@@ -81,7 +109,15 @@ class Server : public std::enable_shared_from_this<Server> {
         return;
       }
       int fd = accept4(ctx_.listen_fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd < 0) return;  // EAGAIN: another worker took it, or nothing left
+      if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+          out_of_descriptors(errno);
+        return;  // EAGAIN: another worker took it, or nothing left
+      }
+      if (fd_episode_) {
+        fd_episode_ = false;
+        spdlog::info("http: accepting again ({} connection(s) open)", connections_.size() + 1);
+      }
       std::weak_ptr<Server> weak = weak_from_this();
       auto connection =
           std::make_shared<Connection>(io_, fd, router_, options_, dates_, [weak](Connection* c) {
@@ -90,6 +126,39 @@ class Server : public std::enable_shared_from_this<Server> {
       connections_[connection.get()] = connection;
       connection->start();
     }
+  }
+
+  // The listening socket stays readable while the connection waits, so retrying at once would
+  // spin: stop accepting for a moment (as nginx does), or until one of ours closes.
+  void out_of_descriptors(int error) {
+    if (!fd_episode_) {
+      fd_episode_ = true;
+      // Logging (and a sanitizer's checks) may need a descriptor or two: lend them ours.
+      spare_fds_.release();
+      rlimit limit{};
+      getrlimit(RLIMIT_NOFILE, &limit);
+      spdlog::error(
+          "http: cannot accept: {} ({} connection(s) open, open-file limit {}): pausing accepts "
+          "for 100 ms at a time until a descriptor frees (logged once per episode)",
+          strerror(error), connections_.size(), static_cast<long long>(limit.rlim_cur));
+      spare_fds_.take();
+    }
+    accepting_paused_ = true;
+    fd_backoff_timer_.expires_after(std::chrono::milliseconds(100));
+    fd_backoff_timer_.async_wait([weak = weak_from_this()](const asio::error_code& ec) {
+      auto self = weak.lock();
+      if (ec || !self || !self->accepting_paused_) return;
+      if (self->connections_.size() >= self->options_.max_connections) return;
+      self->accepting_paused_ = false;
+      self->wait_for_connections();
+    });
+  }
+
+  static std::size_t default_max_connections() {
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return 10000;
+    auto usable = limit.rlim_cur > 128 ? limit.rlim_cur - 64 : limit.rlim_cur / 2;
+    return std::min<std::size_t>(10000, std::max<std::size_t>(1, usable));
   }
 
   void closed(Connection* c) {
@@ -135,7 +204,9 @@ class Server : public std::enable_shared_from_this<Server> {
   asio::posix::stream_descriptor wakeups_;
   asio::steady_timer drain_timer_, sweep_timer_;
   std::unordered_map<Connection*, std::shared_ptr<Connection>> connections_;
-  bool waiting_ = false, accepting_paused_ = false, draining_ = false;
+  asio::steady_timer fd_backoff_timer_;
+  SpareDescriptors spare_fds_;
+  bool waiting_ = false, accepting_paused_ = false, draining_ = false, fd_episode_ = false;
   std::function<void()> drain_done_;
 };
 

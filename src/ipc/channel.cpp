@@ -64,8 +64,32 @@ void Channel::read_more() {
       });
 }
 
+namespace {
+// A coarse clock (a few ms resolution, a few ns a read): read once per frame in children.
+std::chrono::milliseconds coarse_now() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return std::chrono::milliseconds(int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000);
+}
+}  // namespace
+
 void Channel::process_input() {
+  std::chrono::milliseconds deadline =
+      turn_budget_.count() > 0 ? coarse_now() + turn_budget_ : std::chrono::milliseconds(0);
   while (!closed_ && !paused_ && in_begin_ < in_end_) {
+    if (deadline.count() > 0 && coarse_now() >= deadline) {
+      // Out of budget: the rest waits one loop turn (the frames stay where they are).
+      end_batch();
+      if (!continue_posted_) {
+        continue_posted_ = true;
+        asio::post(socket_.get_executor(), [self = shared_from_this()] {
+          self->continue_posted_ = false;
+          self->process_input();
+          self->read_more();
+        });
+      }
+      return;
+    }
     FrameHeader header;
     auto available = std::span<const std::byte>(in_.data() + in_begin_, in_end_ - in_begin_);
     DecodeStatus status = decode_header(available, max_payload_, header);
@@ -73,6 +97,9 @@ void Channel::process_input() {
       // Make sure a large frame will fit once it has fully arrived.
       std::size_t need = available.size() >= kHeaderSize ? header.frame_size() : kHeaderSize;
       end_batch();  // the frames handed out are about to move
+      // A read in progress writes at in_end_ of this very buffer: nothing may move or be
+      // reallocated under it. Its completion comes back here, and compacts then.
+      if (reading_) return;
       if (in_begin_ > 0) {
         std::memmove(in_.data(), in_.data() + in_begin_, in_end_ - in_begin_);
         in_end_ -= in_begin_;
@@ -90,7 +117,7 @@ void Channel::process_input() {
     on_frame_(view_frame(header, raw), raw);
   }
   end_batch();
-  if (in_begin_ == in_end_) {
+  if (in_begin_ == in_end_ && !reading_) {
     in_begin_ = in_end_ = 0;
     // Give back the memory of a one-off huge frame.
     if (in_.size() > kReadChunk) in_.reset(kReadChunk);

@@ -8,6 +8,7 @@
 
 #include <sys/uio.h>
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -72,6 +73,10 @@ class Channel : public std::enable_shared_from_this<Channel> {
   // the loop, if it already is).
   void wait_for_drain();
   void set_high_water(std::size_t bytes) { high_water_ = bytes; }
+  // Hands out frames for at most about `budget` per loop turn, then lets the loop turn (timers,
+  // other sockets, the heartbeat) before going on: a backlog of slow handlers must not starve
+  // the rest of the process or look like a hung loop. Off (0) by default; children set it.
+  void set_turn_budget(std::chrono::milliseconds budget) { turn_budget_ = budget; }
 
   // Back-pressure: stop taking frames from the peer until resume_reading().
   void pause_reading() { paused_ = true; }
@@ -110,7 +115,8 @@ class Channel : public std::enable_shared_from_this<Channel> {
   ByteBuffer out_, writing_;
   std::size_t high_water_ = std::size_t{1} << 20;
   bool reading_ = false, writing_active_ = false, flush_posted_ = false;
-  bool paused_ = false, closed_ = false, drain_wanted_ = false;
+  bool paused_ = false, closed_ = false, drain_wanted_ = false, continue_posted_ = false;
+  std::chrono::milliseconds turn_budget_{0};
 };
 
 }  // namespace clutch::ipc

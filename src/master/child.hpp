@@ -36,6 +36,8 @@ struct Child {
   bool term_sent = false;         // SIGTERM sent by the master
   bool reload_candidate = false;  // started by a rolling reload, not yet ready
   bool refusing = false;          // messages for it are refused (its queue is full); logged once
+  bool hung = false;              // its loop stopped turning: being killed
+  Clock::time_point last_seen;    // when its channel last delivered anything (a heartbeat at least)
   std::string fatal_error;        // what the child reported before dying, if anything
   std::vector<pid_t> blocked_senders;  // paused because this child's output is over high water
   std::unique_ptr<asio::steady_timer> startup_timer, kill_timer, stable_timer;

@@ -2,15 +2,19 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 
 #include "common/config_keys.hpp"
+#include "common/signals.hpp"
 #include "master/cpu_count.hpp"
 #include "master/sd_notify.hpp"
 #include "master/spawner.hpp"
@@ -25,6 +29,29 @@ std::string exit_description(int status) {
                        strsignal(WTERMSIG(status)));
   }
   return fmt::format("ended with status {}", status);
+}
+
+// True if the process is stopped (state T or t in /proc/PID/stat): it cannot answer a signal.
+bool process_is_stopped(pid_t pid) {
+  std::ifstream stat(fmt::format("/proc/{}/stat", pid));
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  auto paren = text.rfind(')');
+  if (paren == std::string::npos || paren + 2 >= text.size()) return false;
+  char state = text[paren + 2];
+  return state == 'T' || state == 't';
+}
+
+// The soft limit on open files is often 1,024 while the hard one allows far more; a server wants
+// the most it may have (children inherit it). Failing that is no reason not to start.
+void raise_open_file_limit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  rlim_t was = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) == 0) {
+    spdlog::debug("open-file limit raised from {} to {}", static_cast<long long>(was),
+                  static_cast<long long>(limit.rlim_max));
+  }
 }
 
 long long ms_since(Clock::time_point t) {
@@ -53,7 +80,8 @@ Supervisor::Supervisor(asio::io_context& io, Config config, std::string app_name
           }),
       stop_signals_(io, SIGTERM, SIGINT, SIGQUIT),
       hangup_signal_(io, SIGHUP),
-      child_signals_(io, SIGCHLD) {}
+      child_signals_(io, SIGCHLD),
+      hang_timer_(io) {}
 
 int Supervisor::run() {
   started_at_ = Clock::now();
@@ -61,6 +89,7 @@ int Supervisor::run() {
   exe_path_ = std::filesystem::read_symlink("/proc/self/exe", ec).string();
   if (ec) exe_path_ = "/proc/self/exe";
   signal(SIGPIPE, SIG_IGN);
+  raise_open_file_limit();
 
   unsigned workers = config_.workers != 0 ? config_.workers : usable_cpus();
   auto move_high = [](int fd) {
@@ -102,6 +131,10 @@ int Supervisor::run() {
   wait_signals();
   wait_hangup();
   wait_children();
+  if (config_.hang_timeout.count() > 0) {
+    last_hang_sweep_ = Clock::now();
+    watch_hangs();
+  }
   spdlog::info("starting {} with 1 agent and {} worker(s) on {}:{}", app_name_, workers,
                config_.host, listen_.port);
   spawn(agent_slot_);
@@ -142,6 +175,57 @@ void Supervisor::wait_children() {
       on_exit(pid, status);
     }
     wait_children();
+  });
+}
+
+void Supervisor::watch_hangs() {
+  hang_timer_.expires_after(heartbeat_interval(config_.hang_timeout));
+  hang_timer_.async_wait([this](const asio::error_code& ec) {
+    if (ec) return;
+    auto now = Clock::now();
+    // If the master's own loop stalled (the machine was suspended, the master was stopped),
+    // every child looks silent: start counting afresh instead of killing them all.
+    bool master_stalled = now - last_hang_sweep_ > config_.hang_timeout / 2;
+    last_hang_sweep_ = now;
+    children_.for_each([&](Child& c) {
+      if (c.hung || c.term_sent) return;
+      if (c.state != ChildState::kReady && c.state != ChildState::kDraining) return;
+      // A channel the master paused (back-pressure) brings no news by the master's choice.
+      if (master_stalled || c.channel->paused()) {
+        c.last_seen = now;
+        return;
+      }
+      auto silent = std::chrono::duration_cast<Millis>(now - c.last_seen);
+      if (silent > config_.hang_timeout) on_hang(c, silent);
+    });
+    watch_hangs();
+  });
+}
+
+void Supervisor::on_hang(Child& c, Millis silent) {
+  c.hung = true;
+  if (c.state == ChildState::kReady) {
+    c.state = ChildState::kDraining;  // no new work for it
+    router_.targets_changed();
+  }
+  pid_t pid = c.pid;
+  if (process_is_stopped(pid)) {
+    spdlog::error(
+        "{} is stopped (SIGSTOP or a debugger) and has not answered for {} ms (hang_timeout {} "
+        "ms): killing it",
+        c.describe(), silent.count(), config_.hang_timeout.count());
+    kill(pid, SIGKILL);
+    return;
+  }
+  spdlog::error(
+      "{} is hung: its loop has not turned for {} ms (hang_timeout {} ms); its backtrace follows "
+      "in its log; killing it",
+      c.describe(), silent.count(), config_.hang_timeout.count());
+  kill(pid, hang_backtrace_signal());
+  // A moment for the backtrace to be written, then the kill.
+  c.kill_timer->expires_after(std::chrono::seconds(1));
+  c.kill_timer->async_wait([pid](const asio::error_code& ec) {
+    if (!ec) kill(pid, SIGKILL);
   });
 }
 
@@ -195,7 +279,10 @@ Child* Supervisor::spawn(Slot& slot, bool reload_candidate) {
         on_channel_closed(pid, reason, protocol_error);
       });
   c.channel->on_drain([this, &c] { router_.resume_blocked(c); });
-  c.channel->on_batch_end([this] { router_.commit_borrowed(); });
+  c.channel->on_batch_end([this, &c] {
+    c.last_seen = Clock::now();  // any frame shows the child's loop turns
+    router_.commit_borrowed();
+  });
   router_.targets_changed();  // a new agent takes messages (into its channel) from now on
   c.startup_timer->expires_after(config_.startup_timeout);
   c.startup_timer->async_wait([this, pid](const asio::error_code& ec) {
@@ -217,6 +304,8 @@ void Supervisor::on_control(Child& child, std::string_view op, std::string_view 
   } else if (op == "fatal") {
     child.fatal_error = std::string(payload);
     spdlog::error("{} failed: {}", child.describe(), payload);
+  } else if (op == "beat") {
+    // Liveness only: the batch it came in already updated last_seen.
   } else if (op == "draining") {
     if (child.state != ChildState::kGone) {
       bool was_ready = child.state == ChildState::kReady;
@@ -236,6 +325,7 @@ void Supervisor::on_control(Child& child, std::string_view op, std::string_view 
 
 void Supervisor::on_ready(Child& child) {
   child.state = ChildState::kReady;
+  child.last_seen = Clock::now();
   child.startup_timer->cancel();
   if (child.reload_candidate) return reload_candidate_ready(child);
   Slot& slot = slot_of(child);

@@ -41,6 +41,9 @@ class Supervisor {
   void wait_signals();
   void wait_children();
   void wait_hangup();
+  // Every heartbeat interval: a ready child silent for hang_timeout is hung.
+  void watch_hangs();
+  void on_hang(Child& child, Millis silent);
   Child* spawn(Slot& slot, bool reload_candidate = false);
   void reload_next();
   void reload_candidate_ready(Child& candidate);
@@ -91,6 +94,8 @@ class Supervisor {
   Phase phase_ = Phase::kStarting;
   int exit_code_ = kExitOk;
   asio::signal_set stop_signals_, hangup_signal_, child_signals_;
+  asio::steady_timer hang_timer_;
+  Clock::time_point last_hang_sweep_;
 };
 
 }  // namespace clutch::master

@@ -13,6 +13,7 @@
 #include "common/config_keys.hpp"
 #include "common/log.hpp"
 #include "ipc/channel.hpp"
+#include "runtime/hang_report.hpp"
 #include "runtime/messenger_client.hpp"
 #include "runtime/process_context.hpp"
 #include "runtime/process_hygiene.hpp"
@@ -39,6 +40,7 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
   // No orphans: die with the master, and take any descendants along.
   if (!die_with_master(master_pid)) return 1;
   signal(SIGPIPE, SIG_IGN);
+  install_backtrace_on_signal();
 
   ProcessIdentity id;
   id.role = role_name == "agent" ? Role::kAgent : Role::kWorker;
@@ -58,6 +60,7 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
   asio::io_context io(1);
   auto channel =
       std::make_shared<ipc::Channel>(io, ipc_fd, config.max_message_size + ipc::kMaxActionLength);
+  channel->set_turn_budget(std::chrono::milliseconds(20));
   auto messenger = std::make_shared<MessengerClient>(io, channel, id.role, config.max_message_size);
   auto context = std::make_unique<ProcessContext>(io, config, id, messenger);
 
@@ -106,6 +109,10 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
     return 1;
   }
   messenger->send_control("ready");
+  // Liveness for the master's hang detection: a loop that stops turning stops beating.
+  Heartbeat heartbeat(io, heartbeat_interval(config.hang_timeout),
+                      [&] { messenger->send_control("beat"); });
+  if (config.hang_timeout.count() > 0) heartbeat.start();
   channel->start([&](const ipc::FrameView& frame, std::byte*) { messenger->handle_frame(frame); },
                  [&](const std::string& reason, bool protocol_error) {
                    if (protocol_error)

@@ -1,5 +1,7 @@
 #include "runtime/process_hygiene.hpp"
 
+#include "common/signals.hpp"
+
 #include <fcntl.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -14,12 +16,6 @@ extern char** environ;
 
 namespace clutch::runtime {
 namespace {
-
-// A real-time signal no library here uses; SIGKILL as the death signal would kill this process
-// alone and orphan its descendants.
-int master_death_signal() {
-  return SIGRTMIN + 4;
-}
 
 void on_master_death(int) {
   // Async-signal-safe: one syscall. The child leads its own group (the master spawns it so).
@@ -48,6 +44,7 @@ bool die_with_master(pid_t master_pid) {
   struct sigaction action {};
   action.sa_handler = on_master_death;
   sigemptyset(&action.sa_mask);
+  // SIGKILL as the death signal would kill this process alone and orphan its descendants.
   sigaction(master_death_signal(), &action, nullptr);
   prctl(PR_SET_PDEATHSIG, master_death_signal());
   // The master may have died before the prctl: then no signal comes, so look.

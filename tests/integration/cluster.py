@@ -40,7 +40,7 @@ def wait_for(predicate, timeout, what, interval=0.02):
 
 
 class Cluster:
-    def __init__(self, binary=PROBE, workers=2, args=(), env=None):
+    def __init__(self, binary=PROBE, workers=2, args=(), env=None, open_files=None):
         self.dir = tempfile.mkdtemp(prefix="clutch-test-")
         self.log_path = os.path.join(self.dir, "events.jsonl")
         full_env = dict(os.environ)
@@ -48,8 +48,12 @@ class Cluster:
         full_env.update(env or {})
         port = [] if "--port" in args else ["--port", "0"]
         self.cmd = [binary, "--workers", str(workers), *port, "--host", "127.0.0.1", *args]
+        def limit_open_files():
+            import resource
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
         self.proc = subprocess.Popen(self.cmd, env=full_env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=limit_open_files if open_files else None)
         self.stdout_lines, self.stderr_lines = [], []
         self._readers = [
             threading.Thread(target=self._pump, args=(self.proc.stdout, self.stdout_lines), daemon=True),

@@ -19,6 +19,8 @@
 #include <thread>
 #include <vector>
 
+void probe_spin_forever();
+
 namespace {
 
 std::string env(const char* name, const char* fallback = "") {
@@ -157,6 +159,8 @@ void agent_setup(clutch::Context& ctx) {
       m.broadcast("b");
       m.send_to_app("app");
       m.send_to_agent("ag");
+    } else if (scenario == "spin") {
+      m.send_random("spin");  // not acknowledged: the hung worker's replacement must not get it
     } else if (scenario == "slow") {
       m.send_random("slow", "", [](const clutch::AckResult& r) {
         record(fmt::format(R"("ev":"ack","id":0,"ok":{},"by":{})", r.ok, r.handled_by));
@@ -226,7 +230,7 @@ void worker_setup(clutch::Context& ctx) {
                [](clutch::http::Exchange) { throw std::runtime_error("handler failure"); });
     clutch::http::ServerOptions options;
     options.read_timeout = std::chrono::milliseconds(env_int("PROBE_HTTP_READ_TIMEOUT_MS", 10000));
-    options.max_connections = env_int("PROBE_HTTP_MAX_CONNECTIONS", 10000);
+    options.max_connections = env_int("PROBE_HTTP_MAX_CONNECTIONS", 0);
     options.max_body_bytes = 64 * 1024;
     options.max_header_bytes = 8 * 1024;
     clutch::http::serve(ctx, std::move(router), options);
@@ -241,6 +245,7 @@ void worker_setup(clutch::Context& ctx) {
     if (work_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(work_us));
     record(fmt::format(R"("ev":"handled","id":{})", msg.data()));
   });
+  m.on("spin", [](const clutch::Message&) { probe_spin_forever(); });
   m.on("slow", [](const clutch::Message&) {
     record(R"("ev":"slow-start")");
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -317,6 +322,15 @@ void worker_setup(clutch::Context& ctx) {
 }
 
 }  // namespace
+
+// A handler stuck in a busy loop (bounded at 60 s): external linkage, so the hung worker's
+// backtrace can name it.
+void probe_spin_forever() {
+  record(R"("ev":"spin")");
+  volatile uint64_t turns = 0;
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < until) ++turns;
+}
 
 // A run that holds a marker file while it works: a second run at the same time finds it.
 void exclusive_run(const std::string& job, int work_ms) {

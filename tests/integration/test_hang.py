@@ -1,0 +1,52 @@
+"""Hung workers (issue 10, item 1): a worker whose loop stops turning is found within hang_timeout,
+its backtrace is written to its log (naming where it is stuck), and it is replaced."""
+
+import os
+import signal
+import unittest
+
+from cluster import ClusterTest, alive, wait_for
+
+HANG = ("-s", "hang_timeout=1s")
+
+
+class Hang(ClusterTest):
+    def test_a_stopped_worker_is_named_and_replaced(self):
+        c = self.start(workers=2, args=HANG)
+        ready = c.wait_ready()
+        victim = ready["workers"][0]
+        os.kill(victim, signal.SIGSTOP)
+        self.addCleanup(lambda: alive(victim) and os.kill(victim, signal.SIGKILL))
+        wait_for(lambda: f"(pid {victim}) is stopped (SIGSTOP or a debugger)" in c.stderr(), 15,
+                 "the master to name the stopped worker")
+        wait_for(lambda: not alive(victim), 5, "the stopped worker to be killed")
+        wait_for(lambda: "worker 0" in c.stderr() and len([e for e in c.events("ready") if e["role"] == "worker"]) == 3,
+                 15, "its replacement to be ready")
+        self.assertTrue(alive(ready["workers"][1]), "the other worker was left alone")
+
+    def test_a_worker_in_a_busy_loop_leaves_a_backtrace_naming_the_loop_and_is_replaced(self):
+        c = self.start(workers=2, args=HANG, env={"PROBE_SCENARIO": "spin"})
+        c.wait_ready()
+        spinner = wait_for(lambda: c.events("spin"), 10, "a worker to start spinning")[0]["pid"]
+        wait_for(lambda: f"(pid {spinner}) is hung: its loop has not turned for" in c.stderr(), 15,
+                 "the master to find the hung worker")
+        wait_for(lambda: "clutch: end of backtrace" in c.stderr(), 10, "the backtrace")
+        trace = c.stderr().split(f"clutch: backtrace of pid {spinner}")[1].split("clutch: end of backtrace")[0]
+        self.assertIn("probe_spin_forever", trace)
+        wait_for(lambda: not alive(spinner), 5, "the hung worker to be killed")
+        wait_for(lambda: len([e for e in c.events("ready") if e["role"] == "worker"]) == 3, 15,
+                 "its replacement to be ready")
+
+    def test_busy_but_turning_workers_are_not_hung(self):
+        # 300 ms handlers, one after another, for longer than hang_timeout: the loop turns between
+        # them, so nothing is killed.
+        c = self.start(workers=2, args=HANG, env={"PROBE_SCENARIO": "acked", "PROBE_COUNT": "40",
+                                                  "PROBE_BATCH": "2", "PROBE_WORK_US": "300000"})
+        c.wait_ready()
+        wait_for(lambda: len(c.events("ack")) >= 40, 60, "40 acknowledged messages")
+        self.assertNotIn("is hung", c.stderr())
+        self.assertNotIn("is stopped", c.stderr())
+
+
+if __name__ == "__main__":
+    unittest.main()
