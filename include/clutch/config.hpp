@@ -39,6 +39,13 @@ struct Config {
   std::chrono::milliseconds max_restarts_window{60000};
   // Largest messenger payload; larger sends fail with MessageTooLarge.
   std::size_t max_message_size = std::size_t{64} << 20;
+  // The HTTP server's limits (http::serve without explicit options).
+  std::size_t http_max_header_size = 16 * 1024;
+  std::size_t http_max_body_size = 8 * 1024 * 1024;
+  std::chrono::milliseconds http_read_timeout{10000};
+  std::chrono::milliseconds http_idle_timeout{60000};
+  std::chrono::milliseconds http_handler_timeout{60000};  // 0: none
+  std::chrono::milliseconds http_write_timeout{60000};
   // The file the settings came from, if any (informational).
   std::string config_file;
   // The application's own settings: the [app] table of the config file, flattened ("db.host"

@@ -106,21 +106,34 @@ class Router {
   std::vector<Middleware> middleware_;
 };
 
+// Limits and timeouts of the HTTP server. serve(ctx, router) takes them from the cluster's
+// config (the http_* keys, see docs/OPERATIONS.md); these defaults are the keys' defaults.
 struct ServerOptions {
   std::size_t max_header_bytes = 16 * 1024;       // larger header block: 431
   std::size_t max_body_bytes = 8 * 1024 * 1024;   // larger body: 413
   std::chrono::milliseconds read_timeout{10000};  // request not complete in time: 408
   std::chrono::milliseconds idle_timeout{60000};  // idle keep-alive connection closed
+  // A handler that has not answered in time: the client gets handler_timeout_status and the
+  // connection closes (a late answer is dropped). 0: no limit.
+  std::chrono::milliseconds handler_timeout{60000};
+  int handler_timeout_status = 503;
+  // A response the client does not read in time: the connection closes.
+  std::chrono::milliseconds write_timeout{60000};
   std::chrono::milliseconds drain_timeout{
       10000};  // graceful stop gives in-flight requests this long
   // Per worker; beyond it the worker stops accepting (others take the connections). 0: derived
   // from the open-file limit (the soft RLIMIT_NOFILE less 64 for the process's own files, up to
   // 10,000), so a worker never runs out of descriptors from connections alone.
   std::size_t max_connections = 0;
+
+  // The options the cluster's config sets (http_read_timeout, http_max_body_size, ...).
+  static ServerOptions from_config(const Config& config);
 };
 
 // Serves `router` on the cluster's listening socket from this worker until it stops; on a
 // graceful stop, stops accepting, finishes in-flight requests and closes idle connections.
-void serve(Context& ctx, Router router, ServerOptions options = {});
+// Without options, they come from the config (ServerOptions::from_config).
+void serve(Context& ctx, Router router);
+void serve(Context& ctx, Router router, ServerOptions options);
 
 }  // namespace clutch::http

@@ -31,6 +31,33 @@ Key duration_key(std::string name, std::chrono::milliseconds Config::*field) {
              [field](const Config& c) { return std::to_string((c.*field).count()) + "ms"; }};
 }
 
+Key size_key(std::string name, std::size_t Config::*field, uint64_t min, uint64_t max) {
+  return Key{
+      name,
+      [field, min, max](Config& c, std::string_view v, const auto& fail) {
+        auto n = parse_size(v);
+        if (!n || *n < min || *n > max)
+          fail(fmt::format("expected a size from {} to {} bytes, such as 64KiB or 8MiB", min, max));
+        c.*field = static_cast<std::size_t>(*n);
+      },
+      [field](const Config& c) { return std::to_string(c.*field); }};
+}
+
+// A duration where 0 (or "off") means "no limit".
+Key optional_duration_key(std::string name, std::chrono::milliseconds Config::*field) {
+  return Key{name,
+             [field](Config& c, std::string_view v, const auto& fail) {
+               if (v == "0" || v == "off") {
+                 c.*field = std::chrono::milliseconds(0);
+                 return;
+               }
+               auto d = parse_duration(v);
+               if (!d || d->count() <= 0) fail("expected a duration such as 30s, or off");
+               c.*field = *d;
+             },
+             [field](const Config& c) { return std::to_string((c.*field).count()) + "ms"; }};
+}
+
 const std::vector<Key>& keys() {
   static const std::vector<Key> table = {
       {"workers",
@@ -98,6 +125,12 @@ const std::vector<Key>& keys() {
          c.max_message_size = static_cast<std::size_t>(*n);
        },
        [](const Config& c) { return std::to_string(c.max_message_size); }},
+      size_key("http_max_header_size", &Config::http_max_header_size, 1024, uint64_t{1} << 24),
+      size_key("http_max_body_size", &Config::http_max_body_size, 0, uint64_t{1} << 40),
+      duration_key("http_read_timeout", &Config::http_read_timeout),
+      duration_key("http_idle_timeout", &Config::http_idle_timeout),
+      optional_duration_key("http_handler_timeout", &Config::http_handler_timeout),
+      duration_key("http_write_timeout", &Config::http_write_timeout),
       {"config_file",
        [](Config& c, std::string_view v, const auto&) { c.config_file = std::string(v); },
        [](const Config& c) { return c.config_file; }},

@@ -5,6 +5,9 @@
 #include <sys/socket.h>
 #include <asio/write.hpp>
 
+#include <cctype>
+#include <string_view>
+
 namespace clutch::http {
 namespace {
 constexpr std::size_t kReadSize = 16 * 1024;
@@ -53,27 +56,53 @@ Connection::~Connection() {
 }
 
 void Connection::start() {
-  arm_timer(options_.read_timeout, 408);
+  arm_timer(options_.read_timeout, Deadline::kRead);
   read_more();
 }
 
-void Connection::arm_timer(std::chrono::milliseconds after, int status_on_expiry) {
+void Connection::arm_timer(std::chrono::milliseconds after, Deadline kind) {
   // Only a deadline is recorded here; the server's sweep checks it. Re-arming an Asio timer for
   // every request cost a timerfd syscall and a cancelled-handler dispatch per request.
   deadline_ = std::chrono::steady_clock::now() + after;
-  deadline_status_ = status_on_expiry;
-  deadline_armed_ = true;
+  deadline_kind_ = kind;
+  deadline_armed_ = after.count() > 0;
 }
 
 void Connection::check_deadline(std::chrono::steady_clock::time_point now) {
-  if (!deadline_armed_ || closed_ || busy_ || now < deadline_) return;
+  if (!deadline_armed_ || closed_ || now < deadline_) return;
   deadline_armed_ = false;
-  // A request begun but not finished in time gets 408 (slowloris); an idle one just closes.
-  if (deadline_status_ != 0 && request_started_) {
-    fail(deadline_status_);
-  } else {
-    close();
+  switch (deadline_kind_) {
+    case Deadline::kRead:
+      // A request begun but not finished in time gets 408 (slowloris); an idle one just closes.
+      if (request_started_ && !busy_) return fail(408);
+      return close();
+    case Deadline::kIdle:
+      return close();
+    case Deadline::kWrite: {
+      // A client that does not read: reset rather than close, or the kernel would go on
+      // trickling the megabytes already in the send buffer to it.
+      linger abort{1, 0};
+      setsockopt(socket_.native_handle(), SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
+      spdlog::debug("http: a client read no response for {} ms: connection reset",
+                    options_.write_timeout.count());
+      return close();
+    }
+    case Deadline::kHandler:
+      return handler_timed_out();
   }
+}
+
+void Connection::handler_timed_out() {
+  if (current_) {
+    spdlog::warn("http: {} {}: the handler did not answer within {} ms: {}",
+                 current_->request.method, current_->request.path, options_.handler_timeout.count(),
+                 options_.handler_timeout_status);
+    // Its answer, should it come, goes nowhere: the client already has this one.
+    current_->sent = true;
+    current_->deliver = nullptr;
+    current_.reset();
+  }
+  fail(options_.handler_timeout_status);
 }
 
 void Connection::read_more() {
@@ -94,6 +123,7 @@ void Connection::read_more() {
 void Connection::parse() {
   while (!closed_ && !busy_ && parsed_ < in_.size()) {
     const char* start = in_.data() + parsed_;
+    exec_start_ = start;
     llhttp_errno_t err = llhttp_execute(&parser_, start, in_.size() - parsed_);
     if (err == HPE_OK) {
       parsed_ = in_.size();
@@ -106,10 +136,17 @@ void Connection::parse() {
       dispatch();
       continue;
     }
+    if (err == HPE_PAUSED_UPGRADE) {
+      // The request asked for another protocol (WebSocket, h2c) and was answered as plain
+      // HTTP, which declines the upgrade (RFC 9110 7.8): the connection goes on as HTTP/1.1.
+      parsed_ += static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - start);
+      llhttp_resume_after_upgrade(&parser_);
+      continue;
+    }
     if (limit_status_ != 0) return fail(limit_status_);
     spdlog::debug("http: malformed request: {} ({})", llhttp_errno_name(err),
                   llhttp_get_error_reason(&parser_));
-    return fail(err == HPE_PAUSED_UPGRADE ? 501 : 400);
+    return fail(err == HPE_INVALID_VERSION ? 505 : 400);
   }
   if (parsed_ == in_.size()) {
     in_.clear();
@@ -133,7 +170,7 @@ int Connection::on_message_begin(llhttp_t* p) {
   c->header_field_.clear();
   c->header_value_.clear();
   c->in_header_value_ = false;
-  c->arm_timer(c->options_.read_timeout, 408);
+  c->arm_timer(c->options_.read_timeout, Deadline::kRead);
   return 0;
 }
 
@@ -149,14 +186,47 @@ int Connection::on_url(llhttp_t* p, const char* at, std::size_t n) {
   return c->count_header_bytes(n) ? 0 : -1;
 }
 
+namespace {
+// RFC 9110 token characters: what a header name may be made of (no space, no separators).
+bool is_token_char(unsigned char ch) {
+  static constexpr std::string_view kExtra = "!#$%&'*+-.^_`|~";
+  return std::isalnum(ch) != 0 || kExtra.find(static_cast<char>(ch)) != std::string_view::npos;
+}
+// A header value may hold visible characters, spaces and tabs: no NUL, CR, LF (injection,
+// obs-fold) or other controls.
+bool is_value_char(unsigned char ch) {
+  return ch == '\t' || (ch >= 0x20 && ch != 0x7F);
+}
+}  // namespace
+
 int Connection::on_header_field(llhttp_t* p, const char* at, std::size_t n) {
   Connection* c = self_of(p);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!is_token_char(static_cast<unsigned char>(at[i]))) {
+      c->limit_status_ = 400;
+      return -1;
+    }
+  }
   c->header_field_.append(at, n);
   return c->count_header_bytes(n) ? 0 : -1;
 }
 
 int Connection::on_header_value(llhttp_t* p, const char* at, std::size_t n) {
   Connection* c = self_of(p);
+  // llhttp joins an obs-fold (a value continued on a line starting with a space) silently; RFC
+  // 9112 5.2 lets a server reject it, and nginx does: a line break right before this span.
+  const char* back = at;
+  while (back > c->exec_start_ && (back[-1] == ' ' || back[-1] == '\t')) --back;
+  if (back > c->exec_start_ && back[-1] == '\n') {
+    c->limit_status_ = 400;
+    return -1;
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!is_value_char(static_cast<unsigned char>(at[i]))) {
+      c->limit_status_ = 400;
+      return -1;
+    }
+  }
   c->header_value_.append(at, n);
   return c->count_header_bytes(n) ? 0 : -1;
 }
@@ -170,18 +240,40 @@ int Connection::on_header_value_complete(llhttp_t* p) {
   return 0;
 }
 
+int Connection::refuse_request(llhttp_t* p) const {
+  const Request& r = current_->request;
+  if (p->http_major != 1) return 505;  // HTTP/2.0 in an HTTP/1 request line: not this protocol
+  std::size_t hosts = 0;
+  for (const auto& [name, value] : r.headers) {
+    if (name.size() == 4 && strncasecmp(name.data(), "host", 4) == 0) ++hosts;
+  }
+  // RFC 9112 3.2: a 1.1 request has exactly one Host; a 1.0 one at most one.
+  if (hosts > 1 || (hosts == 0 && p->http_minor >= 1)) return 400;
+  // Asterisk-form (OPTIONS *) and CONNECT's authority-form address the server or a tunnel, which
+  // this server does not offer; nginx answers 400 as well.
+  if (r.target == "*" || p->method == HTTP_CONNECT) return 400;
+  if ((p->flags & F_CONTENT_LENGTH) != 0 && p->content_length > options_.max_body_bytes) return 413;
+  return 0;
+}
+
 int Connection::on_headers_complete(llhttp_t* p) {
   Connection* c = self_of(p);
   Request& r = c->current_->request;
-  if ((p->flags & F_CONTENT_LENGTH) != 0 && p->content_length > c->options_.max_body_bytes) {
-    c->limit_status_ = 413;
+  if (int status = c->refuse_request(p); status != 0) {
+    c->limit_status_ = status;
     return -1;
   }
   std::string_view expect = r.header("expect");
   if (expect.size() == 12 && strncasecmp(expect.data(), "100-continue", 12) == 0) {
-    // The client waits for this before sending the body; a write error shows up on the next read.
-    asio::error_code ignored;
-    asio::write(c->socket_, asio::buffer("HTTP/1.1 100 Continue\r\n\r\n", 25), ignored);
+    // The client waits for this before sending the body. Never blocking: on a fresh connection
+    // 25 bytes always fit the socket buffer; if they do not, the client is not reading at all.
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    ssize_t n = ::send(c->socket_.native_handle(), kContinue.data(), kContinue.size(),
+                       MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n != static_cast<ssize_t>(kContinue.size())) {
+      c->limit_status_ = 400;
+      return -1;
+    }
   }
   return 0;
 }
@@ -205,12 +297,22 @@ int Connection::on_message_complete(llhttp_t* p) {
 
 void Connection::dispatch() {
   busy_ = true;
-  deadline_armed_ = false;
+  arm_timer(options_.handler_timeout, Deadline::kHandler);
   auto state = current_;
   Request& r = state->request;
-  auto q = r.target.find('?');
-  r.path = r.target.substr(0, q);
-  r.query = q == std::string::npos ? "" : r.target.substr(q + 1);
+  std::string_view target = r.target;
+  // Absolute-form (GET http://host/path, as sent to proxies): routed by its path, as nginx does.
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (target.size() > scheme.size() &&
+        strncasecmp(target.data(), scheme.data(), scheme.size()) == 0) {
+      auto slash = target.find('/', scheme.size());
+      target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+      break;
+    }
+  }
+  auto q = target.find('?');
+  r.path = std::string(target.substr(0, q));
+  r.query = q == std::string_view::npos ? "" : std::string(target.substr(q + 1));
   head_ = r.method == "HEAD";
   std::weak_ptr<Connection> weak = weak_from_this();
   state->deliver = [weak](ExchangeState& s) {
@@ -252,6 +354,7 @@ void Connection::deliver(ExchangeState& exchange) {
   out_.clear();
   write_response(out_, exchange.response, head_, keep_alive_, dates_.now());
   current_.reset();
+  arm_timer(options_.write_timeout, Deadline::kWrite);
   asio::async_write(socket_, asio::buffer(out_),
                     [self = shared_from_this()](const asio::error_code& ec, std::size_t) {
                       if (self->closed_) return;
@@ -259,7 +362,7 @@ void Connection::deliver(ExchangeState& exchange) {
                       self->busy_ = false;
                       self->request_started_ = false;
                       self->header_bytes_ = 0;
-                      self->arm_timer(self->options_.idle_timeout, 0);
+                      self->arm_timer(self->options_.idle_timeout, Deadline::kIdle);
                       self->parse();  // pipelined requests already buffered, or read the next one
                     });
 }
@@ -268,6 +371,7 @@ void Connection::fail(int status) {
   if (closed_) return;
   busy_ = true;  // nothing more is parsed on this connection
   out_ = error_response(status, dates_.now());
+  arm_timer(options_.write_timeout, Deadline::kWrite);
   asio::async_write(
       socket_, asio::buffer(out_),
       [self = shared_from_this()](const asio::error_code&, std::size_t) { self->close(); });
@@ -279,7 +383,7 @@ void Connection::drain() {
   // Idle keep-alive: a request may already be on its way, and closing under it is what makes
   // clients see errors during reloads. Give it a moment: a request that comes is answered with
   // "Connection: close"; a connection that stays silent is closed.
-  arm_timer(std::min(options_.idle_timeout, std::chrono::milliseconds(1000)), 0);
+  arm_timer(std::min(options_.idle_timeout, std::chrono::milliseconds(1000)), Deadline::kIdle);
 }
 
 void Connection::close() {

@@ -48,7 +48,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void dispatch();
   void deliver(ExchangeState& exchange);
   void fail(int status);
-  void arm_timer(std::chrono::milliseconds after, int status_on_expiry);
+  // What an expired deadline means.
+  enum class Deadline {
+    kRead,     // the request is not complete: 408 if it began, else close
+    kIdle,     // keep-alive with no request: close
+    kHandler,  // the handler has not answered: handler_timeout_status, close
+    kWrite,    // the client does not read the response: close
+  };
+  void arm_timer(std::chrono::milliseconds after, Deadline kind);
+  void handler_timed_out();
+  // Checks nginx makes before a request reaches a handler; the status to answer, or 0.
+  int refuse_request(llhttp_t* p) const;
   bool count_header_bytes(std::size_t n);
 
   asio::ip::tcp::socket socket_;
@@ -57,12 +67,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   DateCache& dates_;
   std::function<void(Connection*)> on_closed_;
   std::chrono::steady_clock::time_point deadline_{};
-  int deadline_status_ = 0;  // what an expired deadline answers: 408, or 0 to just close
+  Deadline deadline_kind_ = Deadline::kRead;
   bool deadline_armed_ = false;
   llhttp_t parser_;
   std::unique_ptr<char[]> read_buffer_;  // what one read returns; appended to in_
   std::string in_;                       // received, not yet parsed
   std::size_t parsed_ = 0;
+  const char* exec_start_ = nullptr;  // the start of what llhttp is parsing now
   std::string out_;
   std::shared_ptr<ExchangeState> current_;  // the request being parsed or handled
   std::string header_field_, header_value_;

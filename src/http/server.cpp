@@ -1,8 +1,8 @@
 // The worker's HTTP server: accepts on the shared listening socket through a private epoll set
 // registered with EPOLLEXCLUSIVE (one worker woken per connection, as nginx does), owns the
 // connections, and drains them on a graceful stop.
-#include <spdlog/spdlog.h>
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -211,6 +211,21 @@ class Server : public std::enable_shared_from_this<Server> {
 };
 
 }  // namespace
+
+ServerOptions ServerOptions::from_config(const Config& c) {
+  ServerOptions o;
+  o.max_header_bytes = c.http_max_header_size;
+  o.max_body_bytes = c.http_max_body_size;
+  o.read_timeout = c.http_read_timeout;
+  o.idle_timeout = c.http_idle_timeout;
+  o.handler_timeout = c.http_handler_timeout;
+  o.write_timeout = c.http_write_timeout;
+  return o;
+}
+
+void serve(Context& ctx, Router router) {
+  serve(ctx, std::move(router), ServerOptions::from_config(ctx.config()));
+}
 
 void serve(Context& ctx, Router router, ServerOptions options) {
   auto server = std::make_shared<Server>(ctx, std::move(router), options);

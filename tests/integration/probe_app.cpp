@@ -226,11 +226,20 @@ void worker_setup(clutch::Context& ctx) {
       ctx.set_timeout(std::chrono::milliseconds(300),
                       [ex]() mutable { ex.send(200, "slow done"); });
     });
+    router.get("/never", [](clutch::http::Exchange ex) {
+      static std::vector<clutch::http::Exchange> held;  // never answered
+      held.push_back(ex);
+    });
+    router.get("/big", [](clutch::http::Exchange ex) { ex.send(200, std::string(32 << 20, 'b')); });
     router.get("/throw",
                [](clutch::http::Exchange) { throw std::runtime_error("handler failure"); });
     clutch::http::ServerOptions options;
     options.read_timeout = std::chrono::milliseconds(env_int("PROBE_HTTP_READ_TIMEOUT_MS", 10000));
     options.max_connections = env_int("PROBE_HTTP_MAX_CONNECTIONS", 0);
+    options.handler_timeout =
+        std::chrono::milliseconds(env_int("PROBE_HTTP_HANDLER_TIMEOUT_MS", 60000));
+    options.write_timeout =
+        std::chrono::milliseconds(env_int("PROBE_HTTP_WRITE_TIMEOUT_MS", 60000));
     options.max_body_bytes = 64 * 1024;
     options.max_header_bytes = 8 * 1024;
     clutch::http::serve(ctx, std::move(router), options);

@@ -92,15 +92,15 @@ class Http(ClusterTest):
         workers = list(self.c.ready["workers"])
         corpus = [
             (b"GARBAGE\r\n\r\n", 400),
-            (b"GET / HTTP/9.9\r\n\r\n", 400),
+            (b"GET / HTTP/9.9\r\n\r\n", 505),
             (b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 20000 + b"\r\n\r\n", 431),
             (b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n", 431),
-            (b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
-            (b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", 400),
-            (b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n", 400),
-            (b"POST /echo HTTP/1.1\r\nContent-Length: 999999\r\n\r\n", 413),
-            (b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + b"8000\r\n" + b"a" * 0x8000 + b"\r\n" +
+            (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+            (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", 400),
+            (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n", 400),
+            (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\n\r\n", 413),
+            (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + b"8000\r\n" + b"a" * 0x8000 + b"\r\n" +
              b"8000\r\n" + b"a" * 0x8000 + b"\r\n" + b"8000\r\n" + b"a" * 0x8000 + b"\r\n", 413),
             (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
             (b"\x00\x01\x02\x03" * 50, 400),

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "clutch/http.hpp"
 #include "common/config_keys.hpp"
 #include "common/config_loader.hpp"
 
@@ -103,6 +104,20 @@ TEST(Config, TheAppTableIsTheApplicationsAndReachesEveryProcess) {
   Config child = deserialize_config(serialize_config(c));
   EXPECT_EQ(child.app, c.app);
   EXPECT_EQ(child.workers, 2u);
+}
+
+TEST(Config, HttpKeysBecomeTheServersOptions) {
+  Config c = load({"-s", "http_max_body_size=1MiB", "-s", "http_handler_timeout=off", "-s",
+                   "http_read_timeout=2s", "-s", "http_write_timeout=5s", "-s",
+                   "http_idle_timeout=30s", "-s", "http_max_header_size=32KiB"});
+  http::ServerOptions o = http::ServerOptions::from_config(c);
+  EXPECT_EQ(o.max_body_bytes, 1u << 20);
+  EXPECT_EQ(o.handler_timeout, milliseconds(0));
+  EXPECT_EQ(o.read_timeout, milliseconds(2000));
+  EXPECT_EQ(o.write_timeout, milliseconds(5000));
+  EXPECT_EQ(o.idle_timeout, milliseconds(30000));
+  EXPECT_EQ(o.max_header_bytes, 32u << 10);
+  EXPECT_NE(error_of({"-s", "http_read_timeout=0"}).find("http_read_timeout"), std::string::npos);
 }
 
 TEST(Config, BadValuesNameTheKeyAndTheSource) {
