@@ -28,6 +28,10 @@ struct Config {
   // a deadlock, SIGSTOP) is hung: its backtrace is written to its log, then it is SIGKILLed and
   // replaced. 0 turns the check off. 30 s, as gunicorn's worker timeout.
   std::chrono::milliseconds hang_timeout{30000};
+  // A worker (or the agent) whose resident memory grows past this is replaced gracefully: a new
+  // worker is made ready first, then the old one drains (no request fails); the agent is
+  // restarted. Read from /proc once a second. 0, the default, sets no limit.
+  std::size_t max_rss = 0;
   // A child that dies younger than this is crashing: its restarts back off exponentially.
   std::chrono::milliseconds min_uptime{1000};
   std::chrono::milliseconds restart_backoff_initial{100};

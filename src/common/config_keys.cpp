@@ -125,6 +125,7 @@ const std::vector<Key>& keys() {
          c.max_message_size = static_cast<std::size_t>(*n);
        },
        [](const Config& c) { return std::to_string(c.max_message_size); }},
+      size_key("max_rss", &Config::max_rss, 0, uint64_t{1} << 44),
       size_key("http_max_header_size", &Config::http_max_header_size, 1024, uint64_t{1} << 24),
       size_key("http_max_body_size", &Config::http_max_body_size, 0, uint64_t{1} << 40),
       duration_key("http_read_timeout", &Config::http_read_timeout),

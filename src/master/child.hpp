@@ -32,13 +32,16 @@ struct Child {
   ChildState state = ChildState::kStarting;
   Clock::time_point started_at;
   std::shared_ptr<ipc::Channel> channel;
-  uint32_t unacked = 0;           // acknowledged messages handed to it and not yet acknowledged
-  bool term_sent = false;         // SIGTERM sent by the master
-  bool reload_candidate = false;  // started by a rolling reload, not yet ready
-  bool refusing = false;          // messages for it are refused (its queue is full); logged once
-  bool hung = false;              // its loop stopped turning: being killed
-  Clock::time_point last_seen;    // when its channel last delivered anything (a heartbeat at least)
-  std::string fatal_error;        // what the child reported before dying, if anything
+  uint32_t unacked = 0;    // acknowledged messages handed to it and not yet acknowledged
+  bool term_sent = false;  // SIGTERM sent by the master
+  bool reload_candidate =
+      false;  // started to take over a slot (a reload or a replacement), not ready
+  // Started to replace the slot's process on its own (over max_rss), not by a rolling reload.
+  std::string replacing_because;
+  bool refusing = false;        // messages for it are refused (its queue is full); logged once
+  bool hung = false;            // its loop stopped turning: being killed
+  Clock::time_point last_seen;  // when its channel last delivered anything (a heartbeat at least)
+  std::string fatal_error;      // what the child reported before dying, if anything
   std::vector<pid_t> blocked_senders;  // paused because this child's output is over high water
   std::unique_ptr<asio::steady_timer> startup_timer, kill_timer, stable_timer;
 
@@ -57,6 +60,8 @@ struct Slot {
   RestartBudget budget{0, Millis{0}};
   pid_t current = 0;  // the process filling it, 0 while empty
   std::unique_ptr<asio::steady_timer> restart_timer;
+  bool replacing = false;  // a replacement (over max_rss) is starting for it
+  Clock::time_point replace_failed_at{};
 };
 
 // The live children by pid.

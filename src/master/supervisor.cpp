@@ -81,7 +81,8 @@ Supervisor::Supervisor(asio::io_context& io, Config config, std::string app_name
       stop_signals_(io, SIGTERM, SIGINT, SIGQUIT),
       hangup_signal_(io, SIGHUP),
       child_signals_(io, SIGCHLD),
-      hang_timer_(io) {}
+      hang_timer_(io),
+      memory_timer_(io) {}
 
 int Supervisor::run() {
   started_at_ = Clock::now();
@@ -135,6 +136,7 @@ int Supervisor::run() {
     last_hang_sweep_ = Clock::now();
     watch_hangs();
   }
+  if (config_.max_rss > 0) watch_memory();
   spdlog::info("starting {} with 1 agent and {} worker(s) on {}:{}", app_name_, workers,
                config_.host, listen_.port);
   spawn(agent_slot_);
@@ -327,7 +329,10 @@ void Supervisor::on_ready(Child& child) {
   child.state = ChildState::kReady;
   child.last_seen = Clock::now();
   child.startup_timer->cancel();
-  if (child.reload_candidate) return reload_candidate_ready(child);
+  if (child.reload_candidate) {
+    return child.replacing_because.empty() ? reload_candidate_ready(child)
+                                           : replacement_ready(child);
+  }
   Slot& slot = slot_of(child);
   pid_t pid = child.pid;
   child.stable_timer->expires_after(config_.min_uptime);
@@ -424,6 +429,11 @@ void Supervisor::on_exit(pid_t pid, int status) {
   Slot& slot = slot_of(*c);
   if (slot.current == pid) slot.current = 0;
   bool failed_candidate = c->reload_candidate;
+  bool failed_replacement = failed_candidate && !c->replacing_because.empty();
+  if (failed_replacement) {
+    slot.replacing = false;
+    slot.replace_failed_at = Clock::now();
+  }
   std::string who = c->describe();
   std::string how = exit_description(status);
   std::string error = c->fatal_error;
@@ -436,6 +446,11 @@ void Supervisor::on_exit(pid_t pid, int status) {
       fail_start(who, error.empty() ? how : fmt::format("{} ({})", error, how));
       break;
     case Phase::kRunning: {
+      if (failed_replacement) {
+        spdlog::error("{} (a replacement) {} before it was ready{}; the old process keeps serving",
+                      who, how, error.empty() ? "" : ": " + error);
+        break;
+      }
       if (failed_candidate) {
         abort_reload(fmt::format("{} {} before it was ready{}", who, how,
                                  error.empty() ? "" : ": " + error));

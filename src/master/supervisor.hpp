@@ -44,6 +44,10 @@ class Supervisor {
   // Every heartbeat interval: a ready child silent for hang_timeout is hung.
   void watch_hangs();
   void on_hang(Child& child, Millis silent);
+  // Once a second with max_rss set: a child over it is replaced gracefully (memory_watch.cpp).
+  void watch_memory();
+  void replace_gracefully(Child& child, const std::string& why);
+  void replacement_ready(Child& candidate);
   Child* spawn(Slot& slot, bool reload_candidate = false);
   void reload_next();
   void reload_candidate_ready(Child& candidate);
@@ -94,7 +98,7 @@ class Supervisor {
   Phase phase_ = Phase::kStarting;
   int exit_code_ = kExitOk;
   asio::signal_set stop_signals_, hangup_signal_, child_signals_;
-  asio::steady_timer hang_timer_;
+  asio::steady_timer hang_timer_, memory_timer_;
   Clock::time_point last_hang_sweep_;
 };
 

@@ -12,6 +12,7 @@
 #include <csignal>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -229,6 +230,14 @@ void worker_setup(clutch::Context& ctx) {
     router.get("/never", [](clutch::http::Exchange ex) {
       static std::vector<clutch::http::Exchange> held;  // never answered
       held.push_back(ex);
+    });
+    router.get("/grow", [](clutch::http::Exchange ex) {
+      // A leak on purpose: 128 MiB, touched so it is resident, never freed.
+      static std::vector<std::unique_ptr<char[]>> leaked;
+      std::size_t size = std::size_t{128} << 20;
+      leaked.emplace_back(new char[size]);
+      std::memset(leaked.back().get(), 1, size);
+      ex.send(200, "grown");
     });
     router.get("/big", [](clutch::http::Exchange ex) { ex.send(200, std::string(32 << 20, 'b')); });
     router.get("/throw",

@@ -1,0 +1,83 @@
+// max_rss: a child whose resident memory grew past the limit (a leak, a cache without bound) is
+// replaced the way a rolling reload replaces a worker, one slot only: the new process is made
+// ready first, then the old one drains, so no request fails. The agent, a singleton, restarts.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "master/supervisor.hpp"
+
+namespace clutch::master {
+namespace {
+
+// Resident set size from /proc/PID/statm (its second field, in pages); 0 if it cannot be read.
+std::size_t resident_bytes(pid_t pid) {
+  std::ifstream statm(fmt::format("/proc/{}/statm", pid));
+  std::size_t size = 0, resident = 0;
+  if (!(statm >> size >> resident)) return 0;
+  return resident * static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+}
+
+std::string mib(std::size_t bytes) {
+  return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1 << 20));
+}
+
+}  // namespace
+
+void Supervisor::watch_memory() {
+  memory_timer_.expires_after(std::chrono::seconds(1));
+  memory_timer_.async_wait([this](const asio::error_code& ec) {
+    if (ec) return;
+    if (phase_ == Phase::kRunning && !reload_.active) {
+      std::vector<pid_t> over;
+      children_.for_each([&](Child& c) {
+        if (c.state != ChildState::kReady || c.term_sent || c.reload_candidate) return;
+        Slot& slot = slot_of(c);
+        if (slot.current != c.pid || slot.replacing) return;
+        // A replacement that failed is not tried again at once (it would fail the same way).
+        if (Clock::now() - slot.replace_failed_at < std::chrono::seconds(30)) return;
+        std::size_t rss = resident_bytes(c.pid);
+        if (rss > config_.max_rss) {
+          replace_gracefully(c, fmt::format("resident memory {} is over max_rss ({})", mib(rss),
+                                            mib(config_.max_rss)));
+        }
+      });
+    }
+    watch_memory();
+  });
+}
+
+void Supervisor::replace_gracefully(Child& c, const std::string& why) {
+  Slot& slot = slot_of(c);
+  if (c.role == ipc::Role::kAgent) {
+    spdlog::warn("{}: {}: restarting it", c.describe(), why);
+    terminate(c);  // on_exit starts the next one at once
+    return;
+  }
+  spdlog::warn("{}: {}: starting its replacement, then draining it", c.describe(), why);
+  slot.replacing = true;
+  if (Child* candidate = spawn(slot, true)) {
+    candidate->replacing_because = why;
+  } else {
+    slot.replacing = false;
+    slot.replace_failed_at = Clock::now();
+  }
+}
+
+void Supervisor::replacement_ready(Child& candidate) {
+  candidate.reload_candidate = false;
+  Slot& slot = slot_of(candidate);
+  slot.replacing = false;
+  pid_t old = slot.current;
+  slot.current = candidate.pid;
+  router_.targets_changed();
+  router_.announce_members();
+  router_.send_runtime(candidate, "clutch:ready", {});
+  spdlog::info("worker {} replaced (pid {} -> {}): {}", slot.index, old, candidate.pid,
+               candidate.replacing_because);
+  if (Child* previous = children_.find(old)) terminate(*previous);
+}
+
+}  // namespace clutch::master
