@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -35,8 +36,9 @@ std::string value_text(const toml::node& node, const std::string& key, const std
   }
   if (auto b = node.as_boolean()) return b->get() ? "true" : "false";
   if (auto f = node.as_floating_point()) {
-    throw fail(fmt::format("{} is not a whole number; write e.g. {} = {}", f->get(), key,
-                           static_cast<int64_t>(f->get())));
+    // The suggestion drops the fraction ({:.0f} rounds without the overflow of an integer cast).
+    throw fail(fmt::format("{} is not a whole number; write e.g. {} = {:.0f}", f->get(), key,
+                           std::trunc(f->get())));
   }
   throw fail("expected a number, a string or true/false");
 }
@@ -63,6 +65,23 @@ void collect_app_settings(const toml::table& table, const std::string& prefix,
   }
 }
 
+void apply_toml_table(Config& config, const toml::table& table, std::string_view where) {
+  std::string source = std::string(where);
+  for (auto&& [key, node] : table) {
+    if (auto section = node.as_table()) {
+      if (key.str() != "app") {
+        throw ConfigError(fmt::format(
+            "config: unknown table [{}] in {}: clutch's keys go at the top of the file, before "
+            "any table, and the application's own settings under [app]",
+            key.str(), where));
+      }
+      collect_app_settings(*section, "", config.app);
+      continue;
+    }
+    apply_config_value(config, key.str(), value_text(node, std::string(key.str()), source), source);
+  }
+}
+
 void apply_toml_file(Config& config, const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) {
@@ -75,24 +94,22 @@ void apply_toml_file(Config& config, const std::string& path) {
     throw ConfigError(fmt::format("config: cannot read {}: {} (line {})", path, e.description(),
                                   e.source().begin.line));
   }
-  std::string source = "file " + path;
-  for (auto&& [key, node] : table) {
-    if (auto section = node.as_table()) {
-      if (key.str() != "app") {
-        throw ConfigError(fmt::format(
-            "config: unknown table [{}] in {}: clutch's keys go at the top of the file, before "
-            "any table, and the application's own settings under [app]",
-            key.str(), path));
-      }
-      collect_app_settings(*section, "", config.app);
-      continue;
-    }
-    apply_config_value(config, key.str(), value_text(node, std::string(key.str()), source), source);
-  }
+  apply_toml_table(config, table, "file " + path);
   config.config_file = path;
 }
 
 }  // namespace
+
+void apply_config_toml(Config& config, std::string_view text, std::string_view where) {
+  toml::table table;
+  try {
+    table = toml::parse(text);
+  } catch (const toml::parse_error& e) {
+    throw ConfigError(fmt::format("config: cannot read {}: {} (line {})", where, e.description(),
+                                  e.source().begin.line));
+  }
+  apply_toml_table(config, table, where);
+}
 
 std::optional<int> load_config(int argc, char** argv, std::string_view app_name, Config& out) {
   CLI::App cli{fmt::format("{} (a clutch cluster: one master, one agent, N workers)", app_name),

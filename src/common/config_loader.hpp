@@ -13,4 +13,8 @@ namespace clutch {
 // printing; throws ConfigError on a bad file, variable or flag.
 std::optional<int> load_config(int argc, char** argv, std::string_view app_name, Config& out);
 
+// Applies the settings of a TOML document (as a config file holds them) to `config`; throws
+// ConfigError naming `where`. What load_config does with --config's file, minus the file.
+void apply_config_toml(Config& config, std::string_view text, std::string_view where);
+
 }  // namespace clutch
