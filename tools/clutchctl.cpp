@@ -6,6 +6,9 @@
 //   clutchctl publish URL [BODY] [--count N]
 //       publishes BODY (or, with --count, N messages "BODY-1".."BODY-N") to a queue URL such as
 //       sqlite:/var/lib/app/queue.db.
+//   clutchctl status [--watch] | reload | stop [--now] | scale N|+N|-N   [--app NAME | --socket
+//   PATH] [--json]
+//       talk to a running cluster through its control socket (docs/OPERATIONS.md).
 #include <CLI/CLI.hpp>
 
 #include <ctime>
@@ -14,6 +17,7 @@
 #include "clutch/config.hpp"
 #include "clutch/mq.hpp"
 #include "clutch/version.hpp"
+#include "control_client.hpp"
 #include "schedule/cron.hpp"
 
 namespace {
@@ -82,7 +86,30 @@ int main(int argc, char** argv) {
   publish->add_option("body", body, "message body (with --count: the prefix of each body)");
   publish->add_option("--count", publish_count, "publish N numbered messages");
 
+  clutchctl::Target target;
+  auto add_target = [&target](CLI::App* command) {
+    command->add_option("--app", target.app, "the cluster's app name (its default socket)");
+    command->add_option("--socket", target.socket, "the cluster's control socket path");
+    command->add_flag("--json", target.json, "print the answer as JSON");
+  };
+  bool watch = false, now = false;
+  std::string how_many;
+  auto* status = cli.add_subcommand("status", "every process of a running cluster");
+  status->add_flag("--watch", watch, "refresh every second, as top does");
+  auto* top = cli.add_subcommand("top", "status --watch");
+  auto* reload = cli.add_subcommand("reload", "rolling reload; waits for its outcome");
+  auto* stop = cli.add_subcommand("stop", "graceful stop (--now: at once)");
+  stop->add_flag("--now", now, "kill every process at once");
+  auto* scale = cli.add_subcommand("scale", "set the number of workers: N, +N or -N");
+  scale->add_option("workers", how_many, "N, +N or -N")->required()->allow_extra_args(false);
+  for (auto* command : {status, top, reload, stop, scale}) add_target(command);
+
   CLI11_PARSE(cli, argc, argv);
+  if (status->parsed()) return clutchctl::status_command(target, watch);
+  if (top->parsed()) return clutchctl::status_command(target, true);
+  if (reload->parsed()) return clutchctl::reload_command(target);
+  if (stop->parsed()) return clutchctl::stop_command(target, now);
+  if (scale->parsed()) return clutchctl::scale_command(target, how_many);
   if (cron->parsed()) return cron_command(expression, zone, from, count);
   if (publish->parsed()) return publish_command(url, body, publish_count);
   return 2;

@@ -50,6 +50,9 @@ struct Config {
   std::chrono::milliseconds http_idle_timeout{60000};
   std::chrono::milliseconds http_handler_timeout{60000};  // 0: none
   std::chrono::milliseconds http_write_timeout{60000};
+  // The master's control socket for clutchctl: empty picks $XDG_RUNTIME_DIR/clutch/APP.sock or
+  // /tmp/clutch-UID/APP.sock; "off" opens none.
+  std::string control_socket;
   // The file the settings came from, if any (informational).
   std::string config_file;
   // The application's own settings: the [app] table of the config file, flattened ("db.host"

@@ -5,6 +5,7 @@
 #include <asio/steady_timer.hpp>
 
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -62,6 +63,9 @@ struct Slot {
   std::unique_ptr<asio::steady_timer> restart_timer;
   bool replacing = false;  // a replacement (over max_rss) is starting for it
   Clock::time_point replace_failed_at{};
+  bool retired = false;   // scaled away: its process drains and the slot is removed
+  uint32_t restarts = 0;  // processes started in it after its first
+  std::string last_exit;  // how its last process ended, for status
 };
 
 // The live children by pid.

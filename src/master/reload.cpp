@@ -45,9 +45,12 @@ void Supervisor::reload_next() {
   reload_.active = false;
   std::vector<pid_t> workers;
   for (const Slot& s : worker_slots_) workers.push_back(s.current);
-  spdlog::info("reload {} complete in {} ms: agent {}, workers [{}]", reload_.generation,
-               std::chrono::duration_cast<Millis>(Clock::now() - reload_.started).count(),
-               agent_slot_.current, fmt::join(workers, ","));
+  std::string outcome =
+      fmt::format("reload {} complete in {} ms: agent {}, workers [{}]", reload_.generation,
+                  std::chrono::duration_cast<Millis>(Clock::now() - reload_.started).count(),
+                  agent_slot_.current, fmt::join(workers, ","));
+  spdlog::info("{}", outcome);
+  reload_finished(true, outcome);
 }
 
 void Supervisor::reload_candidate_ready(Child& candidate) {
@@ -58,8 +61,10 @@ void Supervisor::reload_candidate_ready(Child& candidate) {
   router_.targets_changed();
   router_.announce_members();
   router_.send_runtime(candidate, "clutch:ready", {});
-  spdlog::info("reload {}: worker {} replaced (pid {} -> {})", reload_.generation, slot.index, old,
-               candidate.pid);
+  std::string step = fmt::format("reload {}: worker {} replaced (pid {} -> {})", reload_.generation,
+                                 slot.index, old, candidate.pid);
+  spdlog::info("{}", step);
+  reload_progress(step);
   if (Child* previous = children_.find(old)) terminate(*previous);
   ++reload_.next_slot;
   reload_next();
@@ -68,8 +73,10 @@ void Supervisor::reload_candidate_ready(Child& candidate) {
 void Supervisor::abort_reload(const std::string& error) {
   if (!reload_.active) return;
   reload_.active = false;
-  spdlog::error("reload {} failed: {}; the running generation keeps serving", reload_.generation,
-                error);
+  std::string outcome = fmt::format("reload {} failed: {}; the running generation keeps serving",
+                                    reload_.generation, error);
+  spdlog::error("{}", outcome);
+  reload_finished(false, outcome);
 }
 
 }  // namespace clutch::master

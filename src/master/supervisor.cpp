@@ -82,7 +82,10 @@ Supervisor::Supervisor(asio::io_context& io, Config config, std::string app_name
       hangup_signal_(io, SIGHUP),
       child_signals_(io, SIGCHLD),
       hang_timer_(io),
-      memory_timer_(io) {}
+      memory_timer_(io),
+      control_(io, [this](const nlohmann::json& request, ControlServer::Answer answer) {
+        on_control_request(request, std::move(answer));
+      }) {}
 
 int Supervisor::run() {
   started_at_ = Clock::now();
@@ -118,6 +121,7 @@ int Supervisor::run() {
 
   RestartPolicyConfig policy{config_.min_uptime, config_.restart_backoff_initial,
                              config_.restart_backoff_max};
+  policy_ = policy;
   RestartBudget budget(config_.max_restarts, config_.max_restarts_window);
   agent_slot_ = Slot{ipc::Role::kAgent,
                      0,
@@ -137,6 +141,7 @@ int Supervisor::run() {
     watch_hangs();
   }
   if (config_.max_rss > 0) watch_memory();
+  open_control_socket();
   spdlog::info("starting {} with 1 agent and {} worker(s) on {}:{}", app_name_, workers,
                config_.host, listen_.port);
   spawn(agent_slot_);
@@ -359,6 +364,7 @@ void Supervisor::on_ready(Child& child) {
       router_.announce_members();
       router_.send_runtime(child, "clutch:ready", {});
       spdlog::info("{} ready (replacement)", child.describe());
+      check_scale_done();
       if (child.role == ipc::Role::kAgent && reload_.active && reload_.agent_restarting)
         reload_next();
       break;
@@ -385,9 +391,10 @@ void Supervisor::maybe_cluster_ready() {
     router_.send_runtime(c, "clutch:ready", {});
   });
   std::cout << fmt::format(
-                   "{} ready in {} ms: master {}, agent {}, workers [{}], listening on {}:{}",
+                   "{} ready in {} ms: master {}, agent {}, workers [{}], listening on {}:{}{}",
                    app_name_, ms_since(started_at_), pid_, agent_slot_.current,
-                   fmt::join(workers, ","), config_.host, listen_.port)
+                   fmt::join(workers, ","), config_.host, listen_.port,
+                   control_.path().empty() ? "" : ", control " + control_.path())
             << std::endl;
   notify_systemd(fmt::format("READY=1\nSTATUS=serving on {}:{} with {} workers\nMAINPID={}",
                              config_.host, listen_.port, workers.size(), pid_));
@@ -456,6 +463,12 @@ void Supervisor::on_exit(pid_t pid, int status) {
                                  error.empty() ? "" : ": " + error));
         break;
       }
+      if (slot.retired) {
+        spdlog::info("{} {} (scaled down)", who, how);
+        remove_retired_slots();
+        check_scale_done();
+        break;
+      }
       if (slot.current != 0) {
         // Replaced by a reload: its successor already serves in the slot.
         spdlog::info("{} (replaced by pid {}) {}", who, slot.current, how);
@@ -469,7 +482,10 @@ void Supervisor::on_exit(pid_t pid, int status) {
         give_up(slot, fmt::format("{} {}{}", who, how, error.empty() ? "" : ": " + error));
         break;
       }
-      Millis delay = slot.backoff.on_exit(uptime);
+      slot.last_exit = fmt::format("{}{}", how, error.empty() ? "" : ": " + error);
+      ++slot.restarts;
+      // A process the master asked to stop (a reload's agent, a restart) is not crashing.
+      Millis delay = asked_to_stop ? Millis{0} : slot.backoff.on_exit(uptime);
       if (slot.backoff.crashing()) {
         spdlog::warn(
             "{} {} after {} ms{}; crash {} in a row: cluster degraded, restarting in {} ms", who,
@@ -572,6 +588,7 @@ void Supervisor::force_stop() {
 }
 
 void Supervisor::finish() {
+  control_.close();
   std::size_t lost = router_.fail_unacknowledged("the cluster stopped before a worker handled it");
   if (lost > 0) spdlog::warn("{} acknowledged message(s) were never handled", lost);
   if (!config_.reuse_port && listen_.fd >= 0) close(listen_.fd);

@@ -12,6 +12,7 @@
 
 #include "clutch/config.hpp"
 #include "master/child.hpp"
+#include "master/control_server.hpp"
 #include "master/listen_socket.hpp"
 #include "master/router.hpp"
 
@@ -48,6 +49,16 @@ class Supervisor {
   void watch_memory();
   void replace_gracefully(Child& child, const std::string& why);
   void replacement_ready(Child& candidate);
+  // The control socket's commands (control_commands.cpp).
+  void open_control_socket();
+  void on_control_request(const nlohmann::json& request, ControlServer::Answer answer);
+  nlohmann::json status_json();
+  std::string cluster_state() const;
+  void scale(std::size_t workers, ControlServer::Answer answer);
+  void remove_retired_slots();
+  void check_scale_done(bool timed_out = false);
+  void reload_finished(bool ok, const std::string& outcome);
+  void reload_progress(const std::string& step);
   Child* spawn(Slot& slot, bool reload_candidate = false);
   void reload_next();
   void reload_candidate_ready(Child& candidate);
@@ -84,7 +95,16 @@ class Supervisor {
   ChildTable children_;
   Router router_;
   Slot agent_slot_;
-  std::vector<Slot> worker_slots_;
+  // A deque: slots are added and removed at the end by scale, and timers hold references to them.
+  std::deque<Slot> worker_slots_;
+  RestartPolicyConfig policy_;
+  ControlServer control_;
+  std::vector<ControlServer::Answer> reload_waiters_;
+  struct ScaleState {
+    std::size_t target = 0;
+    std::vector<ControlServer::Answer> waiters;
+    std::unique_ptr<asio::steady_timer> timer;
+  } scale_;
   bool workers_spawned_ = false;
 
   struct ReloadState {

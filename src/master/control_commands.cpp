@@ -1,0 +1,270 @@
+// What the control socket's commands do: status, reload (answered with its outcome), stop,
+// scale (answered once the workers are ready or drained). Scaling goes through the same paths as
+// crashes and reloads: new slots are filled by spawn() and the restart policy, retired ones are
+// drained with terminate() like any stop.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "master/supervisor.hpp"
+
+namespace clutch::master {
+namespace {
+
+// RSS in bytes and CPU seconds (user + system) of a process, from /proc; zeros if it is gone.
+std::pair<std::size_t, double> usage(pid_t pid) {
+  std::size_t rss = 0;
+  {
+    std::ifstream statm(fmt::format("/proc/{}/statm", pid));
+    std::size_t size = 0, resident = 0;
+    if (statm >> size >> resident) rss = resident * static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  }
+  double cpu = 0;
+  std::ifstream stat(fmt::format("/proc/{}/stat", pid));
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  if (auto paren = text.rfind(')'); paren != std::string::npos) {
+    std::istringstream fields(text.substr(paren + 2));
+    std::string field;
+    unsigned long long utime = 0, stime = 0;
+    for (int i = 1; i <= 13 && fields >> field; ++i) {
+      if (i == 12) utime = std::stoull(field);
+      if (i == 13) stime = std::stoull(field);
+    }
+    cpu = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
+  return {rss, cpu};
+}
+
+std::string_view state_name(const Child& c) {
+  if (c.hung) return "hung";
+  switch (c.state) {
+    case ChildState::kStarting:
+      return "starting";
+    case ChildState::kReady:
+      return "ready";
+    case ChildState::kDraining:
+      return "draining";
+    case ChildState::kGone:
+      return "gone";
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+void Supervisor::open_control_socket() {
+  if (config_.control_socket == "off") return;
+  std::string path =
+      config_.control_socket.empty() ? default_control_path(app_name_) : config_.control_socket;
+  std::string error;
+  if (control_.open(path, error)) return;
+  if (config_.control_socket.empty() && !path.empty()) {
+    // The default name is taken by another cluster of this app: this one's pid makes it unique.
+    std::string own = path.substr(0, path.size() - 5) + fmt::format("-{}.sock", pid_);
+    if (control_.open(own, error)) return;
+  }
+  // Said once; the cluster runs without it (clutchctl cannot reach it, signals still work).
+  spdlog::warn("control socket not opened ({}): clutchctl cannot reach this cluster", error);
+}
+
+std::string Supervisor::cluster_state() const {
+  switch (phase_) {
+    case Phase::kStarting:
+      return "starting";
+    case Phase::kStopping:
+      return "stopping";
+    case Phase::kRunning:
+      break;
+  }
+  if (reload_.active) return "reloading";
+  if (scale_.timer) return "scaling";
+  if (agent_slot_.current == 0 || agent_slot_.backoff.crashing()) return "degraded";
+  for (const Slot& s : worker_slots_) {
+    if (s.current == 0 || s.backoff.crashing()) return "degraded";
+  }
+  return "ready";
+}
+
+nlohmann::json Supervisor::status_json() {
+  nlohmann::json processes = nlohmann::json::array();
+  auto row = [&](const Slot& slot) {
+    nlohmann::json r = {{"role", slot.role == ipc::Role::kAgent ? "agent" : "worker"},
+                        {"slot", slot.role == ipc::Role::kAgent ? -1 : slot.index},
+                        {"restarts", slot.restarts},
+                        {"last_exit", slot.last_exit}};
+    Child* c = children_.find(slot.current);
+    if (c == nullptr) {
+      r.update({{"pid", 0},
+                {"state", slot.retired ? "retired" : "backing off"},
+                {"uptime_ms", 0},
+                {"rss_bytes", 0},
+                {"cpu_seconds", 0},
+                {"in_flight", 0}});
+      return processes.push_back(std::move(r));
+    }
+    auto [rss, cpu] = usage(c->pid);
+    r.update(
+        {{"pid", c->pid},
+         {"state", slot.retired ? "draining" : state_name(*c)},
+         {"uptime_ms", std::chrono::duration_cast<Millis>(Clock::now() - c->started_at).count()},
+         {"rss_bytes", rss},
+         {"cpu_seconds", cpu},
+         {"in_flight", c->unacked}});
+    processes.push_back(std::move(r));
+  };
+  row(agent_slot_);
+  for (const Slot& s : worker_slots_) row(s);
+  auto [rss, cpu] = usage(pid_);
+  return {{"ok", true},
+          {"app", app_name_},
+          {"master", pid_},
+          {"state", cluster_state()},
+          {"generation", reload_.generation},
+          {"uptime_ms", std::chrono::duration_cast<Millis>(Clock::now() - started_at_).count()},
+          {"listening", fmt::format("{}:{}", config_.host, listen_.port)},
+          {"master_rss_bytes", rss},
+          {"master_cpu_seconds", cpu},
+          {"processes", std::move(processes)}};
+}
+
+void Supervisor::on_control_request(const nlohmann::json& request, ControlServer::Answer answer) {
+  std::string cmd = request["cmd"];
+  if (cmd == "status") return answer(status_json(), true);
+  if (cmd == "ping") return answer({{"ok", true}}, true);
+  if (cmd == "reload") {
+    if (phase_ != Phase::kRunning || reload_.active) {
+      return answer({{"ok", false},
+                     {"error", reload_.active ? "a reload is already in progress"
+                                              : "the cluster is " + cluster_state()}},
+                    true);
+    }
+    reload_waiters_.push_back(answer);
+    reload("clutchctl reload");
+    return;
+  }
+  if (cmd == "stop") {
+    bool now = request.value("now", false);
+    answer({{"ok", true}, {"stopping", now ? "now" : "gracefully"}}, true);
+    if (now) {
+      spdlog::warn("clutchctl stop --now: stopping at once");
+      phase_ = Phase::kStopping;
+      force_stop();
+    } else {
+      begin_stop(kExitOk, "clutchctl stop");
+    }
+    return;
+  }
+  if (cmd == "scale") {
+    std::size_t current = worker_slots_.size();
+    long long target = static_cast<long long>(current);
+    if (request.contains("workers") && request["workers"].is_number_integer()) {
+      target = request["workers"].get<long long>();
+    } else if (request.contains("delta") && request["delta"].is_number_integer()) {
+      target += request["delta"].get<long long>();
+    } else {
+      return answer({{"ok", false}, {"error", "scale needs \"workers\": N or \"delta\": +-N"}},
+                    true);
+    }
+    if (target < 1 || target > 1024) {
+      return answer({{"ok", false},
+                     {"error", fmt::format("cannot scale to {} workers: from 1 to 1024", target)}},
+                    true);
+    }
+    return scale(static_cast<std::size_t>(target), std::move(answer));
+  }
+  answer({{"ok", false},
+          {"error", fmt::format("unknown command '{}' (status, reload, stop, scale, ping)", cmd)}},
+         true);
+}
+
+void Supervisor::scale(std::size_t workers, ControlServer::Answer answer) {
+  std::string refused;
+  if (phase_ != Phase::kRunning) refused = "the cluster is " + cluster_state();
+  if (reload_.active) refused = "a reload is in progress";
+  if (scale_.timer) refused = "a scale is in progress";
+  if (config_.reuse_port && workers > slot_listen_fds_.size()) {
+    refused = fmt::format(
+        "with reuse_port the cluster cannot grow past the {} sockets bound at "
+        "start",
+        slot_listen_fds_.size());
+  }
+  if (!refused.empty()) return answer({{"ok", false}, {"error", refused}}, true);
+  std::size_t from = worker_slots_.size();
+  spdlog::info("scaling from {} to {} worker(s)", from, workers);
+  scale_.target = workers;
+  scale_.waiters.push_back(std::move(answer));
+  // Answered when done, or, for a worker that cannot start, once a start could have succeeded.
+  scale_.timer = std::make_unique<asio::steady_timer>(io_);
+  scale_.timer->expires_after(config_.startup_timeout + config_.kill_timeout);
+  scale_.timer->async_wait([this](const asio::error_code& ec) {
+    if (!ec) check_scale_done(true);
+  });
+  RestartBudget budget(config_.max_restarts, config_.max_restarts_window);
+  for (std::size_t i = from; i < workers; ++i) {
+    worker_slots_.push_back(Slot{ipc::Role::kWorker, static_cast<int>(i), RestartBackoff(policy_),
+                                 budget, 0, std::make_unique<asio::steady_timer>(io_)});
+    spawn(worker_slots_.back());
+  }
+  // Scaling down drains the highest slots, as a stop would.
+  for (std::size_t i = workers; i < from; ++i) {
+    Slot& slot = worker_slots_[i];
+    slot.retired = true;
+    slot.restart_timer->cancel();
+    if (Child* c = children_.find(slot.current)) terminate(*c);
+  }
+  remove_retired_slots();
+  check_scale_done();
+}
+
+void Supervisor::remove_retired_slots() {
+  // Only from the end, and only once their process is gone (children refer to slots by index).
+  while (!worker_slots_.empty() && worker_slots_.back().retired &&
+         children_.find(worker_slots_.back().current) == nullptr) {
+    worker_slots_.pop_back();
+  }
+  router_.targets_changed();
+}
+
+void Supervisor::check_scale_done(bool timed_out) {
+  if (!scale_.timer) return;
+  std::size_t ready = 0;
+  bool retiring = false;
+  for (const Slot& s : worker_slots_) {
+    if (s.retired) {
+      retiring = true;
+      continue;
+    }
+    Child* c = children_.find(s.current);
+    if (c != nullptr && c->state == ChildState::kReady) ++ready;
+  }
+  bool done = !retiring && ready == scale_.target && worker_slots_.size() == scale_.target;
+  if (!done && !timed_out) return;
+  nlohmann::json outcome =
+      done
+          ? nlohmann::json{{"ok", true}, {"workers", scale_.target}}
+          : nlohmann::json{
+                {"ok", false},
+                {"error", fmt::format("{} of {} worker(s) ready{} after {} ms; the "
+                                      "restart policy keeps trying",
+                                      ready, scale_.target, retiring ? ", some still draining" : "",
+                                      (config_.startup_timeout + config_.kill_timeout).count())}};
+  if (done) spdlog::info("scaled to {} worker(s)", scale_.target);
+  for (auto& waiter : std::exchange(scale_.waiters, {})) waiter(outcome, true);
+  scale_.timer->cancel();
+  scale_.timer.reset();
+  router_.announce_members();
+}
+
+void Supervisor::reload_finished(bool ok, const std::string& outcome) {
+  nlohmann::json answer = ok ? nlohmann::json{{"ok", true}, {"outcome", outcome}}
+                             : nlohmann::json{{"ok", false}, {"error", outcome}};
+  for (auto& waiter : std::exchange(reload_waiters_, {})) waiter(answer, true);
+}
+
+void Supervisor::reload_progress(const std::string& step) {
+  for (auto& waiter : reload_waiters_) waiter({{"progress", step}}, false);
+}
+
+}  // namespace clutch::master
