@@ -6,36 +6,11 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <fstream>
-
+#include "master/proc_stats.hpp"
 #include "master/supervisor.hpp"
 
 namespace clutch::master {
 namespace {
-
-// RSS in bytes and CPU seconds (user + system) of a process, from /proc; zeros if it is gone.
-std::pair<std::size_t, double> usage(pid_t pid) {
-  std::size_t rss = 0;
-  {
-    std::ifstream statm(fmt::format("/proc/{}/statm", pid));
-    std::size_t size = 0, resident = 0;
-    if (statm >> size >> resident) rss = resident * static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-  }
-  double cpu = 0;
-  std::ifstream stat(fmt::format("/proc/{}/stat", pid));
-  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-  if (auto paren = text.rfind(')'); paren != std::string::npos) {
-    std::istringstream fields(text.substr(paren + 2));
-    std::string field;
-    unsigned long long utime = 0, stime = 0;
-    for (int i = 1; i <= 13 && fields >> field; ++i) {
-      if (i == 12) utime = std::stoull(field);
-      if (i == 13) stime = std::stoull(field);
-    }
-    cpu = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-  }
-  return {rss, cpu};
-}
 
 std::string_view state_name(const Child& c) {
   if (c.hung) return "hung";
@@ -104,7 +79,8 @@ nlohmann::json Supervisor::status_json() {
                 {"in_flight", 0}});
       return processes.push_back(std::move(r));
     }
-    auto [rss, cpu] = usage(c->pid);
+    std::size_t rss = resident_bytes(c->pid);
+    double cpu = cpu_seconds(c->pid);
     r.update(
         {{"pid", c->pid},
          {"state", slot.retired ? "draining" : state_name(*c)},
@@ -116,7 +92,8 @@ nlohmann::json Supervisor::status_json() {
   };
   row(agent_slot_);
   for (const Slot& s : worker_slots_) row(s);
-  auto [rss, cpu] = usage(pid_);
+  std::size_t rss = resident_bytes(pid_);
+  double cpu = cpu_seconds(pid_);
   return {{"ok", true},
           {"app", app_name_},
           {"master", pid_},

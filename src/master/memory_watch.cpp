@@ -5,20 +5,11 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <fstream>
-
+#include "master/proc_stats.hpp"
 #include "master/supervisor.hpp"
 
 namespace clutch::master {
 namespace {
-
-// Resident set size from /proc/PID/statm (its second field, in pages); 0 if it cannot be read.
-std::size_t resident_bytes(pid_t pid) {
-  std::ifstream statm(fmt::format("/proc/{}/statm", pid));
-  std::size_t size = 0, resident = 0;
-  if (!(statm >> size >> resident)) return 0;
-  return resident * static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-}
 
 std::string mib(std::size_t bytes) {
   return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1 << 20));

@@ -16,6 +16,7 @@
 #include "common/config_keys.hpp"
 #include "common/signals.hpp"
 #include "master/cpu_count.hpp"
+#include "master/proc_stats.hpp"
 #include "master/sd_notify.hpp"
 #include "master/spawner.hpp"
 
@@ -29,16 +30,6 @@ std::string exit_description(int status) {
                        strsignal(WTERMSIG(status)));
   }
   return fmt::format("ended with status {}", status);
-}
-
-// True if the process is stopped (state T or t in /proc/PID/stat): it cannot answer a signal.
-bool process_is_stopped(pid_t pid) {
-  std::ifstream stat(fmt::format("/proc/{}/stat", pid));
-  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-  auto paren = text.rfind(')');
-  if (paren == std::string::npos || paren + 2 >= text.size()) return false;
-  char state = text[paren + 2];
-  return state == 'T' || state == 't';
 }
 
 // The soft limit on open files is often 1,024 while the hard one allows far more; a server wants
