@@ -53,6 +53,9 @@ struct Config {
   // The master's control socket for clutchctl: empty picks $XDG_RUNTIME_DIR/clutch/APP.sock or
   // /tmp/clutch-UID/APP.sock; "off" opens none.
   std::string control_socket;
+  // The master's metrics listener, "HOST:PORT" (port 0: any free one), serving /metrics
+  // (Prometheus text), /healthz and /readyz. Empty, the default: off.
+  std::string metrics_listen;
   // The file the settings came from, if any (informational).
   std::string config_file;
   // The application's own settings: the [app] table of the config file, flattened ("db.host"

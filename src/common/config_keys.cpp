@@ -135,6 +135,13 @@ const std::vector<Key>& keys() {
       {"control_socket",
        [](Config& c, std::string_view v, const auto&) { c.control_socket = std::string(v); },
        [](const Config& c) { return c.control_socket; }},
+      {"metrics_listen",
+       [](Config& c, std::string_view v, const auto& fail) {
+         if (!v.empty() && v.rfind(':') == std::string_view::npos)
+           fail("expected HOST:PORT, such as 127.0.0.1:9464");
+         c.metrics_listen = std::string(v);
+       },
+       [](const Config& c) { return c.metrics_listen; }},
       {"config_file",
        [](Config& c, std::string_view v, const auto&) { c.config_file = std::string(v); },
        [](const Config& c) { return c.config_file; }},

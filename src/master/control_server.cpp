@@ -1,5 +1,6 @@
 #include "master/control_server.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
@@ -196,6 +197,8 @@ bool ControlServer::open(const std::string& path, std::string& error) {
     error = fmt::format("{}: {}", path, ec.message());
     return false;
   }
+  // Asio does not open its sockets close-on-exec: the children must not inherit this one.
+  ::fcntl(acceptor->native_handle(), F_SETFD, FD_CLOEXEC);
   acceptor_ = std::move(acceptor);
   path_ = path;
   accept();
@@ -206,7 +209,10 @@ void ControlServer::accept() {
   acceptor_->async_accept(
       [this](const asio::error_code& ec, asio::local::stream_protocol::socket socket) {
         if (ec == asio::error::operation_aborted || !acceptor_) return;
-        if (!ec) std::make_shared<Session>(std::move(socket), handler_)->start();
+        if (!ec) {
+          ::fcntl(socket.native_handle(), F_SETFD, FD_CLOEXEC);
+          std::make_shared<Session>(std::move(socket), handler_)->start();
+        }
         accept();
       });
 }

@@ -77,6 +77,7 @@ void Router::route_message(Child& from, const ipc::FrameView& frame, std::byte* 
                fmt::format("action '{}' is reserved for the clutch runtime", frame.action));
     return;
   }
+  ++routed_[static_cast<std::size_t>(h.route)];
   switch (h.route) {
     case Route::kBroadcast:
       if (agent_ != nullptr && agent_->connected()) deliver(*agent_, raw, size, true);
@@ -264,6 +265,7 @@ bool Router::admits(Child& to, Child& from, const ipc::FrameView& frame) {
         "until it catches up",
         to.describe(), to.channel->pending_output() >> 20);
   }
+  ++refused_;
   send_error(from, frame.header.id, frame.action,
              fmt::format("'{}' not delivered to {}: {} MiB are already queued for it", frame.action,
                          to.describe(), to.channel->pending_output() >> 20),

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -58,6 +59,10 @@ class Router {
   uint64_t duplicates_absorbed() const { return duplicates_absorbed_; }
   // Acknowledged messages dropped because every sender that could acknowledge them had died.
   uint64_t dropped_without_sender() const { return dropped_without_sender_; }
+  // Messages routed so far, by route (indexed by ipc::Route).
+  const std::array<uint64_t, 7>& routed() const { return routed_; }
+  // Messages refused for a worker that was not reading (its queue full).
+  uint64_t refused() const { return refused_; }
 
  private:
   // A sender owed an acknowledged message's outcome, under its own id for it.
@@ -122,7 +127,8 @@ class Router {
   uint64_t next_master_id_ = 1;
   std::unordered_map<std::string, uint64_t> keyed_;  // key -> master id, while held or in flight
   RecentKeys handled_keys_{8192};
-  uint64_t duplicates_absorbed_ = 0, dropped_without_sender_ = 0;
+  uint64_t duplicates_absorbed_ = 0, dropped_without_sender_ = 0, refused_ = 0;
+  std::array<uint64_t, 7> routed_{};
 
   // Frames held while their target is missing: for the agent (while it restarts) and for
   // send_random (while no worker is ready). Bounded: a sender that fills them is paused.

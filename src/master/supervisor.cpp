@@ -74,9 +74,11 @@ Supervisor::Supervisor(asio::io_context& io, Config config, std::string app_name
       child_signals_(io, SIGCHLD),
       hang_timer_(io),
       memory_timer_(io),
-      control_(io, [this](const nlohmann::json& request, ControlServer::Answer answer) {
-        on_control_request(request, std::move(answer));
-      }) {}
+      control_(io,
+               [this](const nlohmann::json& request, ControlServer::Answer answer) {
+                 on_control_request(request, std::move(answer));
+               }),
+      metrics_(io, [this](const std::string& path) { return metrics_page(path); }) {}
 
 int Supervisor::run() {
   started_at_ = Clock::now();
@@ -133,6 +135,7 @@ int Supervisor::run() {
   }
   if (config_.max_rss > 0) watch_memory();
   open_control_socket();
+  open_metrics_listener();
   spdlog::info("starting {} with 1 agent and {} worker(s) on {}:{}", app_name_, workers,
                config_.host, listen_.port);
   spawn(agent_slot_);
@@ -382,10 +385,11 @@ void Supervisor::maybe_cluster_ready() {
     router_.send_runtime(c, "clutch:ready", {});
   });
   std::cout << fmt::format(
-                   "{} ready in {} ms: master {}, agent {}, workers [{}], listening on {}:{}{}",
+                   "{} ready in {} ms: master {}, agent {}, workers [{}], listening on {}:{}{}{}",
                    app_name_, ms_since(started_at_), pid_, agent_slot_.current,
                    fmt::join(workers, ","), config_.host, listen_.port,
-                   control_.path().empty() ? "" : ", control " + control_.path())
+                   control_.path().empty() ? "" : ", control " + control_.path(),
+                   metrics_.address().empty() ? "" : ", metrics " + metrics_.address())
             << std::endl;
   notify_systemd(fmt::format("READY=1\nSTATUS=serving on {}:{} with {} workers\nMAINPID={}",
                              config_.host, listen_.port, workers.size(), pid_));
@@ -580,6 +584,7 @@ void Supervisor::force_stop() {
 
 void Supervisor::finish() {
   control_.close();
+  metrics_.close();
   std::size_t lost = router_.fail_unacknowledged("the cluster stopped before a worker handled it");
   if (lost > 0) spdlog::warn("{} acknowledged message(s) were never handled", lost);
   if (!config_.reuse_port && listen_.fd >= 0) close(listen_.fd);

@@ -14,6 +14,7 @@
 #include "master/child.hpp"
 #include "master/control_server.hpp"
 #include "master/listen_socket.hpp"
+#include "master/metrics_server.hpp"
 #include "master/router.hpp"
 
 namespace clutch::master {
@@ -51,6 +52,9 @@ class Supervisor {
   void replacement_ready(Child& candidate);
   // The control socket's commands (control_commands.cpp).
   void open_control_socket();
+  void open_metrics_listener();
+  MetricsServer::Page metrics_page(const std::string& path);  // metrics_pages.cpp
+  std::string metrics_text();
   void on_control_request(const nlohmann::json& request, ControlServer::Answer answer);
   nlohmann::json status_json();
   std::string cluster_state() const;
@@ -99,6 +103,7 @@ class Supervisor {
   std::deque<Slot> worker_slots_;
   RestartPolicyConfig policy_;
   ControlServer control_;
+  MetricsServer metrics_;
   std::vector<ControlServer::Answer> reload_waiters_;
   struct ScaleState {
     std::size_t target = 0;

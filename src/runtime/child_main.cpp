@@ -6,6 +6,7 @@
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
@@ -54,6 +55,7 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
   scrub_internal_environment();
   close_on_exec(ipc_fd);
   close_on_exec(id.listen_fd);
+  close_on_exec_above(std::max(ipc_fd, id.listen_fd));
   init_logging(id.role == Role::kAgent ? app_name + " agent"
                                        : fmt::format("{} worker {}", app_name, id.worker_index));
 

@@ -2,6 +2,7 @@
 
 #include "common/signals.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -28,6 +29,18 @@ void close_on_exec(int fd) {
   if (fd < 0) return;
   int flags = fcntl(fd, F_GETFD);
   if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+
+void close_on_exec_above(int highest_kept) {
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return;
+  std::vector<int> fds;
+  while (dirent* entry = readdir(dir)) {
+    int fd = std::atoi(entry->d_name);
+    if (fd > highest_kept && fd != dirfd(dir)) fds.push_back(fd);
+  }
+  closedir(dir);
+  for (int fd : fds) close_on_exec(fd);
 }
 
 void scrub_internal_environment() {

@@ -10,6 +10,9 @@ namespace clutch::runtime {
 // exec); once taken, they get it back, so a program the app runs (system(), popen()) does not
 // keep the port open or the master's channel alive.
 void close_on_exec(int fd);
+// The same for every descriptor above `highest_kept` that the child was handed by accident (a
+// library of the master's that opened one without O_CLOEXEC): a child needs nothing past 4.
+void close_on_exec_above(int highest_kept);
 
 // Removes every CLUTCH_INTERNAL_* variable: read once at start, they are nobody else's business
 // (and a grandchild that saw CLUTCH_INTERNAL_ROLE would take itself for a clutch child).

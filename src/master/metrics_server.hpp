@@ -1,0 +1,44 @@
+// The master's metrics listener (config metrics_listen, off by default): GET /metrics in the
+// Prometheus text format, /healthz (the master lives) and /readyz (the cluster is ready and not
+// degraded), for scrapers, Kubernetes probes and load balancers. A minimal HTTP/1.x responder:
+// one bounded request per connection, answered and closed, a bounded number of connections at
+// once; it never blocks the master's loop.
+#pragma once
+
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace clutch::master {
+
+class MetricsServer {
+ public:
+  struct Page {
+    int status = 200;
+    std::string content_type = "text/plain; charset=utf-8";
+    std::string body;
+  };
+  // Builds the answer for a path ("/metrics", "/healthz", ...).
+  using Pages = std::function<Page(const std::string& path)>;
+
+  MetricsServer(asio::io_context& io, Pages pages);
+  // Binds "HOST:PORT" (port 0: any free port); false with the reason in `error`.
+  bool open(const std::string& listen, std::string& error);
+  void close();
+  // "HOST:PORT" actually bound, empty when closed.
+  std::string address() const;
+
+ private:
+  class Session;
+  void accept();
+
+  asio::io_context& io_;
+  Pages pages_;
+  std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
+  std::shared_ptr<int> open_sessions_ = std::make_shared<int>(0);
+};
+
+}  // namespace clutch::master
