@@ -102,7 +102,11 @@ int main(int argc, char** argv) {
   stop->add_flag("--now", now, "kill every process at once");
   auto* scale = cli.add_subcommand("scale", "set the number of workers: N, +N or -N");
   scale->add_option("workers", how_many, "N, +N or -N")->required()->allow_extra_args(false);
-  for (auto* command : {status, top, reload, stop, scale}) add_target(command);
+  std::string which;
+  auto* restart = cli.add_subcommand(
+      "restart", "replace one process: a worker slot (its successor ready first), agent, or pid:P");
+  restart->add_option("which", which, "worker slot number, 'agent' or pid:P")->required();
+  for (auto* command : {status, top, reload, stop, scale, restart}) add_target(command);
 
   CLI11_PARSE(cli, argc, argv);
   if (status->parsed()) return clutchctl::status_command(target, watch);
@@ -110,6 +114,7 @@ int main(int argc, char** argv) {
   if (reload->parsed()) return clutchctl::reload_command(target);
   if (stop->parsed()) return clutchctl::stop_command(target, now);
   if (scale->parsed()) return clutchctl::scale_command(target, how_many);
+  if (restart->parsed()) return clutchctl::restart_command(target, which);
   if (cron->parsed()) return cron_command(expression, zone, from, count);
   if (publish->parsed()) return publish_command(url, body, publish_count);
   return 2;

@@ -190,4 +190,24 @@ int scale_command(const Target& t, const std::string& how_many) {
   return finish(t, answer);
 }
 
+int restart_command(const Target& t, const std::string& which) {
+  json request = {{"v", 1}, {"cmd", "restart"}};
+  char* end = nullptr;
+  if (which == "agent") {
+    request["slot"] = "agent";
+  } else if (which.rfind("pid:", 0) == 0) {
+    request["pid"] = std::strtoll(which.c_str() + 4, &end, 10);
+  } else {
+    request["slot"] = std::strtoll(which.c_str(), &end, 10);
+  }
+  if (which != "agent" && (end == nullptr || *end != '\0' || which.empty())) {
+    std::cerr << "clutchctl: restart takes a worker slot, 'agent' or pid:P, not '" << which
+              << "'\n";
+    return 2;
+  }
+  json answer = converse(t, request, nullptr);
+  if (!t.json && answer.value("ok", false)) std::cout << answer.value("outcome", "") << "\n";
+  return finish(t, answer);
+}
+
 }  // namespace clutchctl

@@ -17,5 +17,7 @@ int status_command(const Target& target, bool watch);
 int reload_command(const Target& target);
 int stop_command(const Target& target, bool now);
 int scale_command(const Target& target, const std::string& how_many);
+// `which`: a worker slot number, "agent", or "pid:P".
+int restart_command(const Target& target, const std::string& which);
 
 }  // namespace clutchctl

@@ -133,6 +133,7 @@ void Supervisor::on_control_request(const nlohmann::json& request, ControlServer
     }
     return;
   }
+  if (cmd == "restart") return restart(request, std::move(answer));
   if (cmd == "scale") {
     std::size_t current = worker_slots_.size();
     long long target = static_cast<long long>(current);
@@ -152,7 +153,8 @@ void Supervisor::on_control_request(const nlohmann::json& request, ControlServer
     return scale(static_cast<std::size_t>(target), std::move(answer));
   }
   answer({{"ok", false},
-          {"error", fmt::format("unknown command '{}' (status, reload, stop, scale, ping)", cmd)}},
+          {"error",
+           fmt::format("unknown command '{}' (status, reload, stop, scale, restart, ping)", cmd)}},
          true);
 }
 
@@ -193,6 +195,42 @@ void Supervisor::scale(std::size_t workers, ControlServer::Answer answer) {
   }
   remove_retired_slots();
   check_scale_done();
+}
+
+void Supervisor::restart(const nlohmann::json& request, ControlServer::Answer answer) {
+  // The target: {"slot": N} (a worker slot), {"slot": "agent"}, or {"pid": P}.
+  Child* child = nullptr;
+  if (request.contains("pid") && request["pid"].is_number_integer()) {
+    child = children_.find(request["pid"].get<int>());
+  } else if (request.contains("slot") && request["slot"] == "agent") {
+    child = children_.find(agent_slot_.current);
+  } else if (request.contains("slot") && request["slot"].is_number_integer()) {
+    auto index = request["slot"].get<long long>();
+    if (index >= 0 && index < static_cast<long long>(worker_slots_.size()))
+      child = children_.find(worker_slots_[static_cast<std::size_t>(index)].current);
+  }
+  std::string refused;
+  if (phase_ != Phase::kRunning) refused = "the cluster is " + cluster_state();
+  if (reload_.active) refused = "a reload is in progress";
+  if (refused.empty() && (child == nullptr || child->state != ChildState::kReady ||
+                          child->reload_candidate || slot_of(*child).retired)) {
+    refused = "no ready process there (give a worker slot, 'agent' or a pid of the cluster)";
+  }
+  if (refused.empty() && slot_of(*child).replacing) refused = "its replacement is already starting";
+  if (!refused.empty()) return answer({{"ok", false}, {"error", refused}}, true);
+  int key = child->is_worker() ? child->slot : -1;
+  restart_waiters_[key].push_back(std::move(answer));
+  // The same path as a replacement over max_rss: a worker's successor is ready before it drains.
+  replace_gracefully(*child, "clutchctl restart");
+}
+
+void Supervisor::restart_done(int slot, bool ok, const std::string& outcome) {
+  auto it = restart_waiters_.find(slot);
+  if (it == restart_waiters_.end()) return;
+  nlohmann::json answer = ok ? nlohmann::json{{"ok", true}, {"outcome", outcome}}
+                             : nlohmann::json{{"ok", false}, {"error", outcome}};
+  for (auto& waiter : std::exchange(it->second, {})) waiter(answer, true);
+  restart_waiters_.erase(it);
 }
 
 void Supervisor::remove_retired_slots() {

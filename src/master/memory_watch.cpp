@@ -44,6 +44,7 @@ void Supervisor::replace_gracefully(Child& c, const std::string& why) {
   Slot& slot = slot_of(c);
   if (c.role == ipc::Role::kAgent) {
     spdlog::warn("{}: {}: restarting it", c.describe(), why);
+    agent_restart_reason_ = why;
     terminate(c);  // on_exit starts the next one at once
     return;
   }
@@ -66,8 +67,10 @@ void Supervisor::replacement_ready(Child& candidate) {
   router_.targets_changed();
   router_.announce_members();
   router_.send_runtime(candidate, "clutch:ready", {});
-  spdlog::info("worker {} replaced (pid {} -> {}): {}", slot.index, old, candidate.pid,
-               candidate.replacing_because);
+  std::string outcome = fmt::format("worker {} replaced (pid {} -> {}): {}", slot.index, old,
+                                    candidate.pid, candidate.replacing_because);
+  spdlog::info("{}", outcome);
+  restart_done(slot.index, true, outcome);
   if (Child* previous = children_.find(old)) terminate(*previous);
 }
 

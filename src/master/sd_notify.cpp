@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 
 namespace clutch::master {
 
@@ -27,6 +28,21 @@ bool notify_systemd(std::string_view state) {
              size) == static_cast<ssize_t>(state.size());
   close(fd);
   return sent;
+}
+
+long long systemd_watchdog_usec() {
+  const char* usec = std::getenv("WATCHDOG_USEC");
+  if (usec == nullptr) return 0;
+  if (const char* pid = std::getenv("WATCHDOG_PID"); pid != nullptr && std::atoll(pid) != getpid())
+    return 0;
+  long long value = std::atoll(usec);
+  return value > 0 ? value : 0;
+}
+
+long long monotonic_usec() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<long long>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
 }
 
 }  // namespace clutch::master

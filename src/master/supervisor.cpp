@@ -74,6 +74,7 @@ Supervisor::Supervisor(asio::io_context& io, Config config, std::string app_name
       child_signals_(io, SIGCHLD),
       hang_timer_(io),
       memory_timer_(io),
+      watchdog_timer_(io),
       control_(io,
                [this](const nlohmann::json& request, ControlServer::Answer answer) {
                  on_control_request(request, std::move(answer));
@@ -136,6 +137,8 @@ int Supervisor::run() {
   if (config_.max_rss > 0) watch_memory();
   open_control_socket();
   open_metrics_listener();
+  if (long long usec = systemd_watchdog_usec(); usec > 0)
+    feed_watchdog(std::chrono::microseconds(usec / 2));
   spdlog::info("starting {} with 1 agent and {} worker(s) on {}:{}", app_name_, workers,
                config_.host, listen_.port);
   spawn(agent_slot_);
@@ -176,6 +179,14 @@ void Supervisor::wait_children() {
       on_exit(pid, status);
     }
     wait_children();
+  });
+}
+
+void Supervisor::feed_watchdog(std::chrono::microseconds every) {
+  notify_systemd("WATCHDOG=1");
+  watchdog_timer_.expires_after(every);
+  watchdog_timer_.async_wait([this, every](const asio::error_code& ec) {
+    if (!ec) feed_watchdog(every);
   });
 }
 
@@ -338,6 +349,8 @@ void Supervisor::on_ready(Child& child) {
   child.stable_timer->async_wait([this, pid, &slot](const asio::error_code& ec) {
     if (ec || slot.current != pid) return;
     if (slot.backoff.crashing()) {
+      notify_systemd(fmt::format("STATUS=serving on {}:{} with {} workers", config_.host,
+                                 listen_.port, worker_slots_.size()));
       spdlog::info("{} {} is stable again", slot.role == ipc::Role::kAgent ? "agent" : "worker",
                    slot.index);
     }
@@ -359,6 +372,11 @@ void Supervisor::on_ready(Child& child) {
       router_.send_runtime(child, "clutch:ready", {});
       spdlog::info("{} ready (replacement)", child.describe());
       check_scale_done();
+      if (child.role == ipc::Role::kAgent && !agent_restart_reason_.empty()) {
+        restart_done(-1, true,
+                     fmt::format("agent restarted (pid {}): {}", child.pid,
+                                 std::exchange(agent_restart_reason_, {})));
+      }
       if (child.role == ipc::Role::kAgent && reload_.active && reload_.agent_restarting)
         reload_next();
       break;
@@ -449,8 +467,11 @@ void Supervisor::on_exit(pid_t pid, int status) {
       break;
     case Phase::kRunning: {
       if (failed_replacement) {
-        spdlog::error("{} (a replacement) {} before it was ready{}; the old process keeps serving",
-                      who, how, error.empty() ? "" : ": " + error);
+        std::string outcome = fmt::format(
+            "{} (a replacement) {} before it was ready{}; the old process keeps serving", who, how,
+            error.empty() ? "" : ": " + error);
+        spdlog::error("{}", outcome);
+        restart_done(slot.index, false, outcome);
         break;
       }
       if (failed_candidate) {
@@ -482,6 +503,9 @@ void Supervisor::on_exit(pid_t pid, int status) {
       // A process the master asked to stop (a reload's agent, a restart) is not crashing.
       Millis delay = asked_to_stop ? Millis{0} : slot.backoff.on_exit(uptime);
       if (slot.backoff.crashing()) {
+        notify_systemd(
+            fmt::format("STATUS=degraded: {} {} (crash {} in a row), restarting in {} ms", who, how,
+                        slot.backoff.consecutive_crashes(), delay.count()));
         spdlog::warn(
             "{} {} after {} ms{}; crash {} in a row: cluster degraded, restarting in {} ms", who,
             how, uptime.count(), error.empty() ? "" : ": " + error,

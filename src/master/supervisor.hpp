@@ -6,6 +6,7 @@
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,6 +49,8 @@ class Supervisor {
   void on_hang(Child& child, Millis silent);
   // Once a second with max_rss set: a child over it is replaced gracefully (memory_watch.cpp).
   void watch_memory();
+  // WATCHDOG=1 to systemd at half its watchdog period while the loop turns.
+  void feed_watchdog(std::chrono::microseconds every);
   void replace_gracefully(Child& child, const std::string& why);
   void replacement_ready(Child& candidate);
   // The control socket's commands (control_commands.cpp).
@@ -60,6 +63,8 @@ class Supervisor {
   std::string cluster_state() const;
   void scale(std::size_t workers, ControlServer::Answer answer);
   void remove_retired_slots();
+  void restart(const nlohmann::json& request, ControlServer::Answer answer);
+  void restart_done(int slot, bool ok, const std::string& outcome);
   void check_scale_done(bool timed_out = false);
   void reload_finished(bool ok, const std::string& outcome);
   void reload_progress(const std::string& step);
@@ -105,6 +110,9 @@ class Supervisor {
   ControlServer control_;
   MetricsServer metrics_;
   std::vector<ControlServer::Answer> reload_waiters_;
+  // clutchctl restart: answered when the slot's new process is ready (-1: the agent).
+  std::map<int, std::vector<ControlServer::Answer>> restart_waiters_;
+  std::string agent_restart_reason_;  // why the agent was restarted on request, until it is ready
   struct ScaleState {
     std::size_t target = 0;
     std::vector<ControlServer::Answer> waiters;
@@ -123,7 +131,7 @@ class Supervisor {
   Phase phase_ = Phase::kStarting;
   int exit_code_ = kExitOk;
   asio::signal_set stop_signals_, hangup_signal_, child_signals_;
-  asio::steady_timer hang_timer_, memory_timer_;
+  asio::steady_timer hang_timer_, memory_timer_, watchdog_timer_;
   Clock::time_point last_hang_sweep_;
 };
 

@@ -135,6 +135,31 @@ class Control(ClusterTest):
         with urllib.request.urlopen(f"http://127.0.0.1:{ready['port']}/", timeout=10) as r:
             self.assertEqual(r.status, 200)
 
+    def test_restart_replaces_one_worker_with_its_successor_ready_first_and_the_agent(self):
+        c = self.start(workers=2, env={"PROBE_HTTP": "1"})
+        ready = c.wait_ready()
+        load = Load(ready["port"])
+        try:
+            wait_for(lambda: load.ok >= 20, 30, "the load to run")
+            r = ctl(c, "restart", "1")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertRegex(r.stdout, rf"worker 1 replaced \(pid {ready['workers'][1]} -> \d+\): clutchctl restart")
+            r = ctl(c, "restart", f"pid:{ready['workers'][0]}")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            served = load.ok
+            wait_for(lambda: load.ok >= served + 20, 30, "requests after the restarts")
+        finally:
+            load.stop()
+        self.assertEqual(load.failed, [], f"{len(load.failed)} of {load.ok} requests failed")
+        r = ctl(c, "restart", "agent")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("agent restarted", r.stdout)
+        pids = {p["pid"] for p in json.loads(ctl(c, "status", "--json").stdout)["processes"]}
+        self.assertFalse(pids & {ready["agent"], *ready["workers"]}, "a process was not replaced")
+        bad = ctl(c, "restart", "7")
+        self.assertEqual(bad.returncode, 1)
+        self.assertIn("no ready process there", bad.stderr)
+
     def test_stop_stops_the_cluster_gracefully(self):
         c = self.start(workers=2)
         c.wait_ready()

@@ -229,3 +229,29 @@ class Systemd(ClusterTest):
         c.signal(signal.SIGTERM)
         self.assertIn("STOPPING=1", sock.recv(4096).decode())
         self.assertEqual(c.wait_exit(), 0)
+
+    def test_reloads_status_and_the_watchdog_reach_notify_socket(self):
+        import socket
+        import tempfile
+        path = os.path.join(tempfile.mkdtemp(prefix="clutch-notify-"), "notify.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(path)
+        sock.settimeout(10)
+        self.addCleanup(sock.close)
+        c = self.start(workers=1, env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"})
+        c.wait_ready()
+
+        def until(predicate, what):
+            for _ in range(200):  # bounded: watchdog pings arrive every 100 ms meanwhile
+                message = sock.recv(4096).decode()
+                if predicate(message):
+                    return message
+            self.fail(f"no {what} among 200 datagrams")
+        until(lambda m: m == "WATCHDOG=1", "watchdog ping")
+        c.signal(signal.SIGHUP)
+        reloading = until(lambda m: "RELOADING=1" in m, "RELOADING=1")
+        self.assertRegex(reloading, r"MONOTONIC_USEC=\d+")
+        self.assertIn("STATUS=reloading (generation 1)", reloading)
+        ready = until(lambda m: "READY=1" in m, "READY=1 after the reload")
+        self.assertIn("STATUS=serving on 127.0.0.1:", ready)
+        self.assertIn("(generation 1)", ready)
