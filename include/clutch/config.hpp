@@ -56,6 +56,11 @@ struct Config {
   // The master's metrics listener, "HOST:PORT" (port 0: any free one), serving /metrics
   // (Prometheus text), /healthz and /readyz. Empty, the default: off.
   std::string metrics_listen;
+  // Log files instead of stderr: DIR/APP.master.log, APP.agent.log, APP.worker.log (reopened on
+  // SIGUSR1, for logrotate). Empty, the default: stderr.
+  std::string log_dir;
+  // "text" (the default) or "json" (one object a line: time, proc, pid, level, msg).
+  std::string log_format = "text";
   // The file the settings came from, if any (informational).
   std::string config_file;
   // The application's own settings: the [app] table of the config file, flattened ("db.host"

@@ -142,6 +142,14 @@ const std::vector<Key>& keys() {
          c.metrics_listen = std::string(v);
        },
        [](const Config& c) { return c.metrics_listen; }},
+      {"log_dir", [](Config& c, std::string_view v, const auto&) { c.log_dir = std::string(v); },
+       [](const Config& c) { return c.log_dir; }},
+      {"log_format",
+       [](Config& c, std::string_view v, const auto& fail) {
+         if (v != "text" && v != "json") fail("expected text or json");
+         c.log_format = std::string(v);
+       },
+       [](const Config& c) { return c.log_format; }},
       {"config_file",
        [](Config& c, std::string_view v, const auto&) { c.config_file = std::string(v); },
        [](const Config& c) { return c.config_file; }},

@@ -14,6 +14,7 @@
 #include <iterator>
 
 #include "common/config_keys.hpp"
+#include "common/log.hpp"
 #include "common/signals.hpp"
 #include "master/cpu_count.hpp"
 #include "master/proc_stats.hpp"
@@ -72,6 +73,7 @@ Supervisor::Supervisor(asio::io_context& io, Config config, std::string app_name
       stop_signals_(io, SIGTERM, SIGINT, SIGQUIT),
       hangup_signal_(io, SIGHUP),
       child_signals_(io, SIGCHLD),
+      reopen_signal_(io, SIGUSR1),
       hang_timer_(io),
       memory_timer_(io),
       watchdog_timer_(io),
@@ -129,6 +131,7 @@ int Supervisor::run() {
   }
   wait_signals();
   wait_hangup();
+  wait_reopen();
   wait_children();
   if (config_.hang_timeout.count() > 0) {
     last_hang_sweep_ = Clock::now();
@@ -164,6 +167,19 @@ void Supervisor::wait_hangup() {
     if (ec) return;
     reload("SIGHUP");
     wait_hangup();
+  });
+}
+
+void Supervisor::wait_reopen() {
+  reopen_signal_.async_wait([this](const asio::error_code& ec, int) {
+    if (ec) return;
+    reopen_logs();
+    // A child still starting may not handle the signal yet (its default would kill it); it
+    // opened its file a moment ago anyway.
+    children_.for_each([](Child& c) {
+      if (c.state != ChildState::kStarting) kill(c.pid, SIGUSR1);
+    });
+    wait_reopen();
   });
 }
 

@@ -44,6 +44,7 @@ class Supervisor {
   void wait_signals();
   void wait_children();
   void wait_hangup();
+  void wait_reopen();  // SIGUSR1: reopen the log files, the master's and every child's
   // Every heartbeat interval: a ready child silent for hang_timeout is hung.
   void watch_hangs();
   void on_hang(Child& child, Millis silent);
@@ -130,7 +131,7 @@ class Supervisor {
 
   Phase phase_ = Phase::kStarting;
   int exit_code_ = kExitOk;
-  asio::signal_set stop_signals_, hangup_signal_, child_signals_;
+  asio::signal_set stop_signals_, hangup_signal_, child_signals_, reopen_signal_;
   asio::steady_timer hang_timer_, memory_timer_, watchdog_timer_;
   Clock::time_point last_hang_sweep_;
 };

@@ -56,8 +56,16 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
   close_on_exec(ipc_fd);
   close_on_exec(id.listen_fd);
   close_on_exec_above(std::max(ipc_fd, id.listen_fd));
-  init_logging(id.role == Role::kAgent ? app_name + " agent"
-                                       : fmt::format("{} worker {}", app_name, id.worker_index));
+  std::string role_file = app_name + (id.role == Role::kAgent ? ".agent.log" : ".worker.log");
+  try {
+    init_logging(id.role == Role::kAgent ? app_name + " agent"
+                                         : fmt::format("{} worker {}", app_name, id.worker_index),
+                 LogOptions{config.log_dir, config.log_format, role_file});
+  } catch (const ConfigError& e) {
+    // The master opened its own file in the same directory: this is rare (a full disk, a limit).
+    init_logging(app_name + " " + role_name);
+    spdlog::error("{}", e.what());
+  }
 
   asio::io_context io(1);
   auto channel =
@@ -79,10 +87,12 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
   // master will stop the children in the right order itself.
   asio::signal_set signals(io, SIGTERM, SIGINT, SIGQUIT);
   signals.add(SIGHUP);
+  signals.add(SIGUSR1);  // reopen the log file (the master passes logrotate's signal on)
   std::function<void()> wait_signal = [&] {
     signals.async_wait([&](const asio::error_code& ec, int sig) {
       if (ec) return;
       if (sig == SIGTERM) context->begin_stop(exit_now);
+      if (sig == SIGUSR1) reopen_logs();
       wait_signal();
     });
   };
@@ -131,6 +141,7 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
   signal(SIGINT, SIG_IGN);
   signal(SIGQUIT, SIG_IGN);
   signal(SIGHUP, SIG_IGN);
+  signal(SIGUSR1, SIG_IGN);
   return exit_code;
 }
 
