@@ -61,6 +61,10 @@ struct Config {
   std::string log_dir;
   // "text" (the default) or "json" (one object a line: time, proc, pid, level, msg).
   std::string log_format = "text";
+  // Started as root, the agent and workers run as this user (and group: its own unless `group`
+  // is set); the master stays root only to bind, spawn and supervise. Empty: no change.
+  std::string user;
+  std::string group;
   // The file the settings came from, if any (informational).
   std::string config_file;
   // The application's own settings: the [app] table of the config file, flattened ("db.host"

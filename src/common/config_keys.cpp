@@ -150,6 +150,10 @@ const std::vector<Key>& keys() {
          c.log_format = std::string(v);
        },
        [](const Config& c) { return c.log_format; }},
+      {"user", [](Config& c, std::string_view v, const auto&) { c.user = std::string(v); },
+       [](const Config& c) { return c.user; }},
+      {"group", [](Config& c, std::string_view v, const auto&) { c.group = std::string(v); },
+       [](const Config& c) { return c.group; }},
       {"config_file",
        [](Config& c, std::string_view v, const auto&) { c.config_file = std::string(v); },
        [](const Config& c) { return c.config_file; }},

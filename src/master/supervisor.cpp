@@ -20,6 +20,7 @@
 #include "master/proc_stats.hpp"
 #include "master/sd_notify.hpp"
 #include "master/spawner.hpp"
+#include "runtime/process_hygiene.hpp"
 
 namespace clutch::master {
 namespace {
@@ -111,6 +112,15 @@ int Supervisor::run() {
   } catch (const std::exception& e) {
     spdlog::error("cannot start: {}", e.what());
     return kExitStartFailed;
+  }
+  if (!config_.user.empty()) {
+    try {
+      runtime::resolve_credentials(config_.user, config_.group);  // fail here, not in each child
+    } catch (const ConfigError& e) {
+      spdlog::error("cannot start: {}", e.what());
+      std::cerr << app_name_ << ": " << e.what() << std::endl;
+      return kExitUsage;
+    }
   }
   config_text_ = serialize_config(config_);
   router_.set_max_message_size(config_.max_message_size);

@@ -38,6 +38,18 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
                const schedule::JobList& jobs, const mq::ConsumerList& consumers) {
   std::string role_name = std::getenv("CLUTCH_INTERNAL_ROLE");
   int master_pid = env_int("CLUTCH_INTERNAL_MASTER_PID", 0);
+  const char* config_text = std::getenv("CLUTCH_INTERNAL_CONFIG");
+  Config config = deserialize_config(config_text != nullptr ? config_text : "");
+  // The app's code never runs as root when a user is configured. First, because a change of
+  // credentials clears the death signal set next.
+  if (!config.user.empty()) {
+    try {
+      drop_privileges(resolve_credentials(config.user, config.group));
+    } catch (const std::exception& e) {
+      std::cerr << app_name << " " << role_name << ": " << e.what() << std::endl;
+      return 1;
+    }
+  }
   // No orphans: die with the master, and take any descendants along.
   if (!die_with_master(master_pid)) return 1;
   signal(SIGPIPE, SIG_IGN);
@@ -50,8 +62,6 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
   id.port = env_int("CLUTCH_INTERNAL_PORT", 0);
   id.replacement = env_int("CLUTCH_INTERNAL_REPLACEMENT", 0) == 1;
   int ipc_fd = env_int("CLUTCH_INTERNAL_IPC_FD", 3);
-  const char* config_text = std::getenv("CLUTCH_INTERNAL_CONFIG");
-  Config config = deserialize_config(config_text != nullptr ? config_text : "");
   scrub_internal_environment();
   close_on_exec(ipc_fd);
   close_on_exec(id.listen_fd);

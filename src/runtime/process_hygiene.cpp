@@ -1,15 +1,20 @@
 #include "runtime/process_hygiene.hpp"
 
+#include "clutch/config.hpp"
 #include "common/signals.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -66,6 +71,31 @@ bool die_with_master(pid_t master_pid) {
     return false;
   }
   return true;
+}
+
+Credentials resolve_credentials(const std::string& user, const std::string& group) {
+  passwd* pw = getpwnam(user.c_str());
+  if (pw == nullptr) throw ConfigError(fmt::format("config: user '{}' does not exist", user));
+  Credentials who{pw->pw_uid, pw->pw_gid};
+  if (!group.empty()) {
+    struct group* gr = getgrnam(group.c_str());
+    if (gr == nullptr) throw ConfigError(fmt::format("config: group '{}' does not exist", group));
+    who.gid = gr->gr_gid;
+  }
+  if (geteuid() != 0 && (who.uid != geteuid() || who.gid != getegid())) {
+    throw ConfigError(
+        fmt::format("config: running as user '{}' needs the master to start as root", user));
+  }
+  return who;
+}
+
+void drop_privileges(const Credentials& who) {
+  if (geteuid() != 0) return;  // already the user (resolve_credentials checked)
+  if (setgroups(0, nullptr) != 0 || setgid(who.gid) != 0 || setuid(who.uid) != 0 ||
+      getuid() != who.uid || geteuid() != who.uid) {
+    throw std::runtime_error(fmt::format("cannot drop privileges to uid {} gid {}: {}", who.uid,
+                                         who.gid, std::strerror(errno)));
+  }
 }
 
 }  // namespace clutch::runtime

@@ -4,6 +4,8 @@
 
 #include <sys/types.h>
 
+#include <string>
+
 namespace clutch::runtime {
 
 // The channel and the listening socket arrive without FD_CLOEXEC (they had to survive the
@@ -22,5 +24,21 @@ void scrub_internal_environment();
 // left it with setsid/setpgid) along: the master's death sends a signal whose handler SIGKILLs
 // the whole group. Returns false if the master is already gone.
 bool die_with_master(pid_t master_pid);
+
+}  // namespace clutch::runtime
+
+namespace clutch::runtime {
+
+// The uid and gid a child should run as for config user/group; throws ConfigError naming an
+// unknown user or group, or a change that needs root when not root.
+struct Credentials {
+  uid_t uid;
+  gid_t gid;
+};
+Credentials resolve_credentials(const std::string& user, const std::string& group);
+
+// Becomes `who` (supplementary groups dropped first, then gid, then uid; checked): the app's code
+// never runs as root. Throws std::runtime_error if the kernel refuses.
+void drop_privileges(const Credentials& who);
 
 }  // namespace clutch::runtime

@@ -61,5 +61,35 @@ class Hygiene(ClusterTest):
         wait_for(lambda: not alive(grandchild), 5, "the dead worker's background job to be gone")
 
 
+class PrivilegeDrop(ClusterTest):
+    def uid_of(self, pid):
+        with open(f"/proc/{pid}/status") as f:
+            return int([l for l in f if l.startswith("Uid:")][0].split()[1])
+
+    def test_children_run_as_the_configured_user_and_still_serve(self):
+        import pwd
+        import urllib.request
+        if os.geteuid() != 0:
+            self.skipTest("needs root to start the master")
+        nobody = pwd.getpwnam("nobody")
+        c = self.start(workers=2, env={"PROBE_HTTP": "1"}, args=("-s", "user=nobody"))
+        ready = c.wait_ready()
+        self.assertEqual(self.uid_of(ready["master"]), 0, "the master keeps root to supervise")
+        for pid in [ready["agent"], *ready["workers"]]:
+            self.assertEqual(self.uid_of(pid), nobody.pw_uid, f"pid {pid}")
+        with urllib.request.urlopen(f"http://127.0.0.1:{ready['port']}/", timeout=10) as r:
+            self.assertEqual(r.read(), b"hello world")
+        # Dropping privileges must not have cleared the death signal: a master SIGKILL takes them.
+        os.kill(c.pid, signal.SIGKILL)
+        c.wait_exit()
+        wait_for(lambda: not any(alive(p) for p in [ready["agent"], *ready["workers"]]), 5,
+                 "the children to die with the master")
+
+    def test_an_unknown_user_stops_the_start_with_exit_2(self):
+        c = self.start(workers=1, args=("-s", "user=no-such-user-here"))
+        self.assertEqual(c.wait_exit(), 2)
+        self.assertIn("user 'no-such-user-here' does not exist", c.stderr())
+
+
 if __name__ == "__main__":
     unittest.main()
