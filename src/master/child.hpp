@@ -64,6 +64,7 @@ struct Slot {
   bool replacing = false;  // a replacement (over max_rss) is starting for it
   Clock::time_point replace_failed_at{};
   bool retired = false;   // scaled away: its process drains and the slot is removed
+  bool added = false;     // made by scale and not yet filled: its first process replaces no one
   uint32_t restarts = 0;  // processes started in it after its first
   std::string last_exit;  // how its last process ended, for status
 };

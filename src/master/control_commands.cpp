@@ -184,6 +184,7 @@ void Supervisor::scale(std::size_t workers, ControlServer::Answer answer) {
   for (std::size_t i = from; i < workers; ++i) {
     worker_slots_.push_back(Slot{ipc::Role::kWorker, static_cast<int>(i), RestartBackoff(policy_),
                                  budget, 0, std::make_unique<asio::steady_timer>(io_)});
+    worker_slots_.back().added = true;
     spawn(worker_slots_.back());
   }
   // Scaling down drains the highest slots, as a stop would.

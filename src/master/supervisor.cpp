@@ -278,7 +278,10 @@ Child* Supervisor::spawn(Slot& slot, bool reload_candidate) {
   request.config_text = config_text_;
   request.argv = argv_;
   request.exe_path = exe_path_;
-  request.replacement = phase_ != Phase::kStarting;
+  // Context::replacement(): started after the first ready to take a dead or replaced process's
+  // place (not the first process of a slot that scale added).
+  request.replacement = phase_ != Phase::kStarting && !slot.added;
+  slot.added = false;
   SpawnedChild spawned;
   try {
     spawned = spawn_child(request);

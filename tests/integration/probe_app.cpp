@@ -46,7 +46,8 @@ std::string role_of(const clutch::Context& ctx) {
 
 // What every process reports: start, ready, membership, and every message it is sent.
 void common_setup(clutch::Context& ctx) {
-  record(fmt::format(R"("ev":"start","role":"{}","slot":{})", role_of(ctx), ctx.worker_index()));
+  record(fmt::format(R"("ev":"start","role":"{}","slot":{},"replacement":{})", role_of(ctx),
+                     ctx.worker_index(), ctx.replacement()));
   ctx.on_ready([&ctx] { record(fmt::format(R"("ev":"ready","role":"{}")", role_of(ctx))); });
   for (const char* action : {"b", "app", "others", "ag", "direct"}) {
     ctx.messenger().on(action, [&ctx, action](const clutch::Message& m) {

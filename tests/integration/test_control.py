@@ -103,6 +103,9 @@ class Control(ClusterTest):
             workers = [p for p in json.loads(ctl(c, "status", "--json").stdout)["processes"] if p["role"] == "worker"]
             self.assertEqual([p["slot"] for p in workers], [0, 1, 2, 3])
             self.assertTrue(all(p["state"] == "ready" for p in workers))
+            # Added workers replace no one: Context::replacement() is false for them.
+            added = [e for e in c.events("start") if e["role"] == "worker" and e["slot"] >= 2]
+            self.assertEqual([e["replacement"] for e in added], [False, False])
             served = load.ok
             wait_for(lambda: load.ok >= served + 20, 30, "requests on 4 workers")
             down = ctl(c, "scale", "-3")
@@ -146,6 +149,8 @@ class Control(ClusterTest):
             self.assertRegex(r.stdout, rf"worker 1 replaced \(pid {ready['workers'][1]} -> \d+\): clutchctl restart")
             r = ctl(c, "restart", f"pid:{ready['workers'][0]}")
             self.assertEqual(r.returncode, 0, r.stderr)
+            successors = [e for e in c.events("start") if e["role"] == "worker" and e["pid"] not in ready["workers"]]
+            self.assertEqual([e["replacement"] for e in successors], [True, True])
             served = load.ok
             wait_for(lambda: load.ok >= served + 20, 30, "requests after the restarts")
         finally:
