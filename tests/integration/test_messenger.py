@@ -213,7 +213,8 @@ class Requests(ClusterTest):
 
 
 class Systemd(ClusterTest):
-    def test_ready_and_stopping_reach_notify_socket(self):
+    def notify_socket(self):
+        """A fake NOTIFY_SOCKET that records systemd's datagrams: (its path, the socket)."""
         import socket
         import tempfile
         path = os.path.join(tempfile.mkdtemp(prefix="clutch-notify-"), "notify.sock")
@@ -221,6 +222,10 @@ class Systemd(ClusterTest):
         sock.bind(path)
         sock.settimeout(10)
         self.addCleanup(sock.close)
+        return path, sock
+
+    def test_ready_and_stopping_reach_notify_socket(self):
+        path, sock = self.notify_socket()
         c = self.start(workers=1, env={"NOTIFY_SOCKET": path})
         c.wait_ready()
         first = sock.recv(4096).decode()
@@ -231,13 +236,7 @@ class Systemd(ClusterTest):
         self.assertEqual(c.wait_exit(), 0)
 
     def test_reloads_status_and_the_watchdog_reach_notify_socket(self):
-        import socket
-        import tempfile
-        path = os.path.join(tempfile.mkdtemp(prefix="clutch-notify-"), "notify.sock")
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.bind(path)
-        sock.settimeout(10)
-        self.addCleanup(sock.close)
+        path, sock = self.notify_socket()
         c = self.start(workers=1, env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"})
         c.wait_ready()
 
