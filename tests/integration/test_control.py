@@ -20,7 +20,7 @@ CLUTCHCTL = os.path.join(BUILD_DIR, "clutchctl")
 
 
 def control_path(c):
-    return re.search(r", control (\S+)", c.stdout_lines[0]).group(1)
+    return re.search(r", control ([^,\s]+)", c.stdout_lines[0]).group(1)
 
 
 def ctl(c, *args, timeout=120, user=None):

@@ -27,7 +27,7 @@ class Metrics(ClusterTest):
     def cluster(self, **kw):
         c = self.start(args=("-s", "metrics_listen=127.0.0.1:0", *kw.pop("args", ())), **kw)
         c.wait_ready()
-        return c, re.search(r", metrics (\S+)", c.stdout_lines[0]).group(1)
+        return c, re.search(r", metrics ([^,\s]+)", c.stdout_lines[0]).group(1)
 
     def test_a_scrape_passes_promtool_and_counts_the_cluster(self):
         c, address = self.cluster(workers=2, env={"PROBE_SCENARIO": "random", "PROBE_COUNT": "500"})
