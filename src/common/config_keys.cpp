@@ -43,16 +43,22 @@ Key size_key(std::string name, std::size_t Config::*field, uint64_t min, uint64_
       [field](const Config& c) { return std::to_string(c.*field); }};
 }
 
-// A duration where 0 (or "off") means "no limit".
-Key optional_duration_key(std::string name, std::chrono::milliseconds Config::*field) {
+// A duration where 0 (or "off") means "no limit"; others must be at least `min`.
+Key optional_duration_key(std::string name, std::chrono::milliseconds Config::*field,
+                          std::chrono::milliseconds min = std::chrono::milliseconds(1)) {
   return Key{name,
-             [field](Config& c, std::string_view v, const auto& fail) {
+             [field, min](Config& c, std::string_view v, const auto& fail) {
                if (v == "0" || v == "off") {
                  c.*field = std::chrono::milliseconds(0);
                  return;
                }
                auto d = parse_duration(v);
-               if (!d || d->count() <= 0) fail("expected a duration such as 30s, or off");
+               if (!d || *d < min) {
+                 fail(min.count() > 1
+                          ? fmt::format("expected a duration of {}ms or more, such as 30s, or off",
+                                        min.count())
+                          : std::string("expected a duration such as 30s, or off"));
+               }
                c.*field = *d;
              },
              [field](const Config& c) { return std::to_string((c.*field).count()) + "ms"; }};
@@ -93,18 +99,7 @@ const std::vector<Key>& keys() {
        [](const Config& c) { return std::string(c.reuse_port ? "true" : "false"); }},
       duration_key("startup_timeout", &Config::startup_timeout),
       duration_key("kill_timeout", &Config::kill_timeout),
-      {"hang_timeout",
-       [](Config& c, std::string_view v, const auto& fail) {
-         if (v == "0" || v == "off") {
-           c.hang_timeout = std::chrono::milliseconds(0);
-           return;
-         }
-         auto d = parse_duration(v);
-         if (!d || d->count() < 100)
-           fail("expected a duration of 100ms or more, such as 30s, or off");
-         c.hang_timeout = *d;
-       },
-       [](const Config& c) { return std::to_string(c.hang_timeout.count()) + "ms"; }},
+      optional_duration_key("hang_timeout", &Config::hang_timeout, std::chrono::milliseconds(100)),
       duration_key("min_uptime", &Config::min_uptime),
       duration_key("restart_backoff_initial", &Config::restart_backoff_initial),
       duration_key("restart_backoff_max", &Config::restart_backoff_max),

@@ -82,33 +82,31 @@ void apply_toml_table(Config& config, const toml::table& table, std::string_view
   }
 }
 
+// Parses with `parse` (a file or a text); a syntax error becomes a ConfigError naming `where`.
+template <typename Parse>
+toml::table parse_toml(Parse&& parse, std::string_view where) {
+  try {
+    return parse();
+  } catch (const toml::parse_error& e) {
+    throw ConfigError(fmt::format("config: cannot read {}: {} (line {})", where, e.description(),
+                                  e.source().begin.line));
+  }
+}
+
 void apply_toml_file(Config& config, const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) {
     throw ConfigError(fmt::format("config: {} is a directory; --config takes a TOML file", path));
   }
-  toml::table table;
-  try {
-    table = toml::parse_file(path);
-  } catch (const toml::parse_error& e) {
-    throw ConfigError(fmt::format("config: cannot read {}: {} (line {})", path, e.description(),
-                                  e.source().begin.line));
-  }
-  apply_toml_table(config, table, "file " + path);
+  apply_toml_table(config, parse_toml([&] { return toml::parse_file(path); }, path),
+                   "file " + path);
   config.config_file = path;
 }
 
 }  // namespace
 
 void apply_config_toml(Config& config, std::string_view text, std::string_view where) {
-  toml::table table;
-  try {
-    table = toml::parse(text);
-  } catch (const toml::parse_error& e) {
-    throw ConfigError(fmt::format("config: cannot read {}: {} (line {})", where, e.description(),
-                                  e.source().begin.line));
-  }
-  apply_toml_table(config, table, where);
+  apply_toml_table(config, parse_toml([&] { return toml::parse(text); }, where), where);
 }
 
 std::optional<int> load_config(int argc, char** argv, std::string_view app_name, Config& out) {

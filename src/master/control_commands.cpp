@@ -180,10 +180,8 @@ void Supervisor::scale(std::size_t workers, ControlServer::Answer answer) {
   scale_.timer->async_wait([this](const asio::error_code& ec) {
     if (!ec) check_scale_done(true);
   });
-  RestartBudget budget(config_.max_restarts, config_.max_restarts_window);
   for (std::size_t i = from; i < workers; ++i) {
-    worker_slots_.push_back(Slot{ipc::Role::kWorker, static_cast<int>(i), RestartBackoff(policy_),
-                                 budget, 0, std::make_unique<asio::steady_timer>(io_)});
+    worker_slots_.push_back(make_slot(ipc::Role::kWorker, static_cast<unsigned>(i)));
     worker_slots_.back().added = true;
     spawn(worker_slots_.back());
   }

@@ -59,14 +59,9 @@ void Supervisor::replace_gracefully(Child& c, const std::string& why) {
 }
 
 void Supervisor::replacement_ready(Child& candidate) {
-  candidate.reload_candidate = false;
   Slot& slot = slot_of(candidate);
   slot.replacing = false;
-  pid_t old = slot.current;
-  slot.current = candidate.pid;
-  router_.targets_changed();
-  router_.announce_members();
-  router_.send_runtime(candidate, "clutch:ready", {});
+  pid_t old = take_over_slot(candidate);
   std::string outcome = fmt::format("worker {} replaced (pid {} -> {}): {}", slot.index, old,
                                     candidate.pid, candidate.replacing_because);
   spdlog::info("{}", outcome);

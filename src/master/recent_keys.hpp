@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -13,13 +14,21 @@
 
 namespace clutch::master {
 
+// Lets unordered maps of strings be searched with a string_view, without building a string.
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view text) const {
+    return std::hash<std::string_view>{}(text);
+  }
+};
+
 class RecentKeys {
  public:
   explicit RecentKeys(std::size_t capacity) : capacity_(capacity) {}
 
   // Who handled `key`, if it is still remembered.
   std::optional<pid_t> find(std::string_view key) const {
-    auto it = handled_by_.find(std::string(key));
+    auto it = handled_by_.find(key);
     if (it == handled_by_.end()) return std::nullopt;
     return it->second;
   }
@@ -39,7 +48,7 @@ class RecentKeys {
 
  private:
   std::size_t capacity_;
-  std::unordered_map<std::string, pid_t> handled_by_;
+  std::unordered_map<std::string, pid_t, StringHash, std::equal_to<>> handled_by_;
   std::deque<std::string> order_;
 };
 

@@ -58,7 +58,7 @@ void Supervisor::reload_next() {
   reload_finished(true, outcome);
 }
 
-void Supervisor::reload_candidate_ready(Child& candidate) {
+pid_t Supervisor::take_over_slot(Child& candidate) {
   candidate.reload_candidate = false;
   Slot& slot = slot_of(candidate);
   pid_t old = slot.current;
@@ -66,6 +66,12 @@ void Supervisor::reload_candidate_ready(Child& candidate) {
   router_.targets_changed();
   router_.announce_members();
   router_.send_runtime(candidate, "clutch:ready", {});
+  return old;
+}
+
+void Supervisor::reload_candidate_ready(Child& candidate) {
+  Slot& slot = slot_of(candidate);
+  pid_t old = take_over_slot(candidate);
   std::string step = fmt::format("reload {}: worker {} replaced (pid {} -> {})", reload_.generation,
                                  slot.index, old, candidate.pid);
   spdlog::info("{}", step);

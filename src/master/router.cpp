@@ -112,7 +112,7 @@ void Router::route_message(Child& from, const ipc::FrameView& frame, std::byte* 
             answer_handled(from, h.id, *handled_by);
             break;
           }
-          if (auto it = keyed_.find(std::string(frame.key)); it != keyed_.end()) {
+          if (auto it = keyed_.find(frame.key); it != keyed_.end()) {
             ++duplicates_absorbed_;
             acked_[it->second].waiters.push_back({from.pid, h.id});
             break;
@@ -191,13 +191,7 @@ void Router::route_ack(Child& from, const ipc::FrameView& frame, std::byte* raw)
 }
 
 void Router::answer_handled(Child& to, uint64_t id, pid_t handled_by) {
-  FrameHeader h;
-  h.kind = FrameKind::kAck;
-  h.sender_role = Role::kWorker;
-  h.sender_pid = handled_by;
-  h.id = id;
-  ipc::append_frame(to.channel->output(), h, {}, {});
-  to.channel->flush_soon();
+  send_ack(to, id, Role::kWorker, handled_by, {}, false);
 }
 
 void Router::drop_acked(uint64_t master_id) {
@@ -362,13 +356,18 @@ void Router::deliver_acked(uint64_t master_id, AckedMessage& m) {
 }
 
 void Router::fail_ack(Child& to, uint64_t id, std::string_view reason) {
+  send_ack(to, id, Role::kMaster, master_pid_, reason, true);
+}
+
+void Router::send_ack(Child& to, uint64_t id, Role role, pid_t sender, std::string_view error,
+                      bool failed) {
   FrameHeader h;
   h.kind = FrameKind::kAck;
-  h.flags = ipc::kFlagFailed;
-  h.sender_role = Role::kMaster;
-  h.sender_pid = master_pid_;
+  h.flags = failed ? ipc::kFlagFailed : 0;
+  h.sender_role = role;
+  h.sender_pid = sender;
   h.id = id;
-  ipc::append_frame(to.channel->output(), h, {}, reason);
+  ipc::append_frame(to.channel->output(), h, {}, error);
   to.channel->flush_soon();
 }
 

@@ -101,6 +101,9 @@ class Router {
   // An acknowledged message fails without a handler having run (the sender does not count it
   // as an attempt).
   void fail_ack(Child& to, uint64_t id, std::string_view reason);
+  // An ack frame from the master on behalf of `sender` (a worker's earlier success, or itself).
+  void send_ack(Child& to, uint64_t id, ipc::Role role, pid_t sender, std::string_view error,
+                bool failed);
   // Whether a message for `to` may be queued: a worker past worker_queue_limit_ is not reading
   // (hung or far behind), so the sender is told instead. Always true for the agent.
   bool admits(Child& to, Child& from, const ipc::FrameView& frame);
@@ -125,7 +128,8 @@ class Router {
   std::deque<uint64_t> acked_waiting_;   // acknowledged messages with no worker to take them yet
   std::size_t acked_waiting_bytes_ = 0;  // bounded by hold_limit_
   uint64_t next_master_id_ = 1;
-  std::unordered_map<std::string, uint64_t> keyed_;  // key -> master id, while held or in flight
+  // key -> master id, while held or in flight; looked up by string_view (no copy per send).
+  std::unordered_map<std::string, uint64_t, StringHash, std::equal_to<>> keyed_;
   RecentKeys handled_keys_{8192};
   uint64_t duplicates_absorbed_ = 0, dropped_without_sender_ = 0, refused_ = 0;
   std::array<uint64_t, 7> routed_{};

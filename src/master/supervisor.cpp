@@ -125,20 +125,10 @@ int Supervisor::run() {
   config_text_ = serialize_config(config_);
   router_.set_max_message_size(config_.max_message_size);
 
-  RestartPolicyConfig policy{config_.min_uptime, config_.restart_backoff_initial,
-                             config_.restart_backoff_max};
-  policy_ = policy;
-  RestartBudget budget(config_.max_restarts, config_.max_restarts_window);
-  agent_slot_ = Slot{ipc::Role::kAgent,
-                     0,
-                     RestartBackoff(policy),
-                     budget,
-                     0,
-                     std::make_unique<asio::steady_timer>(io_)};
-  for (unsigned i = 0; i < workers; ++i) {
-    worker_slots_.push_back(Slot{ipc::Role::kWorker, static_cast<int>(i), RestartBackoff(policy),
-                                 budget, 0, std::make_unique<asio::steady_timer>(io_)});
-  }
+  policy_ = RestartPolicyConfig{config_.min_uptime, config_.restart_backoff_initial,
+                                config_.restart_backoff_max};
+  agent_slot_ = make_slot(ipc::Role::kAgent, 0);
+  for (unsigned i = 0; i < workers; ++i) worker_slots_.push_back(make_slot(ipc::Role::kWorker, i));
   wait_signals();
   wait_hangup();
   wait_reopen();
@@ -320,10 +310,14 @@ Child* Supervisor::spawn(Slot& slot, bool reload_candidate) {
         on_channel_closed(pid, reason, protocol_error);
       });
   c.channel->on_drain([this, &c] { router_.resume_blocked(c); });
-  c.channel->on_batch_end([this, &c] {
-    c.last_seen = Clock::now();  // any frame shows the child's loop turns
-    router_.commit_borrowed();
-  });
+  if (config_.hang_timeout.count() > 0) {
+    c.channel->on_batch_end([this, &c] {
+      c.last_seen = Clock::now();  // any frame shows the child's loop turns
+      router_.commit_borrowed();
+    });
+  } else {
+    c.channel->on_batch_end([this] { router_.commit_borrowed(); });
+  }
   router_.targets_changed();  // a new agent takes messages (into its channel) from now on
   c.startup_timer->expires_after(config_.startup_timeout);
   c.startup_timer->async_wait([this, pid](const asio::error_code& ec) {
@@ -644,6 +638,16 @@ void Supervisor::finish() {
   for (int fd : slot_listen_fds_) close(fd);
   spdlog::info("stopped (exit code {})", exit_code_);
   io_.stop();
+}
+
+Slot Supervisor::make_slot(ipc::Role role, unsigned index) {
+  Slot slot;
+  slot.role = role;
+  slot.index = static_cast<int>(index);
+  slot.backoff = RestartBackoff(policy_);
+  slot.budget = RestartBudget(config_.max_restarts, config_.max_restarts_window);
+  slot.restart_timer = std::make_unique<asio::steady_timer>(io_);
+  return slot;
 }
 
 Slot& Supervisor::slot_of(const Child& child) {

@@ -72,6 +72,8 @@ class Supervisor {
   Child* spawn(Slot& slot, bool reload_candidate = false);
   void reload_next();
   void reload_candidate_ready(Child& candidate);
+  // A ready candidate becomes its slot's process (reload or replacement); returns the old pid.
+  pid_t take_over_slot(Child& candidate);
   void abort_reload(const std::string& error);
   void on_control(Child& child, std::string_view op, std::string_view payload);
   void on_ready(Child& child);
@@ -88,6 +90,8 @@ class Supervisor {
   void terminate(Child& child);
   void finish();
   Slot& slot_of(const Child& child);
+  // A slot with the configured restart policy and budget (policy_ must be set).
+  Slot make_slot(ipc::Role role, unsigned index);
   std::size_t live_workers();
 
   asio::io_context& io_;
@@ -108,8 +112,6 @@ class Supervisor {
   // A deque: slots are added and removed at the end by scale, and timers hold references to them.
   std::deque<Slot> worker_slots_;
   RestartPolicyConfig policy_;
-  ControlServer control_;
-  MetricsServer metrics_;
   std::vector<ControlServer::Answer> reload_waiters_;
   // clutchctl restart: answered when the slot's new process is ready (-1: the agent).
   std::map<int, std::vector<ControlServer::Answer>> restart_waiters_;
@@ -133,6 +135,8 @@ class Supervisor {
   int exit_code_ = kExitOk;
   asio::signal_set stop_signals_, hangup_signal_, child_signals_, reopen_signal_;
   asio::steady_timer hang_timer_, memory_timer_, watchdog_timer_;
+  ControlServer control_;
+  MetricsServer metrics_;
   Clock::time_point last_hang_sweep_;
 };
 

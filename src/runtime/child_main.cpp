@@ -63,9 +63,9 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
   id.replacement = env_int("CLUTCH_INTERNAL_REPLACEMENT", 0) == 1;
   int ipc_fd = env_int("CLUTCH_INTERNAL_IPC_FD", 3);
   scrub_internal_environment();
-  close_on_exec(ipc_fd);
-  close_on_exec(id.listen_fd);
-  close_on_exec_above(std::max(ipc_fd, id.listen_fd));
+  // The channel and port had to survive the exec; nothing this process holds past stderr may
+  // survive the next one (a system() job).
+  close_on_exec_above(STDERR_FILENO);
   std::string role_file = app_name + (id.role == Role::kAgent ? ".agent.log" : ".worker.log");
   try {
     init_logging(id.role == Role::kAgent ? app_name + " agent"

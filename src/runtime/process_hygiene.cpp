@@ -28,13 +28,13 @@ void on_master_death(int) {
   kill(0, SIGKILL);
 }
 
-}  // namespace
-
 void close_on_exec(int fd) {
   if (fd < 0) return;
   int flags = fcntl(fd, F_GETFD);
   if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
 }
+
+}  // namespace
 
 void close_on_exec_above(int highest_kept) {
   DIR* dir = opendir("/proc/self/fd");

@@ -9,11 +9,9 @@
 namespace clutch::runtime {
 
 // The channel and the listening socket arrive without FD_CLOEXEC (they had to survive the
-// exec); once taken, they get it back, so a program the app runs (system(), popen()) does not
-// keep the port open or the master's channel alive.
-void close_on_exec(int fd);
-// The same for every descriptor above `highest_kept` that the child was handed by accident (a
-// library of the master's that opened one without O_CLOEXEC): a child needs nothing past 4.
+// exec), and a library of the master's may have left one open by accident: every descriptor above
+// `highest_kept` gets FD_CLOEXEC, so a program the app runs (system(), popen()) keeps neither the
+// port nor the master's channel.
 void close_on_exec_above(int highest_kept);
 
 // Removes every CLUTCH_INTERNAL_* variable: read once at start, they are nobody else's business
