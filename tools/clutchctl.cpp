@@ -6,9 +6,12 @@
 //   clutchctl publish URL [BODY] [--count N]
 //       publishes BODY (or, with --count, N messages "BODY-1".."BODY-N") to a queue URL such as
 //       sqlite:/var/lib/app/queue.db.
-//   clutchctl status [--watch] | reload | stop [--now] | scale N|+N|-N   [--app NAME | --socket
-//   PATH] [--json]
-//       talk to a running cluster through its control socket (docs/OPERATIONS.md).
+//   clutchctl status [--watch] | top | reload | stop [--now] | scale N|+N|-N | restart SLOT
+//   clutchctl jobs | jobs run NAME
+//   clutchctl queue [NAME] | queue dead [NAME] | queue requeue|purge NAME (ID... | --all)
+//   clutchctl logs [-f] [--role R] [-n N]
+//       (each with [--app NAME | --socket PATH] [--json]) talk to a running cluster through its
+//       control socket (docs/OPERATIONS.md).
 #include <CLI/CLI.hpp>
 
 #include <ctime>
@@ -106,7 +109,41 @@ int main(int argc, char** argv) {
   auto* restart = cli.add_subcommand(
       "restart", "replace one process: a worker slot (its successor ready first), agent, or pid:P");
   restart->add_option("which", which, "worker slot number, 'agent' or pid:P")->required();
-  for (auto* command : {status, top, reload, stop, scale, restart}) add_target(command);
+  auto* jobs = cli.add_subcommand("jobs", "every scheduled job: next and last run, results");
+  std::string job_name;
+  int job_timeout = 600;
+  auto* jobs_run = jobs->add_subcommand("run", "run a job now (one tick, its usual worker rule)");
+  jobs_run->add_option("name", job_name, "the job's name")->required();
+  jobs_run->add_option("--timeout", job_timeout, "seconds to wait for the run to end")
+      ->check(CLI::Range(1, 86400));
+  std::string queue_what, queue_name;
+  std::vector<std::string> queue_ids;
+  bool queue_all = false;
+  std::size_t queue_limit = 100;
+  auto* queue = cli.add_subcommand("queue", "queue consumers: pending, in flight, dead letters");
+  queue->add_option("consumer", queue_name, "a consumer's name (default: the only one)");
+  auto* queue_dead = queue->add_subcommand("dead", "list a consumer's dead letters");
+  queue_dead->add_option("consumer", queue_name, "the consumer's name");
+  queue_dead->add_option("--limit", queue_limit, "how many, oldest first")
+      ->check(CLI::Range(1, 10000));
+  auto* queue_requeue = queue->add_subcommand("requeue", "move dead letters back to the queue");
+  auto* queue_purge = queue->add_subcommand("purge", "delete dead letters for good");
+  for (auto* sub : {queue_requeue, queue_purge}) {
+    sub->add_option("consumer", queue_name, "the consumer's name")->required();
+    sub->add_option("ids", queue_ids, "dead letter ids (from queue dead)");
+    sub->add_flag("--all", queue_all, "every dead letter of the consumer");
+  }
+  std::string log_role;
+  bool log_follow = false;
+  std::size_t log_lines = 50;
+  auto* logs = cli.add_subcommand("logs", "the cluster's log files (log_dir), merged by time");
+  logs->add_flag("-f,--follow", log_follow, "keep printing new lines");
+  logs->add_option("--role", log_role, "master, agent or worker");
+  logs->add_option("-n,--lines", log_lines, "how many past lines first");
+  for (auto* command : {status, top, reload, stop, scale, restart, jobs, jobs_run, queue,
+                        queue_dead, queue_requeue, queue_purge, logs}) {
+    add_target(command);
+  }
 
   CLI11_PARSE(cli, argc, argv);
   if (status->parsed()) return clutchctl::status_command(target, watch);
@@ -115,6 +152,16 @@ int main(int argc, char** argv) {
   if (stop->parsed()) return clutchctl::stop_command(target, now);
   if (scale->parsed()) return clutchctl::scale_command(target, how_many);
   if (restart->parsed()) return clutchctl::restart_command(target, which);
+  if (jobs_run->parsed()) return clutchctl::job_run_command(target, job_name, job_timeout);
+  if (jobs->parsed()) return clutchctl::jobs_command(target);
+  if (queue->parsed()) {
+    std::string what = queue_dead->parsed()      ? "dead"
+                       : queue_requeue->parsed() ? "requeue"
+                       : queue_purge->parsed()   ? "purge"
+                                                 : "";
+    return clutchctl::queue_command(target, what, queue_name, queue_ids, queue_all, queue_limit);
+  }
+  if (logs->parsed()) return clutchctl::logs_command(target, log_role, log_follow, log_lines);
   if (cron->parsed()) return cron_command(expression, zone, from, count);
   if (publish->parsed()) return publish_command(url, body, publish_count);
   return 2;

@@ -57,6 +57,46 @@ std::string find_socket(const Target& t, std::string& error) {
   return {};
 }
 
+}  // namespace
+
+std::string mib(double bytes) {
+  return fmt::format("{:.1f} MiB", bytes / (1 << 20));
+}
+
+std::string seconds(double ms) {
+  if (ms < 60000) return fmt::format("{:.1f}s", ms / 1000);
+  if (ms < 3600000) return fmt::format("{:.0f}m{:02.0f}s", ms / 60000, std::fmod(ms / 1000, 60));
+  return fmt::format("{:.0f}h{:02.0f}m", ms / 3600000, std::fmod(ms / 60000, 60));
+}
+
+namespace {
+
+void print_status(const json& s) {
+  std::cout << fmt::format("{}: {}, generation {}, up {}, listening on {}, master {} ({})\n",
+                           s.value("app", ""), s.value("state", ""), s.value("generation", 0),
+                           seconds(s.value("uptime_ms", 0.0)), s.value("listening", ""),
+                           s.value("master", 0), mib(s.value("master_rss_bytes", 0.0)));
+  std::cout << fmt::format(
+      "{:<7} {:>4} {:>8} {:<12} {:>8} {:>8} {:>10} {:>7} {:>9} {:>9} {:>9}  {}\n", "ROLE", "SLOT",
+      "PID", "STATE", "UPTIME", "RESTARTS", "RSS", "CPU", "IN FLIGHT", "HANDLED", "HTTP",
+      "LAST EXIT");
+  for (const auto& p : s["processes"]) {
+    int slot = p.value("slot", -1);
+    double uptime = p.value("uptime_ms", 0.0);
+    double cpu = p.value("cpu_seconds", 0.0);
+    std::string cpu_text = uptime > 0 ? fmt::format("{:.1f}%", 100 * cpu / (uptime / 1000)) : "-";
+    std::cout << fmt::format(
+        "{:<7} {:>4} {:>8} {:<12} {:>8} {:>8} {:>10} {:>7} {:>9} {:>9} {:>9}  {}\n",
+        p.value("role", ""), slot < 0 ? std::string("-") : std::to_string(slot), p.value("pid", 0),
+        p.value("state", ""), seconds(uptime), p.value("restarts", 0),
+        mib(p.value("rss_bytes", 0.0)), cpu_text, p.value("in_flight", 0),
+        static_cast<uint64_t>(p.value("handled", 0.0)),
+        static_cast<uint64_t>(p.value("http_requests", 0.0)), p.value("last_exit", ""));
+  }
+}
+
+}  // namespace
+
 // Sends `request` and calls `on_line` for every answer line until the one marked done; returns
 // the last line, or an object with "error" if the conversation broke.
 json converse(const Target& t, const json& request,
@@ -108,39 +148,6 @@ int finish(const Target& t, const json& answer) {
   if (!t.json) std::cerr << "clutchctl: " << answer.value("error", std::string("failed")) << "\n";
   return answer.value("unreachable", false) ? 2 : 1;
 }
-
-std::string mib(double bytes) {
-  return fmt::format("{:.1f} MiB", bytes / (1 << 20));
-}
-
-std::string seconds(double ms) {
-  if (ms < 60000) return fmt::format("{:.1f}s", ms / 1000);
-  if (ms < 3600000) return fmt::format("{:.0f}m{:02.0f}s", ms / 60000, std::fmod(ms / 1000, 60));
-  return fmt::format("{:.0f}h{:02.0f}m", ms / 3600000, std::fmod(ms / 60000, 60));
-}
-
-void print_status(const json& s) {
-  std::cout << fmt::format("{}: {}, generation {}, up {}, listening on {}, master {} ({})\n",
-                           s.value("app", ""), s.value("state", ""), s.value("generation", 0),
-                           seconds(s.value("uptime_ms", 0.0)), s.value("listening", ""),
-                           s.value("master", 0), mib(s.value("master_rss_bytes", 0.0)));
-  std::cout << fmt::format("{:<7} {:>4} {:>8} {:<12} {:>8} {:>8} {:>10} {:>8} {:>9}  {}\n", "ROLE",
-                           "SLOT", "PID", "STATE", "UPTIME", "RESTARTS", "RSS", "CPU", "IN FLIGHT",
-                           "LAST EXIT");
-  for (const auto& p : s["processes"]) {
-    int slot = p.value("slot", -1);
-    double uptime = p.value("uptime_ms", 0.0);
-    double cpu = p.value("cpu_seconds", 0.0);
-    std::string cpu_text = uptime > 0 ? fmt::format("{:.1f}%", 100 * cpu / (uptime / 1000)) : "-";
-    std::cout << fmt::format(
-        "{:<7} {:>4} {:>8} {:<12} {:>8} {:>8} {:>10} {:>8} {:>9}  {}\n", p.value("role", ""),
-        slot < 0 ? std::string("-") : std::to_string(slot), p.value("pid", 0), p.value("state", ""),
-        seconds(uptime), p.value("restarts", 0), mib(p.value("rss_bytes", 0.0)), cpu_text,
-        p.value("in_flight", 0), p.value("last_exit", ""));
-  }
-}
-
-}  // namespace
 
 int status_command(const Target& t, bool watch) {
   for (int round = 0;; ++round) {

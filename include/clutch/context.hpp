@@ -8,6 +8,7 @@
 
 #include "clutch/config.hpp"
 #include "clutch/messenger.hpp"
+#include "clutch/metrics.hpp"
 
 namespace clutch {
 
@@ -25,6 +26,8 @@ class Context {
   // True for a process started to replace one that died (not part of the first start).
   virtual bool replacement() const = 0;
   virtual Messenger& messenger() = 0;
+  // This process's metrics; the master serves them summed over the cluster (clutch/metrics.hpp).
+  virtual Metrics& metrics() = 0;
 
   // The listening socket the master bound (workers only; -1 in the agent) and its real port.
   virtual int listen_fd() const = 0;

@@ -47,6 +47,15 @@ class QueueUnavailable : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A message that failed max_attempts times, as its dead-letter place keeps it.
+struct DeadLetter {
+  std::string id;  // its id in the dead-letter place (what requeue and purge take)
+  std::string body;
+  int attempts = 0;
+  std::string error;         // the last handler's error
+  int64_t failed_at_ms = 0;  // Unix time in milliseconds
+};
+
 // A queue opened by URL; the agent's consumer and producers use the same interface.
 class MessageSource {
  public:
@@ -78,6 +87,15 @@ class MessageSource {
   virtual void recover_in_flight() = 0;
   virtual std::size_t pending() = 0;
   virtual std::size_t dead_letters() = 0;
+  // Age of the oldest message not yet acknowledged, in milliseconds (-1: none, or unknown).
+  virtual int64_t oldest_age_ms() { return -1; }
+  // The oldest `max` dead letters.
+  virtual std::vector<DeadLetter> list_dead(std::size_t max) = 0;
+  // Moves dead letters back to the queue as new messages (attempts from 0); `ids` empty: all.
+  // Returns how many moved; an id that is not there is skipped.
+  virtual std::size_t requeue_dead(const std::vector<std::string>& ids) = 0;
+  // Deletes dead letters for good; `ids` empty: all. Returns how many went.
+  virtual std::size_t purge_dead(const std::vector<std::string>& ids) = 0;
 };
 
 // Opens `url`; throws ConfigError with the reason for a bad URL or an unreachable queue.

@@ -35,12 +35,13 @@ const llhttp_settings_t& Connection::settings() {
 }
 
 Connection::Connection(asio::io_context& io, int fd, const Router& router,
-                       const ServerOptions& options, DateCache& dates,
+                       const ServerOptions& options, DateCache& dates, HttpFigures& figures,
                        std::function<void(Connection*)> on_closed)
     : socket_(io),
       router_(router),
       options_(options),
       dates_(dates),
+      figures_(figures),
       on_closed_(std::move(on_closed)) {
   sockaddr_storage address{};
   socklen_t length = sizeof(address);
@@ -298,6 +299,7 @@ int Connection::on_message_complete(llhttp_t* p) {
 void Connection::dispatch() {
   busy_ = true;
   arm_timer(options_.handler_timeout, Deadline::kHandler);
+  dispatched_at_ = std::chrono::steady_clock::now();
   auto state = current_;
   Request& r = state->request;
   std::string_view target = r.target;
@@ -353,6 +355,7 @@ void Connection::deliver(ExchangeState& exchange) {
   if (draining_) keep_alive_ = false;
   out_.clear();
   write_response(out_, exchange.response, head_, keep_alive_, dates_.now());
+  figures_.responded(exchange.response.status, dispatched_at_);
   current_.reset();
   arm_timer(options_.write_timeout, Deadline::kWrite);
   asio::async_write(socket_, asio::buffer(out_),
@@ -371,6 +374,7 @@ void Connection::fail(int status) {
   if (closed_) return;
   busy_ = true;  // nothing more is parsed on this connection
   out_ = error_response(status, dates_.now());
+  figures_.responded(status);
   arm_timer(options_.write_timeout, Deadline::kWrite);
   asio::async_write(
       socket_, asio::buffer(out_),

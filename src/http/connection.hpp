@@ -14,6 +14,7 @@
 
 #include "clutch/http.hpp"
 #include "http/exchange_state.hpp"
+#include "http/figures.hpp"
 #include "http/response_writer.hpp"
 
 namespace clutch::http {
@@ -21,7 +22,7 @@ namespace clutch::http {
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(asio::io_context& io, int fd, const Router& router, const ServerOptions& options,
-             DateCache& dates, std::function<void(Connection*)> on_closed);
+             DateCache& dates, HttpFigures& figures, std::function<void(Connection*)> on_closed);
   ~Connection();
   void start();
   // Graceful stop: an idle connection closes now; a busy one after its current response, which
@@ -65,6 +66,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const Router& router_;
   const ServerOptions& options_;
   DateCache& dates_;
+  HttpFigures& figures_;
+  std::chrono::steady_clock::time_point dispatched_at_{};  // of the request being handled
   std::function<void(Connection*)> on_closed_;
   std::chrono::steady_clock::time_point deadline_{};
   Deadline deadline_kind_ = Deadline::kRead;

@@ -52,6 +52,7 @@ class Server : public std::enable_shared_from_this<Server> {
         wakeups_(io_),
         drain_timer_(io_),
         sweep_timer_(io_),
+        figures_(ctx.metrics()),
         fd_backoff_timer_(io_) {
     if (options_.max_connections == 0) options_.max_connections = default_max_connections();
   }
@@ -119,11 +120,12 @@ class Server : public std::enable_shared_from_this<Server> {
         spdlog::info("http: accepting again ({} connection(s) open)", connections_.size() + 1);
       }
       std::weak_ptr<Server> weak = weak_from_this();
-      auto connection =
-          std::make_shared<Connection>(io_, fd, router_, options_, dates_, [weak](Connection* c) {
-            if (auto s = weak.lock()) s->closed(c);
-          });
+      auto connection = std::make_shared<Connection>(io_, fd, router_, options_, dates_, figures_,
+                                                     [weak](Connection* c) {
+                                                       if (auto s = weak.lock()) s->closed(c);
+                                                     });
       connections_[connection.get()] = connection;
+      figures_.open->set(static_cast<double>(connections_.size()));
       connection->start();
     }
   }
@@ -164,6 +166,7 @@ class Server : public std::enable_shared_from_this<Server> {
   void closed(Connection* c) {
     // Keep the object alive until its handler returns; it holds a shared_ptr to itself meanwhile.
     connections_.erase(c);
+    figures_.open->set(static_cast<double>(connections_.size()));
     if (accepting_paused_ && connections_.size() < options_.max_connections) {
       accepting_paused_ = false;
       wait_for_connections();
@@ -204,6 +207,7 @@ class Server : public std::enable_shared_from_this<Server> {
   asio::posix::stream_descriptor wakeups_;
   asio::steady_timer drain_timer_, sweep_timer_;
   std::unordered_map<Connection*, std::shared_ptr<Connection>> connections_;
+  HttpFigures figures_;
   asio::steady_timer fd_backoff_timer_;
   SpareDescriptors spare_fds_;
   bool waiting_ = false, accepting_paused_ = false, draining_ = false, fd_episode_ = false;

@@ -76,7 +76,9 @@ nlohmann::json Supervisor::status_json() {
                 {"uptime_ms", 0},
                 {"rss_bytes", 0},
                 {"cpu_seconds", 0},
-                {"in_flight", 0}});
+                {"in_flight", 0},
+                {"handled", 0},
+                {"http_requests", 0}});
       return processes.push_back(std::move(r));
     }
     std::size_t rss = resident_bytes(c->pid);
@@ -87,7 +89,9 @@ nlohmann::json Supervisor::status_json() {
          {"uptime_ms", std::chrono::duration_cast<Millis>(Clock::now() - c->started_at).count()},
          {"rss_bytes", rss},
          {"cpu_seconds", cpu},
-         {"in_flight", c->unacked}});
+         {"in_flight", c->unacked},
+         {"handled", app_metrics_.process_total(c->pid, "clutch_messenger_handled_total")},
+         {"http_requests", app_metrics_.process_total(c->pid, "clutch_http_requests_total")}});
     processes.push_back(std::move(r));
   };
   row(agent_slot_);
@@ -103,6 +107,8 @@ nlohmann::json Supervisor::status_json() {
           {"listening", fmt::format("{}:{}", config_.host, listen_.port)},
           {"master_rss_bytes", rss},
           {"master_cpu_seconds", cpu},
+          {"log_dir", config_.log_dir},
+          {"log_format", config_.log_format},
           {"processes", std::move(processes)}};
 }
 
@@ -134,6 +140,11 @@ void Supervisor::on_control_request(const nlohmann::json& request, ControlServer
     return;
   }
   if (cmd == "restart") return restart(request, std::move(answer));
+  // Schedules and queues live in the agent: it answers these itself.
+  for (const char* agent_cmd :
+       {"jobs", "job-run", "queues", "queue-dead", "queue-requeue", "queue-purge"}) {
+    if (cmd == agent_cmd) return ask_agent(request, std::move(answer));
+  }
   if (cmd == "scale") {
     std::size_t current = worker_slots_.size();
     long long target = static_cast<long long>(current);
@@ -154,7 +165,9 @@ void Supervisor::on_control_request(const nlohmann::json& request, ControlServer
   }
   answer({{"ok", false},
           {"error",
-           fmt::format("unknown command '{}' (status, reload, stop, scale, restart, ping)", cmd)}},
+           fmt::format("unknown command '{}' (status, reload, stop, scale, restart, ping, jobs, "
+                       "job-run, queues, queue-dead, queue-requeue, queue-purge)",
+                       cmd)}},
          true);
 }
 

@@ -23,13 +23,16 @@ MetricsServer::Page Supervisor::metrics_page(const std::string& path) {
     return {200, "text/plain; version=0.0.4; charset=utf-8", metrics_text()};
   }
   if (path == "/healthz") return {200, "text/plain", "ok\n"};
+  if (path == "/" || path == "/index.html")
+    return {200, "text/html; charset=utf-8", dashboard_page()};
+  if (path == "/api/status") return {200, "application/json", dashboard_json().dump()};
   if (path == "/readyz") {
     std::string state = cluster_state();
     // Reloading and scaling keep serving; starting, degraded and stopping do not count as ready.
     bool ready = state == "ready" || state == "reloading" || state == "scaling";
     return {ready ? 200 : 503, "text/plain", state + "\n"};
   }
-  return {404, "text/plain", "not found: /metrics, /healthz, /readyz\n"};
+  return {404, "text/plain", "not found: /, /api/status, /metrics, /healthz, /readyz\n"};
 }
 
 std::string Supervisor::metrics_text() {
@@ -108,6 +111,9 @@ std::string Supervisor::metrics_text() {
   m.sample("clutch_master_resident_memory_bytes", static_cast<double>(resident_bytes(pid_)));
   m.family("clutch_master_cpu_seconds_total", "counter", "CPU time of the master.");
   m.sample("clutch_master_cpu_seconds_total", cpu_seconds(pid_));
+  // What the children report: the runtime's figures (HTTP, schedules, queues, messages handled)
+  // and the application's own, summed over the cluster.
+  app_metrics_.render(m);
   return m.text();
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace clutch::master {
 
@@ -15,11 +16,31 @@ class PrometheusText {
  public:
   using Labels = std::initializer_list<std::pair<std::string_view, std::string>>;
 
-  // Starts a family; `type` is counter or gauge.
+  // Starts a family; `type` is counter, gauge or histogram.
   void family(std::string_view name, std::string_view type, std::string_view help) {
-    out_ += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+    std::string text;
+    for (char c : help) {
+      if (c == '\\')
+        text += "\\\\";
+      else if (c == '\n')
+        text += "\\n";
+      else
+        text += c;
+    }
+    out_ += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, text, name, type);
   }
   void sample(std::string_view name, double value, Labels labels = {}) {
+    labelled(name, value, labels);
+  }
+  void sample(std::string_view name, double value,
+              const std::vector<std::pair<std::string, std::string>>& labels) {
+    labelled(name, value, labels);
+  }
+  const std::string& text() const { return out_; }
+
+ private:
+  template <typename LabelList>
+  void labelled(std::string_view name, double value, const LabelList& labels) {
     out_ += name;
     if (labels.size() > 0) {
       out_ += '{';
@@ -33,9 +54,6 @@ class PrometheusText {
     }
     out_ += fmt::format(" {}\n", value);
   }
-  const std::string& text() const { return out_; }
-
- private:
   static std::string escape(std::string_view text) {
     std::string out;
     for (char c : text) {

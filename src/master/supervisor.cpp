@@ -339,6 +339,15 @@ void Supervisor::on_control(Child& child, std::string_view op, std::string_view 
   } else if (op == "fatal") {
     child.fatal_error = std::string(payload);
     spdlog::error("{} failed: {}", child.describe(), payload);
+  } else if (op == "metrics") {
+    std::string error;
+    std::string slot = child.is_worker() ? std::to_string(child.slot) : "agent";
+    if (!app_metrics_.update(child.pid, std::string(ipc::to_string(child.role)), slot, payload,
+                             error)) {
+      spdlog::warn("{} sent metrics the master cannot read ({}): ignored", child.describe(), error);
+    }
+  } else if (op == "answer") {
+    on_answer(child, payload);
   } else if (op == "beat") {
     // Liveness only: the batch it came in already updated last_seen.
   } else if (op == "draining") {
@@ -468,6 +477,8 @@ void Supervisor::on_exit(pid_t pid, int status) {
   c->stable_timer->cancel();
   router_.on_child_gone(*c);
   router_.targets_changed();
+  app_metrics_.retire(pid);
+  fail_asks(pid, "the " + std::string(ipc::to_string(c->role)) + " exited before answering");
 
   Slot& slot = slot_of(*c);
   if (slot.current == pid) slot.current = 0;

@@ -15,6 +15,7 @@
 #include "master/child.hpp"
 #include "master/control_server.hpp"
 #include "master/listen_socket.hpp"
+#include "master/metrics_aggregate.hpp"
 #include "master/metrics_server.hpp"
 #include "master/router.hpp"
 
@@ -26,6 +27,9 @@ inline constexpr int kExitStartFailed = 1;   // a child or the listening socket 
 inline constexpr int kExitUsage = 2;         // bad command line or configuration
 inline constexpr int kExitForced = 3;        // a second SIGTERM/SIGINT stopped it at once
 inline constexpr int kExitRestartLimit = 1;  // a slot died more than max_restarts times
+
+// The dashboard's page (dashboard.cpp), embedded in the binary.
+const char* dashboard_page();
 
 class Supervisor {
  public:
@@ -59,8 +63,15 @@ class Supervisor {
   void open_metrics_listener();
   MetricsServer::Page metrics_page(const std::string& path);  // metrics_pages.cpp
   std::string metrics_text();
+  nlohmann::json dashboard_json();  // dashboard.cpp: what GET /api/status answers
   void on_control_request(const nlohmann::json& request, ControlServer::Answer answer);
   nlohmann::json status_json();
+  // Passes an operator's command to a child (the agent for jobs and queues); `answer` gets the
+  // child's answer, or an error if it exits or has not answered within `timeout`.
+  void ask(Child& child, nlohmann::json request, ControlServer::Answer answer, Millis timeout);
+  void on_answer(Child& child, std::string_view payload);
+  void fail_asks(pid_t pid, const std::string& why);
+  void ask_agent(const nlohmann::json& request, ControlServer::Answer answer);
   std::string cluster_state() const;
   void scale(std::size_t workers, ControlServer::Answer answer);
   void remove_retired_slots();
@@ -137,6 +148,19 @@ class Supervisor {
   asio::steady_timer hang_timer_, memory_timer_, watchdog_timer_;
   ControlServer control_;
   MetricsServer metrics_;
+  MetricsAggregate app_metrics_;  // what the children report, merged
+  struct PendingAsk {
+    pid_t pid = 0;
+    ControlServer::Answer answer;
+    std::unique_ptr<asio::steady_timer> timer;
+  };
+  std::map<uint64_t, PendingAsk> asks_;
+  uint64_t next_ask_ = 1;
+  struct DashboardState {
+    Clock::time_point asked_at{};
+    int asks_open = 0;
+    nlohmann::json agent_view = nlohmann::json::object();  // the agent's last "jobs", "queues"
+  } dashboard_;
   Clock::time_point last_hang_sweep_;
 };
 

@@ -5,7 +5,11 @@
 
 #include <charconv>
 #include <chrono>
+#include <deque>
 #include <memory>
+#include <nlohmann/json.hpp>
+
+#include "runtime/metrics_access.hpp"
 
 namespace clutch::mq {
 namespace {
@@ -23,12 +27,77 @@ std::string action_of(const ConsumeOptions& o) {
 class Consumer : public std::enable_shared_from_this<Consumer> {
  public:
   Consumer(Context& ctx, ConsumeOptions options)
-      : ctx_(ctx), options_(std::move(options)), source_(open_message_source(options_.url)) {}
+      : ctx_(ctx), options_(std::move(options)), source_(open_message_source(options_.url)) {
+    using A = detail::MetricsAccess;
+    MetricLabels labels{{"consumer", options_.name}};
+    fetched_ = &A::counter(ctx_.metrics(), "clutch_mq_fetched_total",
+                           "Messages the agent fetched from the queue.", labels);
+    handled_ = &A::counter(ctx_.metrics(), "clutch_mq_handled_total",
+                           "Messages handled and acknowledged to the queue.", labels);
+    failed_ = &A::counter(ctx_.metrics(), "clutch_mq_failed_total",
+                          "Handler failures (each retried, or dead-lettered at the last).", labels);
+    dead_ = &A::counter(ctx_.metrics(), "clutch_mq_dead_lettered_total",
+                        "Messages moved to the dead letters.", labels);
+    in_flight_gauge_ = &A::gauge(ctx_.metrics(), "clutch_mq_in_flight",
+                                 "Messages handed to workers and not yet settled.", labels);
+    pending_gauge_ = &A::gauge(ctx_.metrics(), "clutch_mq_pending",
+                               "Messages in the queue not yet acknowledged (sampled).", labels);
+    lag_gauge_ =
+        &A::gauge(ctx_.metrics(), "clutch_mq_oldest_age_seconds",
+                  "Age of the oldest message not yet acknowledged (sampled; 0: none).", labels);
+    dead_gauge_ = &A::gauge(ctx_.metrics(), "clutch_mq_dead_letters",
+                            "Messages in the dead letters (sampled).", labels);
+  }
+
+  const std::string& name() const { return options_.name; }
+
+  // For clutchctl queue: what the consumer knows, and what the queue says.
+  nlohmann::json stats() {
+    sample_queue();
+    double rate = 0;
+    if (rate_samples_.size() >= 2) {
+      auto& [t0, n0] = rate_samples_.front();
+      auto& [t1, n1] = rate_samples_.back();
+      double seconds = std::chrono::duration<double>(t1 - t0).count();
+      if (seconds > 0) rate = (n1 - n0) / seconds;
+    }
+    return {{"name", options_.name},
+            {"url", redact_url(options_.url)},
+            {"in_flight", in_flight_},
+            {"pending", pending_},
+            {"dead_letters", dead_letters_},
+            {"oldest_age_ms", oldest_age_ms_},
+            {"fetched", fetched_->value()},
+            {"handled", handled_->value()},
+            {"failed", failed_->value()},
+            {"dead_lettered", dead_->value()},
+            {"rate_per_s", rate},
+            {"error", last_error_}};
+  }
+  std::vector<DeadLetter> list_dead(std::size_t max) { return source_->list_dead(max); }
+  std::size_t requeue_dead(const std::vector<std::string>& ids) {
+    std::size_t n = source_->requeue_dead(ids);
+    spdlog::info("mq {}: {} dead letter(s) requeued by an operator", options_.name, n);
+    ctx_.post([self = shared_from_this()] { self->pump(); });
+    return n;
+  }
+  std::size_t purge_dead(const std::vector<std::string>& ids) {
+    std::size_t n = source_->purge_dead(ids);
+    spdlog::warn("mq {}: {} dead letter(s) purged by an operator", options_.name, n);
+    return n;
+  }
 
   void start() {
     source_->avoid_blocking();
     source_->recover_in_flight();
     auto self = shared_from_this();
+    // Once a second: the handled count for the rate; every 5 s: what the queue holds, which asks
+    // the broker (kept rare while those calls block the loop).
+    ctx_.set_interval(std::chrono::seconds(1), [self] {
+      self->rate_samples_.emplace_back(std::chrono::steady_clock::now(), self->handled_->value());
+      if (self->rate_samples_.size() > 11) self->rate_samples_.pop_front();
+      if (++self->ticks_ % 5 == 1) self->sample_queue();
+    });
     ctx_.on_ready([self] { self->pump(); });
     ctx_.on_stop([self](std::function<void()> done) {
       self->stopping_ = true;
@@ -51,6 +120,7 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
       while (in_flight_ < window_) {
         std::vector<QueueMessage> batch =
             source_->fetch(std::min<std::size_t>(window_ - in_flight_, 256));
+        fetched_->inc(static_cast<double>(batch.size()));
         if (batch.empty()) {
           source_->flush();  // the queue is dry: no read is coming soon to carry the acks
           break;
@@ -79,6 +149,30 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
     if (in_flight_ < window_ && !waiting_writable_) schedule_poll();
   }
 
+  void sample_queue() {
+    if (stopping_) return;
+    try {
+      pending_ = source_->pending();
+      dead_letters_ = source_->dead_letters();
+      oldest_age_ms_ = source_->oldest_age_ms();
+      pending_gauge_->set(static_cast<double>(pending_));
+      dead_gauge_->set(static_cast<double>(dead_letters_));
+      lag_gauge_->set(oldest_age_ms_ > 0 ? static_cast<double>(oldest_age_ms_) / 1000 : 0);
+    } catch (const std::exception&) {
+      // The broker is away: the pump logs that; the figures keep their last values.
+    }
+  }
+
+  static std::string redact_url(const std::string& url) {
+    // redis://user:secret@host -> redis://user:***@host
+    auto scheme = url.find("://");
+    auto at = url.find('@');
+    if (scheme == std::string::npos || at == std::string::npos || at < scheme) return url;
+    auto colon = url.find(':', scheme + 3);
+    if (colon == std::string::npos || colon > at) return url;
+    return url.substr(0, colon + 1) + "***" + url.substr(at);
+  }
+
   void schedule_poll() {
     if (poll_scheduled_ || stopping_) return;
     poll_scheduled_ = true;
@@ -99,6 +193,7 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
                                     payload_.size(), ctx_.config().max_message_size);
       spdlog::error("mq {}: message {} dead-lettered: {}", options_.name, m.id, why);
       guard_source("dead-lettering", [&] { source_->dead_letter(m, why); });
+      dead_->inc();
       return true;
     }
     if (options_.naive) {
@@ -120,6 +215,7 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
     try {
       auto on_ack = [self, held](const AckResult& r) {
         --self->in_flight_;
+        self->in_flight_gauge_->set(static_cast<double>(self->in_flight_));
         self->settle(std::move(*held), r);
         // Refill in batches: once half the window is free, at the end of this loop turn (one
         // fetch for many acks, not one round trip per message).
@@ -140,6 +236,7 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
     }
     // Counted only once sent: a refused send must not shrink the window for good.
     ++in_flight_;
+    in_flight_gauge_->set(static_cast<double>(in_flight_));
     return true;
   }
 
@@ -173,6 +270,7 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
   void settle(QueueMessage&& m, const AckResult& r) {
     try {
       if (r.ok) {
+        handled_->inc();
         // Acks gathered over a loop turn go to the queue together (one XACK, one transaction).
         acks_.push_back(std::move(m));
         if (!ack_flush_posted_) {
@@ -186,7 +284,9 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
         // The master could not hand it to a handler (the cluster is stopping): not an attempt.
         return source_->release(m);
       }
+      failed_->inc();
       if (m.attempts + 1 >= options_.max_attempts) {
+        dead_->inc();
         spdlog::error("mq {}: message {} failed {} times, dead-lettered: {}", options_.name, m.id,
                       m.attempts + 1, r.error);
         return source_->dead_letter(m, r.error);
@@ -250,7 +350,69 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
        waiting_writable_ = false;
   std::string last_error_;
   std::chrono::steady_clock::time_point last_error_at_{};
+  Counter *fetched_, *handled_, *failed_, *dead_;
+  Gauge *in_flight_gauge_, *pending_gauge_, *lag_gauge_, *dead_gauge_;
+  std::size_t pending_ = 0, dead_letters_ = 0;
+  int64_t oldest_age_ms_ = -1;
+  uint64_t ticks_ = 0;
+  std::deque<std::pair<std::chrono::steady_clock::time_point, double>> rate_samples_;
 };
+
+// clutchctl queue, queue dead, requeue and purge, through the master.
+void add_operator_commands(runtime::OperatorCommands& commands,
+                           std::vector<std::shared_ptr<Consumer>> consumers) {
+  using Reply = runtime::OperatorCommands::Reply;
+  auto find = [consumers](const nlohmann::json& request) -> std::shared_ptr<Consumer> {
+    std::string name = request.value("name", "");
+    if (name.empty() && consumers.size() == 1) return consumers.front();
+    for (const auto& c : consumers) {
+      if (c->name() == name) return c;
+    }
+    std::string known;
+    for (const auto& c : consumers) known += (known.empty() ? "" : ", ") + c->name();
+    throw std::runtime_error(
+        name.empty() ? fmt::format("name a consumer: {}", known.empty() ? "(none)" : known)
+                     : fmt::format("no consumer named '{}' (consumers: {})", name,
+                                   known.empty() ? "none" : known));
+  };
+  auto ids_of = [](const nlohmann::json& request) {
+    std::vector<std::string> ids;
+    if (request.contains("ids") && request["ids"].is_array()) {
+      for (const auto& id : request["ids"]) {
+        if (id.is_string()) ids.push_back(id);
+      }
+    }
+    if (ids.empty() && !request.value("all", false))
+      throw std::runtime_error("give dead letter ids, or all");
+    return ids;
+  };
+  commands.add("queues", [consumers](const nlohmann::json&, Reply reply) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& c : consumers) out.push_back(c->stats());
+    reply({{"queues", out}});
+  });
+  commands.add("queue-dead", [find](const nlohmann::json& request, Reply reply) {
+    auto c = find(request);
+    std::size_t limit = request.value("limit", 100);
+    nlohmann::json out = nlohmann::json::array();
+    for (const DeadLetter& d : c->list_dead(std::min<std::size_t>(limit, 10000))) {
+      out.push_back({{"id", d.id},
+                     {"body", d.body},
+                     {"attempts", d.attempts},
+                     {"error", d.error},
+                     {"failed_at_ms", d.failed_at_ms}});
+    }
+    reply({{"name", c->name()}, {"dead", out}});
+  });
+  commands.add("queue-requeue", [find, ids_of](const nlohmann::json& request, Reply reply) {
+    auto c = find(request);
+    reply({{"name", c->name()}, {"requeued", c->requeue_dead(ids_of(request))}});
+  });
+  commands.add("queue-purge", [find, ids_of](const nlohmann::json& request, Reply reply) {
+    auto c = find(request);
+    reply({{"name", c->name()}, {"purged", c->purge_dead(ids_of(request))}});
+  });
+}
 
 }  // namespace
 
@@ -282,11 +444,15 @@ QueueMessage decode_delivery(std::string_view payload) {
   return m;
 }
 
-void install_agent_consumers(Context& ctx, const ConsumerList& consumers) {
+void install_agent_consumers(Context& ctx, const ConsumerList& consumers,
+                             runtime::OperatorCommands* commands) {
+  std::vector<std::shared_ptr<Consumer>> started;
   for (const auto& [options, handler] : consumers) {
     auto consumer = std::make_shared<Consumer>(ctx, options);
     consumer->start();
+    started.push_back(consumer);
   }
+  if (commands != nullptr) add_operator_commands(*commands, std::move(started));
 }
 
 void install_worker_handlers(Context& ctx, const ConsumerList& consumers) {

@@ -5,12 +5,15 @@
 #include <vector>
 
 #include "clutch/mq.hpp"
+#include "runtime/operator_commands.hpp"
 
 namespace clutch::mq {
 
 using ConsumerList = std::vector<std::pair<ConsumeOptions, QueueHandler>>;
 
-void install_agent_consumers(Context& ctx, const ConsumerList& consumers);
+// `commands` (optional) gets clutchctl's "queues", "queue-dead", "queue-requeue", "queue-purge".
+void install_agent_consumers(Context& ctx, const ConsumerList& consumers,
+                             runtime::OperatorCommands* commands = nullptr);
 void install_worker_handlers(Context& ctx, const ConsumerList& consumers);
 
 // The messenger payload for one queue message: "id\nattempts\nbody". Pure.

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <stdexcept>
 
@@ -470,6 +471,117 @@ std::size_t RedisSource::pending() {
 std::size_t RedisSource::dead_letters() {
   Reply r(command({"XLEN", url_.stream + ":dead"}));
   return static_cast<std::size_t>(r->integer);
+}
+
+namespace {
+
+std::string reply_text(const redisReply* r) {
+  return r != nullptr && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS)
+             ? std::string(r->str, r->len)
+             : std::string();
+}
+
+// The milliseconds part of a stream entry id ("1700000000000-3"); 0 if it has none.
+int64_t id_millis(std::string_view id) {
+  int64_t ms = 0;
+  std::from_chars(id.data(), id.data() + id.find('-'), ms);
+  return ms;
+}
+
+// One XRANGE entry as a dead letter.
+DeadLetter dead_entry(const redisReply* entry) {
+  DeadLetter d;
+  d.id = reply_text(entry->element[0]);
+  d.failed_at_ms = id_millis(d.id);
+  const redisReply* fields = entry->element[1];
+  for (std::size_t i = 0; i + 1 < fields->elements; i += 2) {
+    std::string key = reply_text(fields->element[i]);
+    std::string value = reply_text(fields->element[i + 1]);
+    if (key == "body") d.body = std::move(value);
+    if (key == "error") d.error = std::move(value);
+    if (key == "attempts") d.attempts = std::atoi(value.c_str());
+  }
+  return d;
+}
+
+}  // namespace
+
+int64_t RedisSource::oldest_age_ms() {
+  // The oldest entry not acknowledged: the group's oldest pending one, else the first one after
+  // what the group has read.
+  int64_t oldest = 0;
+  Reply summary(command({"XPENDING", url_.stream, url_.group}));
+  if (summary->type == REDIS_REPLY_ARRAY && summary->elements >= 2 &&
+      summary->element[1]->type == REDIS_REPLY_STRING) {
+    oldest = id_millis(reply_text(summary->element[1]));
+  }
+  if (oldest == 0) {
+    Reply groups(command({"XINFO", "GROUPS", url_.stream}));
+    std::string last;
+    for (std::size_t g = 0; g < groups->elements; ++g) {
+      const redisReply* group = groups->element[g];
+      bool ours = false;
+      std::string delivered;
+      for (std::size_t i = 0; i + 1 < group->elements; i += 2) {
+        std::string key = reply_text(group->element[i]);
+        if (key == "name") ours = reply_text(group->element[i + 1]) == url_.group;
+        if (key == "last-delivered-id") delivered = reply_text(group->element[i + 1]);
+      }
+      if (ours) last = delivered;
+    }
+    Reply next(
+        command({"XRANGE", url_.stream, "(" + (last.empty() ? "0-0" : last), "+", "COUNT", "1"}));
+    if (next->type == REDIS_REPLY_ARRAY && next->elements == 1)
+      oldest = id_millis(reply_text(next->element[0]->element[0]));
+  }
+  if (oldest == 0) return -1;
+  auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  return std::max<int64_t>(0, now - oldest);
+}
+
+std::vector<DeadLetter> RedisSource::list_dead(std::size_t max) {
+  Reply r(command({"XRANGE", url_.stream + ":dead", "-", "+", "COUNT", std::to_string(max)}));
+  std::vector<DeadLetter> out;
+  for (std::size_t i = 0; i < r->elements; ++i) out.push_back(dead_entry(r->element[i]));
+  return out;
+}
+
+std::size_t RedisSource::requeue_dead(const std::vector<std::string>& ids) {
+  std::string dead = url_.stream + ":dead";
+  std::vector<DeadLetter> letters;
+  if (ids.empty()) {
+    letters = list_dead(std::numeric_limits<uint32_t>::max());
+  } else {
+    for (const std::string& id : ids) {
+      Reply r(command({"XRANGE", dead, id, id}));
+      if (r->elements == 1) letters.push_back(dead_entry(r->element[0]));
+    }
+  }
+  // Added before it is deleted: a crash between the two requeues it twice, never loses it.
+  std::size_t moved = 0;
+  for (const DeadLetter& d : letters) {
+    Reply added(command({"XADD", url_.stream, "*", "body", d.body}));
+    Reply gone(command({"XDEL", dead, d.id}));
+    ++moved;
+  }
+  return moved;
+}
+
+std::size_t RedisSource::purge_dead(const std::vector<std::string>& ids) {
+  std::string dead = url_.stream + ":dead";
+  if (ids.empty()) {
+    std::size_t n = dead_letters();
+    Reply r(command({"DEL", dead}));
+    return n;
+  }
+  std::size_t removed = 0;
+  for (const std::string& id : ids) {
+    Reply r(command({"XDEL", dead, id}));
+    removed += static_cast<std::size_t>(r->integer);
+  }
+  return removed;
 }
 
 }  // namespace clutch::mq

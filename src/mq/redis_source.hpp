@@ -58,6 +58,10 @@ class RedisSource final : public MessageSource {
   }
   std::size_t pending() override;
   std::size_t dead_letters() override;
+  int64_t oldest_age_ms() override;
+  std::vector<DeadLetter> list_dead(std::size_t max) override;
+  std::size_t requeue_dead(const std::vector<std::string>& ids) override;
+  std::size_t purge_dead(const std::vector<std::string>& ids) override;
 
  private:
   using Clock = std::chrono::steady_clock;

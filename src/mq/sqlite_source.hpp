@@ -30,6 +30,10 @@ class SqliteSource final : public MessageSource {
   void recover_in_flight() override;
   std::size_t pending() override;
   std::size_t dead_letters() override;
+  int64_t oldest_age_ms() override;
+  std::vector<DeadLetter> list_dead(std::size_t max) override;
+  std::size_t requeue_dead(const std::vector<std::string>& ids) override;
+  std::size_t purge_dead(const std::vector<std::string>& ids) override;
 
  private:
   class Transaction;
@@ -38,6 +42,7 @@ class SqliteSource final : public MessageSource {
   void step_done(sqlite3_stmt* stmt, const char* doing, std::string_view id);
   sqlite3_stmt* prepare(const char* sql);
   std::size_t count(const char* sql);
+  std::size_t move_dead(const std::vector<std::string>& ids, bool requeue);
 
   std::string path_;
   sqlite3* db_ = nullptr;

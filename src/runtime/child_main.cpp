@@ -16,6 +16,8 @@
 #include "ipc/channel.hpp"
 #include "runtime/hang_report.hpp"
 #include "runtime/messenger_client.hpp"
+#include "runtime/metrics_access.hpp"
+#include "runtime/metrics_reporter.hpp"
 #include "runtime/process_context.hpp"
 #include "runtime/process_hygiene.hpp"
 #include "schedule/scheduler.hpp"
@@ -91,6 +93,15 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
     io.stop();
   };
   messenger->on_cluster_ready = [&] { context->cluster_ready(); };
+  messenger->handled_counter = &detail::MetricsAccess::counter(
+      context->metrics(), "clutch_messenger_handled_total",
+      "Messages handed to this process's handlers (counted by the receiver).");
+  // An operator's question (clutchctl jobs, queue ...), answered by the feature that registered it.
+  messenger->on_master_control = [&](std::string_view op, std::string_view payload) {
+    if (op != "ask") return;
+    context->operator_commands().handle(
+        payload, [&](std::string answer) { messenger->send_control("answer", answer); });
+  };
 
   // The master orchestrates stops: SIGTERM starts this process's drain. SIGINT and SIGQUIT are
   // taken (not obeyed) because a terminal's Ctrl-C reaches the whole process group and the
@@ -112,8 +123,8 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
     const Setup& setup = id.role == Role::kAgent ? agent_setup : worker_setup;
     if (setup) setup(*context);
     if (id.role == Role::kAgent) {
-      schedule::install_agent_clock(*context, jobs);
-      mq::install_agent_consumers(*context, consumers);
+      schedule::install_agent_clock(*context, jobs, &context->operator_commands());
+      mq::install_agent_consumers(*context, consumers, &context->operator_commands());
     } else {
       schedule::install_worker_runners(*context, jobs);
       mq::install_worker_handlers(*context, consumers);
@@ -131,6 +142,11 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
     return 1;
   }
   messenger->send_control("ready");
+  // One line per start, as gunicorn's "Booting worker": the log shows every process's life.
+  spdlog::info("set up{}", id.replacement ? " (a replacement)" : "");
+  MetricsReporter reporter(*context, *messenger, config.max_message_size);
+  reporter.start();
+  context->before_exit = [&] { reporter.report(); };
   // Liveness for the master's hang detection: a loop that stops turning stops beating.
   Heartbeat heartbeat(io, heartbeat_interval(config.hang_timeout),
                       [&] { messenger->send_control("beat"); });

@@ -314,13 +314,18 @@ void MessengerClient::handle_frame(const ipc::FrameView& frame) {
       break;
     }
     case FrameKind::kControl:
-      if (frame.action == "drain-ok" && on_drain_ok) on_drain_ok();
+      if (frame.action == "drain-ok") {
+        if (on_drain_ok) on_drain_ok();
+      } else if (on_master_control) {
+        on_master_control(frame.action, frame.payload);
+      }
       break;
   }
 }
 
 void MessengerClient::dispatch(const ipc::FrameView& frame) {
   const FrameHeader& h = frame.header;
+  if (handled_counter != nullptr) handled_counter->inc();
   bool wants_ack = (h.flags & ipc::kFlagWantAck) != 0;
   bool is_request = (h.flags & ipc::kFlagRequest) != 0;
   std::shared_ptr<MessageState> state;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "clutch/messenger.hpp"
+#include "clutch/metrics.hpp"
 #include "ipc/channel.hpp"
 
 namespace clutch::runtime {
@@ -65,6 +66,10 @@ class MessengerClient final : public Messenger,
   // Runtime hooks for the reserved actions.
   std::function<void()> on_cluster_ready;
   std::function<void()> on_drain_ok;
+  // Counts the messages handed to this process's handlers (clutch_messenger_handled_total).
+  Counter* handled_counter = nullptr;
+  // Any other control frame from the master (e.g. an operator's "ask").
+  std::function<void(std::string_view op, std::string_view payload)> on_master_control;
 
  private:
   struct Entry {

@@ -135,8 +135,9 @@ void ProcessContext::stop_after_failed_setup(std::chrono::milliseconds limit) {
 void ProcessContext::wait_until_idle() {
   if (stop_hooks_running_ == 0 && messenger_->open_messages() == 0 &&
       messenger_->pending_bytes() == 0) {
-    exit_(0);
-    return;
+    if (!before_exit) return exit_(0);
+    // Once more round the wait, so that what it sent is flushed too.
+    std::exchange(before_exit, nullptr)();
   }
   // Polling every 2 ms keeps this simple; the master's kill_timeout bounds the wait.
   idle_timer_->expires_after(std::chrono::milliseconds(2));

@@ -11,6 +11,7 @@
 
 #include "clutch/context.hpp"
 #include "runtime/messenger_client.hpp"
+#include "runtime/operator_commands.hpp"
 
 namespace clutch::runtime {
 
@@ -33,6 +34,7 @@ class ProcessContext final : public Context {
   const Config& config() const override { return config_; }
   bool replacement() const override { return identity_.replacement; }
   Messenger& messenger() override { return *messenger_; }
+  Metrics& metrics() override { return metrics_; }
   int listen_fd() const override { return identity_.listen_fd; }
   int port() const override { return identity_.port; }
   TimerId set_timeout(std::chrono::milliseconds delay, std::function<void()> fn) override;
@@ -47,6 +49,9 @@ class ProcessContext final : public Context {
   void* native_loop() override { return &io_; }
 
   // Runtime side.
+  OperatorCommands& operator_commands() { return operator_commands_; }
+  // Called once when a graceful stop is done, before the process leaves (its last report).
+  std::function<void()> before_exit;
   void cluster_ready();
   // Starts the graceful stop: tell the master, take what it already routed here, run the stop
   // hooks, wait for open messages, flush, then call `exit(0)`.
@@ -66,6 +71,8 @@ class ProcessContext final : public Context {
   ProcessIdentity identity_;
   int pid_;
   std::shared_ptr<MessengerClient> messenger_;
+  Metrics metrics_;
+  OperatorCommands operator_commands_;
   struct Timer {
     std::unique_ptr<asio::steady_timer> timer;
     std::function<void()> fn;

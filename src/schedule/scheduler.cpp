@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "common/units.hpp"
+#include "runtime/metrics_access.hpp"
 #include "schedule/cron.hpp"
 
 namespace clutch::schedule {
@@ -38,7 +39,20 @@ struct Job {
   uint64_t ticks = 0, current_run = 0;
   std::time_t next_fire = 0;  // cron only
   SystemClock::time_point next_interval_fire{};
+  // For clutchctl jobs and the metrics.
+  uint64_t runs_ok = 0, runs_failed = 0, timeouts = 0, skipped = 0;
+  SystemClock::time_point last_start{};
+  std::chrono::steady_clock::time_point run_started{};
+  int64_t last_duration_ms = -1;
+  std::string last_result;  // "ok", "failed: ...", "timeout", "sent to every worker"
+  int last_worker = 0;
+  // Told when the running tick ends (clutchctl jobs run).
+  std::vector<std::function<void(nlohmann::json)>> run_waiters;
+  Counter* skipped_counter = nullptr;
+  Counter* timeout_counter = nullptr;
 };
+
+using RunDone = std::function<void(nlohmann::json)>;
 
 class Clock : public std::enable_shared_from_this<Clock> {
  public:
@@ -53,12 +67,37 @@ class Clock : public std::enable_shared_from_this<Clock> {
     } else {
       job->interval = *parse_duration(options.interval);
     }
+    using A = detail::MetricsAccess;
+    job->skipped_counter =
+        &A::counter(ctx_.metrics(), "clutch_schedule_skipped_total",
+                    "Ticks not run: the previous run was still going, or too many queued.",
+                    {{"job", options.name}});
+    job->timeout_counter =
+        &A::counter(ctx_.metrics(), "clutch_schedule_timeouts_total",
+                    "Runs still going after the job's timeout.", {{"job", options.name}});
     jobs_.push_back(job);
+  }
+
+  // clutchctl jobs and clutchctl jobs run NAME, through the master.
+  void add_operator_commands(runtime::OperatorCommands& commands) {
+    auto self = shared_from_this();
+    commands.add("jobs", [self](const nlohmann::json&, runtime::OperatorCommands::Reply reply) {
+      reply({{"jobs", self->list()}});
+    });
+    commands.add("job-run",
+                 [self](const nlohmann::json& request, runtime::OperatorCommands::Reply reply) {
+                   std::string name = request.value("name", "");
+                   for (auto& job : self->jobs_) {
+                     if (job->options.name != name) continue;
+                     return self->run(*job, ++job->ticks, "clutchctl", reply);
+                   }
+                   reply({{"ok", false}, {"error", fmt::format("no job named '{}'", name)}});
+                 });
   }
 
   void start() {
     auto self = shared_from_this();
-    ctx_.messenger().on(kListAction, [self](const Message& m) { m.reply(self->list_json()); });
+    ctx_.messenger().on(kListAction, [self](const Message& m) { m.reply(self->list().dump()); });
     ctx_.messenger().on(kRunNowAction, [self](const Message& m) {
       for (auto& job : self->jobs_) {
         if (job->options.name == m.data()) {
@@ -112,53 +151,70 @@ class Clock : public std::enable_shared_from_this<Clock> {
 
   // Runs tick number `tick` now, or skips or queues it behind the running one; a queued tick
   // keeps its number, so each number names one run in the logs.
-  void run(Job& job, uint64_t tick, const char* why) {
+  // `done` (if given) is told how the tick ended: run, failed, skipped or queued.
+  void run(Job& job, uint64_t tick, const char* why, RunDone done = nullptr) {
     std::string action = std::string(kRunPrefix) + job.options.name;
+    auto tell = [&](nlohmann::json outcome) {
+      outcome["tick"] = tick;
+      if (done) done(std::move(outcome));
+    };
     if (job.options.type == JobType::kAll) {
       try {
         ctx_.messenger().send_to_app(action, std::to_string(tick));
+        job.last_start = SystemClock::now();
+        job.last_result = "sent to every worker";
+        tell({{"ok", true}, {"outcome", "sent to every worker"}});
       } catch (const std::exception& e) {
         spdlog::error("job {}: tick {} not sent to the workers: {}", job.options.name, tick,
                       e.what());
+        tell({{"ok", false}, {"error", e.what()}});
       }
       return;
     }
     if (job.running) {
+      std::string skipped;
       if (job.options.overlap == Overlap::kSkip) {
-        spdlog::warn("job {}: tick {} skipped: the previous run is still going", job.options.name,
-                     tick);
-        return;
+        skipped = "the previous run is still going";
+      } else if (job.queued.size() >= kMaxQueuedTicks) {
+        // Bounded: a job that is always slower than its period must not pile up runs forever.
+        skipped = fmt::format("{} ticks already queued", kMaxQueuedTicks);
       }
-      // Bounded: a job that is always slower than its period must not pile up runs forever.
-      if (job.queued.size() >= kMaxQueuedTicks) {
-        spdlog::warn("job {}: tick {} skipped: {} ticks already queued", job.options.name, tick,
-                     kMaxQueuedTicks);
-        return;
+      if (!skipped.empty()) {
+        spdlog::warn("job {}: tick {} skipped: {}", job.options.name, tick, skipped);
+        ++job.skipped;
+        job.skipped_counter->inc();
+        return tell({{"ok", false}, {"error", "skipped: " + skipped}});
       }
       job.queued.push_back(tick);
       spdlog::info("job {}: tick {} queued behind the running one", job.options.name, tick);
-      return;
+      return tell({{"ok", true}, {"outcome", "queued behind the running one"}});
     }
     uint64_t run = job.current_run + 1;
     auto self = shared_from_this();
     Job* j = &job;
     spdlog::debug("job {}: tick {} ({})", job.options.name, tick, why);
     try {
-      ctx_.messenger().send_random(action, std::to_string(tick),
-                                   [self, j, run, tick](const AckResult& r) {
-                                     if (!r.ok) {
-                                       spdlog::error("job {}: tick {} failed on worker {}: {}",
-                                                     j->options.name, tick, r.handled_by, r.error);
-                                     }
-                                     if (j->current_run != run)
-                                       return;  // timed out earlier; already reported
-                                     self->finished(*j);
-                                   });
+      ctx_.messenger().send_random(
+          action, std::to_string(tick), [self, j, run, tick](const AckResult& r) {
+            if (!r.ok) {
+              spdlog::error("job {}: tick {} failed on worker {}: {}", j->options.name, tick,
+                            r.handled_by, r.error);
+            }
+            if (j->current_run != run) return;  // timed out earlier; already reported
+            self->finished(*j, tick, r.ok ? "ok" : "failed: " + r.error, r.handled_by);
+          });
     } catch (const std::exception& e) {
       // Not sent, so not running: the next tick tries again.
       spdlog::error("job {}: tick {} not handed to a worker: {}", job.options.name, tick, e.what());
-      return;
+      return tell({{"ok", false}, {"error", e.what()}});
     }
+    job.last_start = SystemClock::now();
+    job.run_started = std::chrono::steady_clock::now();
+    if (done)
+      job.run_waiters.push_back([done, tick](nlohmann::json outcome) {
+        outcome["tick"] = tick;
+        done(std::move(outcome));
+      });
     // Marked only once the send is made: a send that throws must not leave the job "running"
     // with no ack ever coming.
     job.running = true;
@@ -169,13 +225,30 @@ class Clock : public std::enable_shared_from_this<Clock> {
         spdlog::error("job {}: tick {} still running after its timeout ({} ms)", j->options.name,
                       tick, j->options.timeout.count());
         ++j->current_run;  // the late ack will not count
-        self->finished(*j);
+        ++j->timeouts;
+        j->timeout_counter->inc();
+        self->finished(*j, tick, "timeout", 0);
       });
     }
   }
 
-  void finished(Job& job) {
+  void finished(Job& job, uint64_t tick, const std::string& result, int worker) {
     job.running = false;
+    job.last_duration_ms =
+        std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - job.run_started)
+            .count();
+    job.last_result = result;
+    job.last_worker = worker;
+    if (result == "ok")
+      ++job.runs_ok;
+    else if (result != "timeout")
+      ++job.runs_failed;
+    nlohmann::json outcome = {{"ok", result == "ok"},
+                              {"tick", tick},
+                              {"worker", worker},
+                              {"duration_ms", job.last_duration_ms}};
+    if (result != "ok") outcome["error"] = result;
+    for (auto& waiter : std::exchange(job.run_waiters, {})) waiter(outcome);
     if (!job.queued.empty()) {
       uint64_t next = job.queued.front();
       job.queued.pop_front();
@@ -183,7 +256,7 @@ class Clock : public std::enable_shared_from_this<Clock> {
     }
   }
 
-  std::string list_json() const {
+  nlohmann::json list() const {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& job : jobs_) {
       std::string next;
@@ -198,9 +271,22 @@ class Clock : public std::enable_shared_from_this<Clock> {
            {"schedule", job->options.cron.empty() ? job->options.interval : job->options.cron},
            {"next_fire", next},
            {"running", job->running},
-           {"disabled", job->options.disable}});
+           {"disabled", job->options.disable},
+           {"type", job->options.type == JobType::kAll ? "all" : "worker"},
+           {"last_run", job->last_start == SystemClock::time_point{}
+                            ? ""
+                            : format_iso8601(SystemClock::to_time_t(job->last_start),
+                                             job->zone ? *job->zone : TimeZone())},
+           {"last_result", job->last_result},
+           {"last_duration_ms", job->last_duration_ms},
+           {"last_worker", job->last_worker},
+           {"runs_ok", job->runs_ok},
+           {"runs_failed", job->runs_failed},
+           {"timeouts", job->timeouts},
+           {"skipped", job->skipped},
+           {"queued", job->queued.size()}});
     }
-    return out.dump();
+    return out;
   }
 
   Context& ctx_;
@@ -230,30 +316,53 @@ void validate_job(const JobOptions& o) {
   }
 }
 
-void install_agent_clock(Context& ctx, const JobList& jobs) {
-  if (jobs.empty()) return;
+void install_agent_clock(Context& ctx, const JobList& jobs, runtime::OperatorCommands* commands) {
   auto clock = std::make_shared<Clock>(ctx);
   for (const auto& [options, task] : jobs) clock->add(options);
+  // Registered with no jobs too, so that clutchctl jobs says "none" rather than "no such command".
+  if (commands != nullptr) clock->add_operator_commands(*commands);
+  if (jobs.empty()) return;
   clock->start();
 }
 
 void install_worker_runners(Context& ctx, const JobList& jobs) {
+  using A = detail::MetricsAccess;
   for (const auto& [options, task] : jobs) {
     std::string name = options.name;
     JobTask run = task;
-    ctx.messenger().on(std::string(kRunPrefix) + name, [&ctx, name, run](const Message& m) {
+    const char* runs_help = "Runs of a job, by result (counted by the worker that ran it).";
+    Counter* ok = &A::counter(ctx.metrics(), "clutch_schedule_runs_total", runs_help,
+                              {{"job", name}, {"result", "ok"}});
+    Counter* failed = &A::counter(ctx.metrics(), "clutch_schedule_runs_total", runs_help,
+                                  {{"job", name}, {"result", "failed"}});
+    Histogram* duration = &A::histogram(ctx.metrics(), "clutch_schedule_run_duration_seconds",
+                                        "How long a job's runs took, in seconds.",
+                                        {0.01, 0.1, 0.5, 1, 5, 30, 60, 300, 1800}, {{"job", name}});
+    ctx.messenger().on(std::string(kRunPrefix) + name, [&ctx, name, run, ok, failed,
+                                                        duration](const Message& m) {
       auto started = std::chrono::steady_clock::now();
-      auto ms = [&] {
-        return std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - started)
-            .count();
+      auto seconds = [&] {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       };
       try {
         run(ctx);
       } catch (const std::exception& e) {
-        spdlog::error("job {}: tick {} failed after {} ms: {}", name, m.data(), ms(), e.what());
+        double took = seconds();
+        failed->inc();
+        duration->observe(took);
+        spdlog::error("job {}: tick {} failed after {} ms: {}", name, m.data(),
+                      static_cast<long long>(took * 1000), e.what());
+        throw;
+      } catch (...) {
+        failed->inc();
+        duration->observe(seconds());
         throw;
       }
-      spdlog::info("job {}: tick {} ok in {} ms", name, m.data(), ms());
+      double took = seconds();
+      ok->inc();
+      duration->observe(took);
+      spdlog::info("job {}: tick {} ok in {} ms", name, m.data(),
+                   static_cast<long long>(took * 1000));
     });
   }
 }

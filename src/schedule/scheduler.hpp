@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "clutch/schedule.hpp"
+#include "runtime/operator_commands.hpp"
 
 namespace clutch::schedule {
 
@@ -15,7 +16,9 @@ using JobList = std::vector<std::pair<JobOptions, JobTask>>;
 // Throws ConfigError naming the job and the bad setting.
 void validate_job(const JobOptions& options);
 
-void install_agent_clock(Context& ctx, const JobList& jobs);
+// `commands` (optional) gets clutchctl's "jobs" and "job-run".
+void install_agent_clock(Context& ctx, const JobList& jobs,
+                         runtime::OperatorCommands* commands = nullptr);
 void install_worker_runners(Context& ctx, const JobList& jobs);
 
 }  // namespace clutch::schedule

@@ -198,6 +198,17 @@ void worker_setup(clutch::Context& ctx) {
     _exit(3);
   }
   if (env("PROBE_IGNORE_TERM") == "1") signal(SIGTERM, SIG_IGN);
+  if (env("PROBE_METRICS") == "1") {
+    // Application metrics: one count per worker start, figures that merge by their own rules.
+    auto& m = ctx.metrics();
+    m.counter("probe_started_total", "Workers started.").inc();
+    m.gauge("probe_worker_index", "The slot, per process.", {}, clutch::GaugeMerge::kPerProcess)
+        .set(ctx.worker_index());
+    m.gauge("probe_highest_slot", "The highest slot.", {}, clutch::GaugeMerge::kMax)
+        .set(ctx.worker_index());
+    m.histogram("probe_setup_seconds", "Setup time.", {0.01, 0.1}).observe(0.05);
+    record(R"("ev":"metrics-registered")");
+  }
   if (env("PROBE_GRANDCHILD") == "1") {
     // A program the app runs in the background, as system("... &") would; bounded at 300 s.
     FILE* out = popen("sleep 300 >/dev/null 2>&1 & echo $!", "r");
@@ -214,6 +225,10 @@ void worker_setup(clutch::Context& ctx) {
       next();
     });
     router.get("/", [](clutch::http::Exchange ex) { ex.send(200, "hello world"); });
+    router.get("/count", [&ctx](clutch::http::Exchange ex) {
+      ctx.metrics().counter("probe_hits_total", "Hits on /count.", {{"route", "count"}}).inc();
+      ex.send(200, "counted");
+    });
     router.get("/pid",
                [&ctx](clutch::http::Exchange ex) { ex.send(200, std::to_string(ctx.pid())); });
     router.post("/echo", [](clutch::http::Exchange ex) {
@@ -423,6 +438,16 @@ void declare_jobs(clutch::App& app) {
   }
   if (wanted("badcron")) {
     app.schedule(JobOptions{.name = "badcron", .cron = "0 25 * * *"}, [](clutch::Context&) {});
+  }
+  if (wanted("manual")) {
+    app.schedule(JobOptions{.name = "manual", .interval = "1h"}, [](clutch::Context& ctx) {
+      record(fmt::format(R"("ev":"job-start","job":"manual","pid":{})", ctx.pid()));
+    });
+  }
+  if (wanted("failing")) {
+    app.schedule(JobOptions{.name = "failing", .interval = "1h"}, [](clutch::Context&) {
+      throw std::runtime_error("probe: this job always fails");
+    });
   }
   if (wanted("listed")) {
     app.schedule(JobOptions{.name = "listed", .cron = "0 3 * * *", .time_zone = "Europe/Berlin"},

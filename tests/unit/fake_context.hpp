@@ -78,6 +78,7 @@ class FakeContext : public Context {
   const Config& config() const override { return cfg; }
   bool replacement() const override { return false; }
   Messenger& messenger() override { return fake; }
+  Metrics& metrics() override { return metrics_; }
   int listen_fd() const override { return -1; }
   int port() const override { return 0; }
   TimerId set_timeout(std::chrono::milliseconds, std::function<void()> fn) override {
@@ -117,6 +118,7 @@ class FakeContext : public Context {
   }
 
  private:
+  Metrics metrics_;
   struct Timer {
     std::function<void()> fn;
     bool repeat;

@@ -1,0 +1,200 @@
+// The live dashboard on the metrics listener: GET / is one page (HTML, CSS and script embedded
+// in the binary, no CDN) that polls GET /api/status every second. The master answers from what
+// it already knows; schedules and queues come from the agent, asked at most once a second while
+// someone watches, so an open dashboard costs the cluster next to nothing. Read-only.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <fstream>
+
+#include "master/supervisor.hpp"
+
+namespace clutch::master {
+namespace {
+
+// The last `keep` lines of a file, reading at most its last 64 KiB.
+std::vector<std::string> tail(const std::string& path, std::size_t keep) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return {};
+  std::streamoff size = in.tellg();
+  std::streamoff from = std::max<std::streamoff>(0, size - 65536);
+  in.seekg(from);
+  std::string text(static_cast<std::size_t>(size - from), '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  std::vector<std::string> lines;
+  std::size_t start = 0;
+  if (from > 0) start = text.find('\n') + 1;  // the first line is cut
+  for (std::size_t eol; (eol = text.find('\n', start)) != std::string::npos; start = eol + 1)
+    lines.push_back(text.substr(start, eol - start));
+  if (lines.size() > keep) lines.erase(lines.begin(), lines.end() - static_cast<long>(keep));
+  return lines;
+}
+
+}  // namespace
+
+namespace {
+
+const char* const kDashboardPage = R"HTML(<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>clutch</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body{font:14px/1.4 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
+header{background:#1d2330;color:#fff;padding:12px 20px;display:flex;gap:24px;align-items:baseline}
+header h1{font-size:18px;margin:0}
+#state{font-weight:600;padding:2px 10px;border-radius:10px;background:#888}
+#state.ready{background:#2e8b57}#state.degraded,#state.stopping{background:#c0392b}
+#state.reloading,#state.scaling,#state.starting{background:#d68910}
+main{padding:16px 20px;display:grid;gap:16px}
+section{background:#fff;border-radius:8px;padding:12px 16px;box-shadow:0 1px 2px #0002}
+h2{font-size:15px;margin:0 0 8px}
+table{border-collapse:collapse;width:100%}
+th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eceef2;white-space:nowrap}
+th{font-weight:600;color:#5a6375;font-size:12px;text-transform:uppercase}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
+tr.down td{color:#c0392b}
+svg.spark{width:90px;height:20px;vertical-align:middle}
+svg.spark polyline{fill:none;stroke:#3b6fd6;stroke-width:1.5}
+#log{font:12px/1.35 ui-monospace,monospace;white-space:pre-wrap;max-height:320px;overflow:auto;margin:0}
+.muted{color:#8a93a6}
+</style></head><body>
+<header><h1 id="app">clutch</h1><span id="state">…</span><span id="summary" class="muted"></span></header>
+<main>
+<section><h2>Processes</h2><table id="procs"><thead><tr><th>Role</th><th>Slot</th><th>PID</th>
+<th>State</th><th>Uptime</th><th>Restarts</th><th>RSS</th><th>CPU</th><th>Msgs/s</th><th>HTTP/s</th>
+<th>In flight</th><th>Last exit</th></tr></thead><tbody></tbody></table></section>
+<section><h2>Schedules</h2><table id="jobs"><thead><tr><th>Job</th><th>Schedule</th><th>Next run</th>
+<th>Last run</th><th>Result</th><th>Running</th><th>OK</th><th>Failed</th><th>Skipped</th></tr></thead>
+<tbody></tbody></table></section>
+<section><h2>Queues</h2><table id="queues"><thead><tr><th>Consumer</th><th>Pending</th><th>In flight</th>
+<th>Oldest</th><th>Dead letters</th><th>Handled</th><th>Rate/s</th></tr></thead><tbody></tbody></table></section>
+<section><h2>Log</h2><pre id="log" class="muted">set log_dir to see the log here</pre></section>
+</main>
+<script>
+"use strict";
+const history = {};  // per slot: rss, cpu% samples for the sparklines
+let last = null;
+const esc = s => String(s).replace(/[&<>"]/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;"}[c]));
+const mib = b => (b / 1048576).toFixed(1) + " MiB";
+function dur(ms) {
+  if (ms < 60000) return (ms / 1000).toFixed(1) + "s";
+  if (ms < 3600000) return Math.floor(ms / 60000) + "m" + String(Math.floor(ms / 1000) % 60).padStart(2, "0") + "s";
+  return Math.floor(ms / 3600000) + "h" + String(Math.floor(ms / 60000) % 60).padStart(2, "0") + "m";
+}
+function spark(values) {
+  if (values.length < 2) return "";
+  const max = Math.max(...values, 1e-9), w = 90, h = 20;
+  const pts = values.map((v, i) => (i * w / (values.length - 1)).toFixed(1) + "," + (h - 1 - v / max * (h - 2)).toFixed(1));
+  return '<svg class="spark" viewBox="0 0 90 20"><polyline points="' + pts.join(" ") + '"/></svg>';
+}
+function push(key, name, v) {
+  const h = history[key] = history[key] || {};
+  const a = h[name] = h[name] || [];
+  a.push(v);
+  if (a.length > 60) a.shift();
+  return a;
+}
+function rows(id, html) { document.querySelector("#" + id + " tbody").innerHTML = html; }
+function render(s) {
+  document.title = s.app + " — clutch";
+  document.getElementById("app").textContent = s.app;
+  const state = document.getElementById("state");
+  state.textContent = s.state;
+  state.className = s.state;
+  document.getElementById("summary").textContent = "generation " + s.generation + " · up " + dur(s.uptime_ms) +
+      " · " + s.listening + " · master " + s.master + " (" + mib(s.master_rss_bytes) + ")";
+  const dt = last ? (s.uptime_ms - last.uptime_ms) / 1000 : 0;
+  const before = {};
+  if (last) for (const p of last.processes) before[p.pid] = p;
+  rows("procs", s.processes.map(p => {
+    const key = p.role + ":" + p.slot, prev = before[p.pid];
+    const cpu = prev && dt > 0 ? 100 * (p.cpu_seconds - prev.cpu_seconds) / dt : 0;
+    const msgs = prev && dt > 0 ? (p.handled - prev.handled) / dt : 0;
+    const http = prev && dt > 0 ? (p.http_requests - prev.http_requests) / dt : 0;
+    return '<tr class="' + (p.pid ? "" : "down") + '" data-slot="' + esc(p.slot) + '" data-role="' + esc(p.role) + '">' +
+      "<td>" + esc(p.role) + "</td><td>" + (p.slot < 0 ? "-" : p.slot) + "</td><td class=n>" + p.pid +
+      '</td><td class="state">' + esc(p.state) + "</td><td class=n>" + dur(p.uptime_ms) +
+      '</td><td class="n restarts">' + p.restarts + "</td><td class=n>" + mib(p.rss_bytes) + " " +
+      spark(push(key, "rss", p.rss_bytes)) + "</td><td class=n>" + cpu.toFixed(1) + "% " + spark(push(key, "cpu", cpu)) +
+      "</td><td class=n>" + msgs.toFixed(0) + "</td><td class=n>" + http.toFixed(0) + "</td><td class=n>" + p.in_flight +
+      "</td><td>" + esc(p.last_exit || "") + "</td></tr>";
+  }).join(""));
+  rows("jobs", s.jobs.length ? s.jobs.map(j => "<tr><td>" + esc(j.name) + "</td><td>" + esc(j.schedule) + "</td><td>" +
+      esc(j.disabled ? "disabled" : j.next_fire) + "</td><td>" + esc(j.last_run || "-") + "</td><td>" +
+      esc(j.last_result || "-") + "</td><td>" + (j.running ? "yes" : "") + "</td><td class=n>" + j.runs_ok +
+      "</td><td class=n>" + j.runs_failed + "</td><td class=n>" + j.skipped + "</td></tr>").join("")
+      : '<tr><td colspan=9 class=muted>no scheduled jobs</td></tr>');
+  rows("queues", s.queues.length ? s.queues.map(q => "<tr><td>" + esc(q.name) + "</td><td class=n>" + q.pending +
+      "</td><td class=n>" + q.in_flight + "</td><td class=n>" + (q.oldest_age_ms < 0 ? "-" : dur(q.oldest_age_ms)) +
+      "</td><td class=n>" + q.dead_letters + "</td><td class=n>" + q.handled + "</td><td class=n>" +
+      q.rate_per_s.toFixed(1) + "</td></tr>").join("")
+      : '<tr><td colspan=7 class=muted>no queue consumers</td></tr>');
+  if (s.log.length) {
+    const log = document.getElementById("log");
+    log.className = "";
+    log.textContent = s.log.join("\n");
+  }
+  last = s;
+}
+async function poll() {
+  try {
+    const r = await fetch("/api/status", {cache: "no-store"});
+    if (r.ok) render(await r.json());
+    else document.getElementById("state").textContent = "HTTP " + r.status;
+  } catch (e) {
+    const state = document.getElementById("state");
+    state.textContent = "master unreachable";
+    state.className = "stopping";
+  }
+  setTimeout(poll, 1000);
+}
+poll();
+</script></body></html>
+)HTML";
+
+}  // namespace
+
+nlohmann::json Supervisor::dashboard_json() {
+  auto now = Clock::now();
+  if (now - dashboard_.asked_at > std::chrono::seconds(1) && dashboard_.asks_open == 0) {
+    dashboard_.asked_at = now;
+    for (const char* cmd : {"jobs", "queues"}) {
+      Child* agent = children_.find(agent_slot_.current);
+      if (agent == nullptr || agent->state != ChildState::kReady || !agent->connected()) break;
+      ++dashboard_.asks_open;
+      std::string key = cmd;
+      ask(
+          *agent, {{"cmd", cmd}},
+          [this, key](const nlohmann::json& answer, bool) {
+            --dashboard_.asks_open;
+            if (answer.value("ok", false)) dashboard_.agent_view[key] = answer[key];
+          },
+          Millis(2000));
+    }
+  }
+  nlohmann::json out = status_json();
+  out["jobs"] = dashboard_.agent_view.value("jobs", nlohmann::json::array());
+  out["queues"] = dashboard_.agent_view.value("queues", nlohmann::json::array());
+  const auto& routed = router_.routed();
+  uint64_t messages = 0;
+  for (uint64_t n : routed) messages += n;
+  out["messages_routed"] = messages;
+  std::vector<std::string> log;
+  if (!config_.log_dir.empty()) {
+    for (const char* role : {"master", "agent", "worker"}) {
+      for (auto& line : tail(fmt::format("{}/{}.{}.log", config_.log_dir, app_name_, role), 30))
+        log.push_back(std::move(line));
+    }
+    std::stable_sort(log.begin(), log.end(), [](const std::string& a, const std::string& b) {
+      return a.substr(0, 32) < b.substr(0, 32);
+    });
+    if (log.size() > 30) log.erase(log.begin(), log.end() - 30);
+  }
+  out["log"] = log;
+  return out;
+}
+
+const char* dashboard_page() {
+  return kDashboardPage;
+}
+
+}  // namespace clutch::master

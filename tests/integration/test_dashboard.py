@@ -1,0 +1,91 @@
+"""The live dashboard (issue 9), in a real browser: headless Chromium loads the page from the
+metrics listener, its script fills in every process; after a worker is killed and replaced, the
+page shows the restart. A screenshot is kept as a test artifact."""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import unittest
+import urllib.request
+import json
+
+from cluster import BUILD_DIR, ClusterTest, wait_for
+
+ARTIFACTS = os.path.join(BUILD_DIR, "test-artifacts")
+
+
+def chromium():
+    for name in ("chromium", "chromium-browser"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+class Dashboard(ClusterTest):
+    def browse(self, url, profile, screenshot=None):
+        """The page's DOM once its script ran (Chromium's virtual time lets the polls happen)."""
+        args = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--disable-extensions", "--disable-background-networking", f"--user-data-dir={profile}",
+                "--virtual-time-budget=4000", "--window-size=1400,1000"]
+        if screenshot:
+            args.append(f"--screenshot={screenshot}")
+        else:
+            args.append("--dump-dom")
+        out = subprocess.run(args + [url], capture_output=True, text=True, timeout=120)
+        self.assertEqual(out.returncode, 0, out.stderr[-2000:])
+        return out.stdout
+
+    def test_the_page_shows_every_process_and_a_restart_after_a_worker_is_killed(self):
+        if chromium() is None:
+            self.fail("chromium is not installed (scripts/deps installs it)")
+        logs = tempfile.mkdtemp(prefix="clutch-dash-")
+        profile = tempfile.mkdtemp(prefix="clutch-chromium-")
+        self.addCleanup(shutil.rmtree, logs, True)
+        self.addCleanup(shutil.rmtree, profile, True)
+        c = self.start(workers=2, args=("-s", "metrics_listen=127.0.0.1:0", "-s", f"log_dir={logs}"),
+                       env={"PROBE_JOBS": "manual"})
+        ready = c.wait_ready()
+        address = re.search(r", metrics ([^,\s]+)", c.stdout_lines[0]).group(1)
+        url = f"http://{address}/"
+
+        # The page is self-contained: no script or style from anywhere else.
+        with urllib.request.urlopen(url, timeout=10) as r:
+            page = r.read().decode()
+        self.assertNotRegex(page, r'src="http|href="http')
+
+        dom = self.browse(url, profile)
+        for pid in ready["workers"]:
+            self.assertRegex(dom, rf'data-slot="\d+" data-role="worker">.*?<td class="n">{pid}</td>')
+        self.assertIn('<span id="state" class="ready">ready</span>', dom)
+        self.assertIn("<td>manual</td>", dom)  # schedules, from the agent
+        self.assertIn("probe master", dom)     # the log's last lines
+
+        victim = ready["workers"][0]
+        slot = 0
+        os.kill(victim, signal.SIGKILL)
+
+        def replaced():
+            status = json.load(urllib.request.urlopen(f"http://{address}/api/status", timeout=10))
+            row = [p for p in status["processes"] if p["role"] == "worker" and p["slot"] == slot][0]
+            return row["pid"] not in (0, victim) and row["state"] == "ready" and status["state"] == "ready"
+        wait_for(replaced, 30, "the killed worker replaced")
+
+        dom = self.browse(url, profile)
+        row = re.search(rf'<tr class="" data-slot="{slot}" data-role="worker">(.*?)</tr>', dom)
+        self.assertIsNotNone(row, dom[-3000:])
+        self.assertIn('<td class="n restarts">1</td>', row.group(1))
+        self.assertNotIn(f">{victim}<", row.group(1))
+        self.assertIn("killed by signal 9", row.group(1))
+
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        shot = os.path.join(ARTIFACTS, "dashboard.png")
+        self.browse(url, profile, screenshot=shot)
+        self.assertGreater(os.path.getsize(shot), 10000)
+
+
+if __name__ == "__main__":
+    unittest.main()
