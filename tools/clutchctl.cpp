@@ -6,10 +6,9 @@
 //   clutchctl publish URL [BODY] [--count N]
 //       publishes BODY (or, with --count, N messages "BODY-1".."BODY-N") to a queue URL such as
 //       sqlite:/var/lib/app/queue.db.
-//   clutchctl status [--watch] | top | reload | stop [--now] | scale N|+N|-N | restart SLOT
-//   clutchctl jobs | jobs run NAME
-//   clutchctl queue [NAME] | queue dead [NAME] | queue requeue|purge NAME (ID... | --all)
-//   clutchctl logs [-f] [--role R] [-n N]
+//   clutchctl status [--watch] | top | reload | upgrade | stop [--now] | scale N|+N|-N | restart
+//   SLOT clutchctl jobs | jobs run NAME clutchctl queue [NAME] | queue dead [NAME] | queue
+//   requeue|purge NAME (ID... | --all) clutchctl logs [-f] [--role R] [-n N]
 //       (each with [--app NAME | --socket PATH] [--json]) talk to a running cluster through its
 //       control socket (docs/OPERATIONS.md).
 #include <CLI/CLI.hpp>
@@ -101,6 +100,8 @@ int main(int argc, char** argv) {
   status->add_flag("--watch", watch, "refresh every second, as top does");
   auto* top = cli.add_subcommand("top", "status --watch");
   auto* reload = cli.add_subcommand("reload", "rolling reload; waits for its outcome");
+  auto* upgrade = cli.add_subcommand(
+      "upgrade", "replace the master itself with the binary on disk, keeping the sockets");
   auto* stop = cli.add_subcommand("stop", "graceful stop (--now: at once)");
   stop->add_flag("--now", now, "kill every process at once");
   auto* scale = cli.add_subcommand("scale", "set the number of workers: N, +N or -N");
@@ -140,7 +141,7 @@ int main(int argc, char** argv) {
   logs->add_flag("-f,--follow", log_follow, "keep printing new lines");
   logs->add_option("--role", log_role, "master, agent or worker");
   logs->add_option("-n,--lines", log_lines, "how many past lines first");
-  for (auto* command : {status, top, reload, stop, scale, restart, jobs, jobs_run, queue,
+  for (auto* command : {status, top, reload, upgrade, stop, scale, restart, jobs, jobs_run, queue,
                         queue_dead, queue_requeue, queue_purge, logs}) {
     add_target(command);
   }
@@ -149,6 +150,7 @@ int main(int argc, char** argv) {
   if (status->parsed()) return clutchctl::status_command(target, watch);
   if (top->parsed()) return clutchctl::status_command(target, true);
   if (reload->parsed()) return clutchctl::reload_command(target);
+  if (upgrade->parsed()) return clutchctl::upgrade_command(target);
   if (stop->parsed()) return clutchctl::stop_command(target, now);
   if (scale->parsed()) return clutchctl::scale_command(target, how_many);
   if (restart->parsed()) return clutchctl::restart_command(target, which);

@@ -172,6 +172,18 @@ int reload_command(const Target& t) {
   return finish(t, answer);
 }
 
+int upgrade_command(const Target& t) {
+  json answer = converse(t, {{"v", 1}, {"cmd", "upgrade"}}, [&](const json& line) {
+    if (!t.json && line.contains("progress"))
+      std::cout << line["progress"].get<std::string>() << "\n";
+  });
+  if (!t.json && answer.value("ok", false)) {
+    std::cout << fmt::format("upgraded: master {} serves now (master {} drains and exits)\n",
+                             answer.value("master", 0), answer.value("old_master", 0));
+  }
+  return finish(t, answer);
+}
+
 int stop_command(const Target& t, bool now) {
   json answer = converse(t, {{"v", 1}, {"cmd", "stop"}, {"now", now}}, nullptr);
   if (!t.json && answer.value("ok", false))

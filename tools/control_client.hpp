@@ -28,6 +28,7 @@ std::string seconds(double ms);  // "4.2s", "3m07s", "2h05m"
 
 int status_command(const Target& target, bool watch);
 int reload_command(const Target& target);
+int upgrade_command(const Target& target);
 int stop_command(const Target& target, bool now);
 int scale_command(const Target& target, const std::string& how_many);
 // `which`: a worker slot number, "agent", or "pid:P".

@@ -53,6 +53,7 @@ std::string Supervisor::cluster_state() const {
     case Phase::kRunning:
       break;
   }
+  if (upgrade_.pid != 0) return "upgrading";
   if (reload_.active) return "reloading";
   if (scale_.timer) return "scaling";
   if (agent_slot_.current == 0 || agent_slot_.backoff.crashing()) return "degraded";
@@ -140,6 +141,7 @@ void Supervisor::on_control_request(const nlohmann::json& request, ControlServer
     return;
   }
   if (cmd == "restart") return restart(request, std::move(answer));
+  if (cmd == "upgrade") return upgrade(std::move(answer));
   // Schedules and queues live in the agent: it answers these itself.
   for (const char* agent_cmd :
        {"jobs", "job-run", "queues", "queue-dead", "queue-requeue", "queue-purge"}) {
@@ -165,9 +167,10 @@ void Supervisor::on_control_request(const nlohmann::json& request, ControlServer
   }
   answer({{"ok", false},
           {"error",
-           fmt::format("unknown command '{}' (status, reload, stop, scale, restart, ping, jobs, "
-                       "job-run, queues, queue-dead, queue-requeue, queue-purge)",
-                       cmd)}},
+           fmt::format(
+               "unknown command '{}' (status, reload, upgrade, stop, scale, restart, ping, jobs, "
+               "job-run, queues, queue-dead, queue-requeue, queue-purge)",
+               cmd)}},
          true);
 }
 

@@ -217,11 +217,39 @@ void ControlServer::accept() {
       });
 }
 
-void ControlServer::close() {
+bool ControlServer::adopt(int fd, std::string& error) {
+  sockaddr_un address{};
+  socklen_t length = sizeof address;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0 ||
+      address.sun_family != AF_UNIX) {
+    error = "the inherited control socket is not a UNIX socket";
+    ::close(fd);
+    return false;
+  }
+  asio::error_code ec;
+  auto acceptor = std::make_unique<asio::local::stream_protocol::acceptor>(io_);
+  acceptor->assign(asio::local::stream_protocol(), fd, ec);
+  if (ec) {
+    error = ec.message();
+    ::close(fd);
+    return false;
+  }
+  acceptor_ = std::move(acceptor);
+  path_ = address.sun_path;
+  accept();
+  return true;
+}
+
+void ControlServer::release() {
   if (!acceptor_) return;
   asio::error_code ignored;
   acceptor_->close(ignored);
   acceptor_.reset();
+}
+
+void ControlServer::close() {
+  if (!acceptor_) return;
+  release();
   ::unlink(path_.c_str());
 }
 

@@ -31,7 +31,12 @@ class ControlServer {
   // Binds `path` (a stale file from a dead master is replaced; a live one is not); false, with
   // the reason in `error`, if it cannot.
   bool open(const std::string& path, std::string& error);
+  // Serves on a listening socket handed over by an earlier master (its path is kept).
+  bool adopt(int fd, std::string& error);
   void close();
+  // Stops serving without removing the path: a new master serves on the same socket.
+  void release();
+  int fd() const { return acceptor_ ? acceptor_->native_handle() : -1; }
   const std::string& path() const { return path_; }
 
  private:

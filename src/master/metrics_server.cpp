@@ -126,6 +126,24 @@ void MetricsServer::accept() {
   });
 }
 
+bool MetricsServer::adopt(int fd, std::string& error) {
+  sockaddr_storage address{};
+  socklen_t length = sizeof address;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  asio::error_code ec;
+  auto acceptor = std::make_unique<asio::ip::tcp::acceptor>(io_);
+  acceptor->assign(address.ss_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd,
+                   ec);
+  if (ec) {
+    error = ec.message();
+    ::close(fd);
+    return false;
+  }
+  acceptor_ = std::move(acceptor);
+  accept();
+  return true;
+}
+
 void MetricsServer::close() {
   if (!acceptor_) return;
   asio::error_code ignored;

@@ -28,6 +28,9 @@ class MetricsServer {
   // Binds "HOST:PORT" (port 0: any free port); false with the reason in `error`.
   bool open(const std::string& listen, std::string& error);
   void close();
+  // Serves on a listening socket handed over by an earlier master.
+  bool adopt(int fd, std::string& error);
+  int fd() const { return acceptor_ ? acceptor_->native_handle() : -1; }
   // "HOST:PORT" actually bound, empty when closed.
   std::string address() const;
 

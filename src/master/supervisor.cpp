@@ -1,8 +1,11 @@
 #include "master/supervisor.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <netinet/in.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,8 +26,6 @@
 #include "runtime/process_hygiene.hpp"
 
 namespace clutch::master {
-namespace {
-
 std::string exit_description(int status) {
   if (WIFEXITED(status)) return fmt::format("exited with code {}", WEXITSTATUS(status));
   if (WIFSIGNALED(status)) {
@@ -33,6 +34,8 @@ std::string exit_description(int status) {
   }
   return fmt::format("ended with status {}", status);
 }
+
+namespace {
 
 // The soft limit on open files is often 1,024 while the hard one allows far more; a server wants
 // the most it may have (children inherit it). Failing that is no reason not to start.
@@ -75,6 +78,7 @@ Supervisor::Supervisor(asio::io_context& io, Config config, std::string app_name
       hangup_signal_(io, SIGHUP),
       child_signals_(io, SIGCHLD),
       reopen_signal_(io, SIGUSR1),
+      upgrade_signal_(io, SIGUSR2),
       hang_timer_(io),
       memory_timer_(io),
       watchdog_timer_(io),
@@ -99,7 +103,12 @@ int Supervisor::run() {
     return high;
   };
   try {
-    if (config_.reuse_port) {
+    inherited_ = take_inherited_sockets();
+    if (!inherited_.listen.empty()) {
+      // Handed over (systemd socket activation, or the master this one upgrades): not bound here,
+      // so no connection was refused in between.
+      adopt_listen_sockets(workers);
+    } else if (config_.reuse_port) {
       for (ListenSocket& s : bind_reuse_port_group(config_.host, config_.port, workers)) {
         slot_listen_fds_.push_back(move_high(s.fd));
         listen_.port = s.port;
@@ -132,21 +141,58 @@ int Supervisor::run() {
   wait_signals();
   wait_hangup();
   wait_reopen();
+  wait_upgrade_signal();
   wait_children();
   if (config_.hang_timeout.count() > 0) {
     last_hang_sweep_ = Clock::now();
     watch_hangs();
   }
   if (config_.max_rss > 0) watch_memory();
-  open_control_socket();
-  open_metrics_listener();
+  // A new master takes the control and metrics sockets over once it is ready; until then the old
+  // one answers on them.
+  if (inherited_.upgrade < 0) {
+    open_control_socket();
+    open_metrics_listener();
+  }
   if (long long usec = systemd_watchdog_usec(); usec > 0)
     feed_watchdog(std::chrono::microseconds(usec / 2));
-  spdlog::info("starting {} with 1 agent and {} worker(s) on {}:{}", app_name_, workers,
-               config_.host, listen_.port);
-  spawn(agent_slot_);
+  spdlog::info("starting {} with 1 agent and {} worker(s) on {}:{}{}", app_name_, workers,
+               config_.host, listen_.port,
+               inherited_.upgrade >= 0 ? " (upgrading a running master)" : "");
+  if (inherited_.upgrade >= 0)
+    handshake_with_old_master();  // the agent starts once the old one has stopped
+  else
+    spawn(agent_slot_);
   io_.run();
   return exit_code_;
+}
+
+void Supervisor::adopt_listen_sockets(unsigned& workers) {
+  // systemd passes blocking sockets (unless NonBlocking=yes): a worker's accept loop would block.
+  for (int fd : inherited_.listen) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  listen_.fd = inherited_.listen.front();
+  sockaddr_storage address{};
+  socklen_t length = sizeof address;
+  getsockname(listen_.fd, reinterpret_cast<sockaddr*>(&address), &length);
+  listen_.port =
+      ntohs(address.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&address)->sin6_port
+                                          : reinterpret_cast<sockaddr_in*>(&address)->sin_port);
+  if (config_.reuse_port) {
+    slot_listen_fds_ = inherited_.listen;
+    if (workers > slot_listen_fds_.size()) {
+      spdlog::warn("reuse_port: {} sockets handed over for {} workers: starting {}",
+                   slot_listen_fds_.size(), workers, slot_listen_fds_.size());
+      workers = static_cast<unsigned>(slot_listen_fds_.size());
+    }
+    return;
+  }
+  for (std::size_t i = 1; i < inherited_.listen.size(); ++i) {
+    spdlog::warn(
+        "{} listening sockets handed over: only the first is served (set reuse_port "
+        "for one per worker)",
+        inherited_.listen.size());
+    close(inherited_.listen[i]);
+  }
 }
 
 void Supervisor::wait_signals() {
@@ -191,6 +237,7 @@ void Supervisor::wait_children() {
       // The child led its own process group: whatever it started and left behind (a shell's
       // background job holding the port) goes with it. The group's id cannot be reused while
       // a member lives, so this never reaches a stranger.
+      if (on_new_master_exit(pid, status)) continue;  // a failed upgrade, not a child
       kill(-pid, SIGKILL);
       on_exit(pid, status);
     }
@@ -425,6 +472,7 @@ void Supervisor::maybe_cluster_ready() {
     if (c == nullptr || c->state != ChildState::kReady) return;
   }
   phase_ = Phase::kRunning;
+  if (old_master_) take_over_from_old_master();
   // Membership first, so that a process knows its peers when its ready hooks run; then what was
   // sent to the workers before they all existed; then ready.
   router_.announce_members();
@@ -443,6 +491,7 @@ void Supervisor::maybe_cluster_ready() {
             << std::endl;
   notify_systemd(fmt::format("READY=1\nSTATUS=serving on {}:{} with {} workers\nMAINPID={}",
                              config_.host, listen_.port, workers.size(), pid_));
+  tell_old_master_ready();
 }
 
 void Supervisor::on_channel_closed(pid_t pid, const std::string& reason, bool protocol_error) {
@@ -511,6 +560,11 @@ void Supervisor::on_exit(pid_t pid, int status) {
       if (failed_candidate) {
         abort_reload(fmt::format("{} {} before it was ready{}", who, how,
                                  error.empty() ? "" : ": " + error));
+        break;
+      }
+      if (slot.role == ipc::Role::kAgent && upgrade_.agent_stopped) {
+        spdlog::info("{} {} (stopped for the new master)", who, how);
+        upgrade_agent_gone();
         break;
       }
       if (slot.retired) {
@@ -593,6 +647,7 @@ void Supervisor::give_up(const Slot& slot, const std::string& last) {
 
 void Supervisor::begin_stop(int exit_code, const std::string& why) {
   if (phase_ == Phase::kStopping) return;
+  upgrade_failed("this master was asked to stop");
   phase_ = Phase::kStopping;
   exit_code_ = exit_code;
   spdlog::info("stopping ({}): workers first, then the agent", why);

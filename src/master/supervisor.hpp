@@ -4,7 +4,9 @@
 #pragma once
 
 #include <asio/io_context.hpp>
+#include <asio/local/stream_protocol.hpp>
 #include <asio/signal_set.hpp>
+#include <asio/streambuf.hpp>
 
 #include <map>
 #include <memory>
@@ -14,6 +16,7 @@
 #include "clutch/config.hpp"
 #include "master/child.hpp"
 #include "master/control_server.hpp"
+#include "master/inherited_sockets.hpp"
 #include "master/listen_socket.hpp"
 #include "master/metrics_aggregate.hpp"
 #include "master/metrics_server.hpp"
@@ -28,6 +31,9 @@ inline constexpr int kExitUsage = 2;         // bad command line or configuratio
 inline constexpr int kExitForced = 3;        // a second SIGTERM/SIGINT stopped it at once
 inline constexpr int kExitRestartLimit = 1;  // a slot died more than max_restarts times
 
+// "exited with code 3", "was killed by signal 9 (Killed)".
+std::string exit_description(int status);
+
 // The dashboard's page (dashboard.cpp), embedded in the binary.
 const char* dashboard_page();
 
@@ -41,14 +47,31 @@ class Supervisor {
   // ready before the old one drains, then the agent is restarted. A replacement that fails to
   // start stops the reload and the old generation keeps serving.
   void reload(const std::string& why);
+  // Master upgrade (clutchctl upgrade, SIGUSR2): execs the binary on disk as a new master that
+  // takes over the sockets; see upgrade.cpp. `answer` (may be empty) gets progress and outcome.
+  void upgrade(ControlServer::Answer answer);
 
  private:
   enum class Phase { kStarting, kRunning, kStopping };
 
   void wait_signals();
+  // Serves on the listening sockets handed over instead of binding (may lower `workers` for
+  // reuse_port, one socket per worker).
+  void adopt_listen_sockets(unsigned& workers);
   void wait_children();
   void wait_hangup();
-  void wait_reopen();  // SIGUSR1: reopen the log files, the master's and every child's
+  void wait_reopen();          // SIGUSR1: reopen the log files, the master's and every child's
+  void wait_upgrade_signal();  // SIGUSR2
+  // upgrade.cpp: the old master's steps, then the new master's.
+  void read_upgrade_channel();
+  void stop_agent_for_upgrade();
+  void upgrade_agent_gone();
+  void upgrade_succeeded();
+  void upgrade_failed(const std::string& why);
+  bool on_new_master_exit(pid_t pid, int status);  // false: not the new master
+  void handshake_with_old_master();
+  void take_over_from_old_master();
+  void tell_old_master_ready();
   // Every heartbeat interval: a ready child silent for hang_timeout is hung.
   void watch_hangs();
   void on_hang(Child& child, Millis silent);
@@ -142,9 +165,23 @@ class Supervisor {
     int generation = 0;
   } reload_;
 
+  // Old master side of an upgrade in progress (pid 0: none).
+  struct UpgradeState {
+    pid_t pid = 0;
+    std::unique_ptr<asio::local::stream_protocol::socket> channel;
+    std::unique_ptr<asio::streambuf> input;
+    std::vector<ControlServer::Answer> waiters;
+    std::unique_ptr<asio::steady_timer> timer;
+    bool agent_stopped = false, go_sent = false;
+  } upgrade_;
+  // New master side: the sockets handed over, and the handshake with the old master.
+  InheritedSockets inherited_;
+  std::unique_ptr<asio::local::stream_protocol::socket> old_master_;
+  std::unique_ptr<asio::streambuf> old_master_input_;
+
   Phase phase_ = Phase::kStarting;
   int exit_code_ = kExitOk;
-  asio::signal_set stop_signals_, hangup_signal_, child_signals_, reopen_signal_;
+  asio::signal_set stop_signals_, hangup_signal_, child_signals_, reopen_signal_, upgrade_signal_;
   asio::steady_timer hang_timer_, memory_timer_, watchdog_timer_;
   ControlServer control_;
   MetricsServer metrics_;

@@ -23,6 +23,8 @@ struct Harness {
   Router router;
   ServerOptions options;
   DateCache dates;
+  clutch::Metrics metrics;
+  HttpFigures figures{metrics};
   int listener = -1;
   sockaddr_in address{};
 
@@ -75,8 +77,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   }
   shutdown(client, SHUT_WR);
   bool closed = false;
-  auto connection = std::make_shared<Connection>(h.io, server, h.router, h.options, h.dates,
-                                                 [&closed](Connection*) { closed = true; });
+  auto connection =
+      std::make_shared<Connection>(h.io, server, h.router, h.options, h.dates, h.figures,
+                                   [&closed](Connection*) { closed = true; });
   connection->start();
   char sink[65536];
   // Bounded: every turn either moves bytes or the connection is idle, waiting for more input
