@@ -44,6 +44,11 @@ struct Child {
   Clock::time_point last_seen;  // when its channel last delivered anything (a heartbeat at least)
   std::string fatal_error;      // what the child reported before dying, if anything
   std::vector<pid_t> blocked_senders;  // paused because this child's output is over high water
+  // Its RSS and CPU time as last read from /proc (status and scrapes reuse a recent reading:
+  // 64 workers x 2 files per status request would slow the master exactly when it is busiest).
+  std::size_t rss_bytes = 0;
+  double cpu_seconds = 0;
+  Clock::time_point sampled_at{};
   std::unique_ptr<asio::steady_timer> startup_timer, kill_timer, stable_timer;
 
   bool is_worker() const { return role == ipc::Role::kWorker; }

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
+#include <asio/post.hpp>
 
 #include "master/proc_stats.hpp"
 #include "master/supervisor.hpp"
@@ -63,6 +64,16 @@ std::string Supervisor::cluster_state() const {
   return "ready";
 }
 
+Child& Supervisor::sampled(Child& c) {
+  auto now = Clock::now();
+  if (now - c.sampled_at > std::chrono::milliseconds(250)) {
+    c.rss_bytes = resident_bytes(c.pid);
+    c.cpu_seconds = cpu_seconds(c.pid);
+    c.sampled_at = now;
+  }
+  return c;
+}
+
 nlohmann::json Supervisor::status_json() {
   nlohmann::json processes = nlohmann::json::array();
   auto row = [&](const Slot& slot) {
@@ -82,8 +93,9 @@ nlohmann::json Supervisor::status_json() {
                 {"http_requests", 0}});
       return processes.push_back(std::move(r));
     }
-    std::size_t rss = resident_bytes(c->pid);
-    double cpu = cpu_seconds(c->pid);
+    sampled(*c);
+    std::size_t rss = c->rss_bytes;
+    double cpu = c->cpu_seconds;
     r.update(
         {{"pid", c->pid},
          {"state", slot.retired ? "draining" : state_name(*c)},
@@ -199,8 +211,8 @@ void Supervisor::scale(std::size_t workers, ControlServer::Answer answer) {
   for (std::size_t i = from; i < workers; ++i) {
     worker_slots_.push_back(make_slot(ipc::Role::kWorker, static_cast<unsigned>(i)));
     worker_slots_.back().added = true;
-    spawn(worker_slots_.back());
   }
+  spawn_added_slots(from);
   // Scaling down drains the highest slots, as a stop would.
   for (std::size_t i = workers; i < from; ++i) {
     Slot& slot = worker_slots_[i];
@@ -210,6 +222,15 @@ void Supervisor::scale(std::size_t workers, ControlServer::Answer answer) {
   }
   remove_retired_slots();
   check_scale_done();
+}
+
+void Supervisor::spawn_added_slots(std::size_t index) {
+  // One spawn per loop turn: a spawn costs the master a millisecond or two, and 64 in a row would
+  // keep status requests, scrapes and routing waiting for all of them.
+  if (phase_ != Phase::kRunning || index >= worker_slots_.size()) return;
+  Slot& slot = worker_slots_[index];
+  if (slot.added && !slot.retired && slot.current == 0) spawn(slot);
+  asio::post(io_, [this, index] { spawn_added_slots(index + 1); });
 }
 
 void Supervisor::restart(const nlohmann::json& request, ControlServer::Answer answer) {

@@ -66,14 +66,16 @@ std::string Supervisor::metrics_text() {
   m.family("clutch_process_resident_memory_bytes", "gauge",
            "Resident memory of the slot's process.");
   slots([&](const Slot& s, const std::string& role, const std::string& slot) {
+    Child* c = children_.find(s.current);
     m.sample("clutch_process_resident_memory_bytes",
-             s.current != 0 ? static_cast<double>(resident_bytes(s.current)) : 0,
+             c != nullptr ? static_cast<double>(sampled(*c).rss_bytes) : 0,
              {{"role", role}, {"slot", slot}});
   });
   m.family("clutch_process_cpu_seconds_total", "counter",
            "CPU time (user and system) of the slot's current process.");
   slots([&](const Slot& s, const std::string& role, const std::string& slot) {
-    m.sample("clutch_process_cpu_seconds_total", s.current != 0 ? cpu_seconds(s.current) : 0,
+    Child* c = children_.find(s.current);
+    m.sample("clutch_process_cpu_seconds_total", c != nullptr ? sampled(*c).cpu_seconds : 0,
              {{"role", role}, {"slot", slot}});
   });
   m.family("clutch_process_messages_in_flight", "gauge",

@@ -405,7 +405,7 @@ void Router::send_control(Child& to, std::string_view op, std::string_view paylo
   to.channel->flush_soon();
 }
 
-void Router::announce_members() {
+void Router::announce_members(Child* only) {
   pid_t agent = 0;
   std::vector<pid_t> workers;
   children_.for_each([&](Child& c) {
@@ -419,6 +419,7 @@ void Router::announce_members() {
   std::string members = fmt::format(R"({{"agent":{},"workers":{}}})", agent, pids);
   children_.for_each([&](Child& c) {
     if (c.state != ChildState::kReady && c.state != ChildState::kDraining) return;
+    if (only != nullptr && &c != only) return;
     send_runtime(c, "clutch:members", members);
     if (!c.is_worker()) send_runtime(c, "clutch:pids", pids);
   });

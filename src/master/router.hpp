@@ -48,8 +48,8 @@ class Router {
   // Sends a runtime message (action "clutch:...") from the master.
   void send_runtime(Child& to, std::string_view action, std::string_view payload);
   void send_control(Child& to, std::string_view op, std::string_view payload = {});
-  // clutch:members to everyone and clutch:pids to the agent.
-  void announce_members();
+  // clutch:members to everyone (or only to `only`) and clutch:pids to the agent.
+  void announce_members(Child* only = nullptr);
   // At the end of a shutdown: tells the senders of still unacknowledged messages that they were
   // not handled, instead of dropping them silently. Returns how many there were.
   std::size_t fail_unacknowledged(std::string_view reason);

@@ -1,5 +1,7 @@
 #include "master/supervisor.hpp"
 
+#include <asio/post.hpp>
+
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <netinet/in.h>
@@ -165,6 +167,15 @@ int Supervisor::run() {
     spawn(agent_slot_);
   io_.run();
   return exit_code_;
+}
+
+void Supervisor::announce_members_soon() {
+  if (announce_posted_) return;
+  announce_posted_ = true;
+  asio::post(io_, [this] {
+    announce_posted_ = false;
+    if (phase_ == Phase::kRunning) router_.announce_members();
+  });
 }
 
 void Supervisor::adopt_listen_sockets(unsigned& workers) {
@@ -405,7 +416,7 @@ void Supervisor::on_control(Child& child, std::string_view op, std::string_view 
       // In order after every frame already routed to it: once the child reads this, nothing
       // but broadcasts will come.
       router_.send_control(child, "drain-ok");
-      if (was_ready && phase_ == Phase::kRunning) router_.announce_members();
+      if (was_ready && phase_ == Phase::kRunning) announce_members_soon();
     }
   } else {
     spdlog::error("{} sent an unknown control frame '{}': restarting it", child.describe(), op);
@@ -447,7 +458,10 @@ void Supervisor::on_ready(Child& child) {
       maybe_cluster_ready();
       break;
     case Phase::kRunning:
-      router_.announce_members();
+      // The newcomer knows its peers before its ready hooks run; the others hear of it once per
+      // loop turn (64 workers coming up must not mean 64 x 65 announcements).
+      router_.announce_members(&child);
+      announce_members_soon();
       router_.send_runtime(child, "clutch:ready", {});
       spdlog::info("{} ready (replacement)", child.describe());
       check_scale_done();
@@ -602,7 +616,7 @@ void Supervisor::on_exit(pid_t pid, int status) {
         spdlog::warn("{} {} after {} ms{}; restarting it", who, how, uptime.count(),
                      asked_to_stop ? " (stopped on request)" : "");
       }
-      if (was_ready) router_.announce_members();
+      if (was_ready) announce_members_soon();
       restart_later(slot, delay);
       break;
     }

@@ -89,6 +89,8 @@ class Supervisor {
   nlohmann::json dashboard_json();  // dashboard.cpp: what GET /api/status answers
   void on_control_request(const nlohmann::json& request, ControlServer::Answer answer);
   nlohmann::json status_json();
+  // Refreshes the child's RSS and CPU from /proc if the last reading is over 250 ms old.
+  Child& sampled(Child& child);
   // Passes an operator's command to a child (the agent for jobs and queues); `answer` gets the
   // child's answer, or an error if it exits or has not answered within `timeout`.
   void ask(Child& child, nlohmann::json request, ControlServer::Answer answer, Millis timeout);
@@ -98,6 +100,10 @@ class Supervisor {
   std::string cluster_state() const;
   void scale(std::size_t workers, ControlServer::Answer answer);
   void remove_retired_slots();
+  // Membership to every process at the end of this loop turn (coalesces a burst of changes).
+  void announce_members_soon();
+  bool announce_posted_ = false;
+  void spawn_added_slots(std::size_t index);  // scale up: from `index` on, one per loop turn
   void restart(const nlohmann::json& request, ControlServer::Answer answer);
   void restart_done(int slot, bool ok, const std::string& outcome);
   void check_scale_done(bool timed_out = false);
