@@ -56,6 +56,9 @@ struct Config {
   // The master's metrics listener, "HOST:PORT" (port 0: any free one), serving /metrics
   // (Prometheus text), /healthz and /readyz. Empty, the default: off.
   std::string metrics_listen;
+  // The dashboard (GET / on metrics_listen) shows reload and scale buttons; they act only for a
+  // loopback client running as the master's user or root. Default: read-only.
+  bool dashboard_controls = false;
   // Log files instead of stderr: DIR/APP.master.log, APP.agent.log, APP.worker.log (reopened on
   // SIGUSR1, for logrotate). Empty, the default: stderr.
   std::string log_dir;

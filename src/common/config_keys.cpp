@@ -137,6 +137,16 @@ const std::vector<Key>& keys() {
          c.metrics_listen = std::string(v);
        },
        [](const Config& c) { return c.metrics_listen; }},
+      {"dashboard_controls",
+       [](Config& c, std::string_view v, const auto& fail) {
+         if (v == "true" || v == "1" || v == "yes")
+           c.dashboard_controls = true;
+         else if (v == "false" || v == "0" || v == "no")
+           c.dashboard_controls = false;
+         else
+           fail("expected true or false");
+       },
+       [](const Config& c) { return std::string(c.dashboard_controls ? "true" : "false"); }},
       {"log_dir", [](Config& c, std::string_view v, const auto&) { c.log_dir = std::string(v); },
        [](const Config& c) { return c.log_dir; }},
       {"log_format",

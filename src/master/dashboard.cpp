@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <fstream>
 
+#include <unistd.h>
+
 #include "master/supervisor.hpp"
 
 namespace clutch::master {
@@ -54,10 +56,14 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 tr.down td{color:#c0392b}
 svg.spark{width:90px;height:20px;vertical-align:middle}
 svg.spark polyline{fill:none;stroke:#3b6fd6;stroke-width:1.5}
+header button{margin-left:6px}#acted{margin-left:8px;color:#cfd6e4}
 #log{font:12px/1.35 ui-monospace,monospace;white-space:pre-wrap;max-height:320px;overflow:auto;margin:0}
 .muted{color:#8a93a6}
 </style></head><body>
-<header><h1 id="app">clutch</h1><span id="state">…</span><span id="summary" class="muted"></span></header>
+<header><h1 id="app">clutch</h1><span id="state">…</span><span id="summary" class="muted"></span>
+<span id="controls" hidden><button data-act="/api/reload">Reload</button>
+<button data-act="/api/scale?delta=1">+1 worker</button><button data-act="/api/scale?delta=-1">−1 worker</button>
+<span id="acted"></span></span></header>
 <main>
 <section><h2>Processes</h2><table id="procs"><thead><tr><th>Role</th><th>Slot</th><th>PID</th>
 <th>State</th><th>Uptime</th><th>Restarts</th><th>RSS</th><th>CPU</th><th>Msgs/s</th><th>HTTP/s</th>
@@ -128,12 +134,20 @@ function render(s) {
       "</td><td class=n>" + q.dead_letters + "</td><td class=n>" + q.handled + "</td><td class=n>" +
       q.rate_per_s.toFixed(1) + "</td></tr>").join("")
       : '<tr><td colspan=7 class=muted>no queue consumers</td></tr>');
+  document.getElementById("controls").hidden = !s.controls;
   if (s.log.length) {
     const log = document.getElementById("log");
     log.className = "";
     log.textContent = s.log.join("\n");
   }
   last = s;
+}
+for (const b of document.querySelectorAll("#controls button")) {
+  b.onclick = async () => {
+    const r = await fetch(b.dataset.act, {method: "POST", headers: {"X-Clutch-Action": "1"}});
+    const a = await r.json();
+    document.getElementById("acted").textContent = a.ok ? "started" : a.error;
+  };
 }
 async function poll() {
   try {
@@ -190,7 +204,50 @@ nlohmann::json Supervisor::dashboard_json() {
     if (log.size() > 30) log.erase(log.begin(), log.end() - 30);
   }
   out["log"] = log;
+  out["controls"] = config_.dashboard_controls;
   return out;
+}
+
+MetricsServer::Page Supervisor::dashboard_action(const MetricsServer::Request& request) {
+  auto refuse = [](int status, std::string why) {
+    return MetricsServer::Page{status, "application/json",
+                               nlohmann::json{{"ok", false}, {"error", std::move(why)}}.dump()};
+  };
+  if (!config_.dashboard_controls)
+    return refuse(403, "the dashboard is read-only (set dashboard_controls = true)");
+  // A cross-site form cannot add a header, and a script from another origin is stopped by the
+  // browser's preflight, which this server never answers.
+  if (!request.action_header) return refuse(403, "missing the X-Clutch-Action header");
+  // The control socket's rule: the master's own user, or root.
+  if (request.peer_uid < 0 ||
+      (request.peer_uid != static_cast<long>(geteuid()) && request.peer_uid != 0)) {
+    return refuse(403, "only a local client of the master's user (or root) may act");
+  }
+  auto accepted = [](nlohmann::json what) {
+    what["ok"] = true;
+    return MetricsServer::Page{202, "application/json", what.dump()};
+  };
+  if (request.path == "/api/reload") {
+    if (phase_ != Phase::kRunning || reload_.active || upgrade_.pid != 0)
+      return refuse(409, "the cluster is " + cluster_state());
+    reload("dashboard");
+    return accepted({{"started", "reload"}});
+  }
+  if (request.path == "/api/scale") {
+    long long delta = 0;
+    if (request.query.rfind("delta=", 0) == 0) delta = std::atoll(request.query.c_str() + 6);
+    long long target = static_cast<long long>(worker_slots_.size()) + delta;
+    if (delta == 0 || target < 1 || target > 1024)
+      return refuse(400, "scale takes ?delta=N, to between 1 and 1024 workers");
+    // A refusal is answered at once, an accepted scale when it is done (logged, not waited for).
+    auto outcome = std::make_shared<nlohmann::json>();
+    scale(static_cast<std::size_t>(target),
+          [outcome](const nlohmann::json& line, bool) { *outcome = line; });
+    if (outcome->is_object() && !outcome->value("ok", true))
+      return refuse(409, outcome->value("error", "refused"));
+    return accepted({{"scaling_to", target}});
+  }
+  return refuse(404, "no such action: /api/reload, /api/scale?delta=N");
 }
 
 const char* dashboard_page() {

@@ -18,7 +18,9 @@ void Supervisor::open_metrics_listener() {
   }
 }
 
-MetricsServer::Page Supervisor::metrics_page(const std::string& path) {
+MetricsServer::Page Supervisor::metrics_page(const MetricsServer::Request& request) {
+  const std::string& path = request.path;
+  if (request.method == "POST") return dashboard_action(request);
   if (path == "/metrics") {
     return {200, "text/plain; version=0.0.4; charset=utf-8", metrics_text()};
   }

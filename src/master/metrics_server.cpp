@@ -1,8 +1,11 @@
 #include "master/metrics_server.hpp"
 
+#include "master/proc_stats.hpp"
+
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <strings.h>
 #include <asio/read_until.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/streambuf.hpp>
@@ -41,17 +44,32 @@ class MetricsServer::Session : public std::enable_shared_from_this<Session> {
  private:
   void answer() {
     std::istream in(&input_);
-    std::string method, target;
+    std::string method, target, line;
     in >> method >> target;
+    Request request;
+    request.method = method;
+    auto q = target.find('?');
+    request.path = target.substr(0, q);
+    request.query = q == std::string::npos ? "" : target.substr(q + 1);
+    while (std::getline(in, line)) {
+      if (strncasecmp(line.c_str(), "X-Clutch-Action:", 16) == 0) request.action_header = true;
+    }
     Page page;
-    if (method != "GET" && method != "HEAD") {
-      page = {405, "text/plain", "only GET\n"};
+    if (method == "POST") {
+      request.peer_uid = loopback_peer_uid(socket_.native_handle());
+      page = pages_(request);
+    } else if (method != "GET" && method != "HEAD") {
+      page = {405, "text/plain", "only GET (and POST for the dashboard's controls)\n"};
     } else {
-      page = pages_(target.substr(0, target.find('?')));
+      page = pages_(request);
     }
     std::string_view reason = page.status == 200   ? "OK"
+                              : page.status == 202 ? "Accepted"
+                              : page.status == 400 ? "Bad Request"
+                              : page.status == 403 ? "Forbidden"
                               : page.status == 404 ? "Not Found"
                               : page.status == 405 ? "Method Not Allowed"
+                              : page.status == 409 ? "Conflict"
                                                    : "Service Unavailable";
     out_ = fmt::format(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n"

@@ -21,8 +21,13 @@ class MetricsServer {
     std::string content_type = "text/plain; charset=utf-8";
     std::string body;
   };
-  // Builds the answer for a path ("/metrics", "/healthz", ...).
-  using Pages = std::function<Page(const std::string& path)>;
+  struct Request {
+    std::string method, path, query;
+    bool action_header = false;  // X-Clutch-Action present: not a cross-site form post
+    long peer_uid = -1;          // POST only: the loopback client's uid, -1 if not known
+  };
+  // Builds the answer for a request ("/metrics", "/healthz", ...).
+  using Pages = std::function<Page(const Request& request)>;
 
   MetricsServer(asio::io_context& io, Pages pages);
   // Binds "HOST:PORT" (port 0: any free port); false with the reason in `error`.

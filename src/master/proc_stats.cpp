@@ -1,7 +1,11 @@
 #include "master/proc_stats.hpp"
 
 #include <fmt/format.h>
+#include <netinet/in.h>
+#include <strings.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include <fstream>
 #include <iterator>
@@ -39,6 +43,50 @@ double cpu_seconds(pid_t pid) {
     if (i == 13) stime = std::stoull(field);
   }
   return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+long tcp_socket_uid(std::string_view table, std::string_view client, std::string_view server) {
+  std::istringstream lines{std::string(table)};
+  std::string line;
+  std::getline(lines, line);  // the header
+  while (std::getline(lines, line)) {
+    std::istringstream fields(line);
+    std::string slot, local, remote, state, queues, timer, retransmits;
+    long uid = -1;
+    if (!(fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid))
+      continue;
+    if (strcasecmp(local.c_str(), std::string(client).c_str()) == 0 &&
+        strcasecmp(remote.c_str(), std::string(server).c_str()) == 0)
+      return uid;
+  }
+  return -1;
+}
+
+std::string proc_net_endpoint(const sockaddr_storage& address) {
+  if (address.ss_family == AF_INET) {
+    const auto& in = reinterpret_cast<const sockaddr_in&>(address);
+    return fmt::format("{:08X}:{:04X}", in.sin_addr.s_addr, ntohs(in.sin_port));
+  }
+  const auto& in6 = reinterpret_cast<const sockaddr_in6&>(address);
+  uint32_t words[4];
+  std::memcpy(words, &in6.sin6_addr, sizeof words);
+  return fmt::format("{:08X}{:08X}{:08X}{:08X}:{:04X}", words[0], words[1], words[2], words[3],
+                     ntohs(in6.sin6_port));
+}
+
+long loopback_peer_uid(int fd) {
+  sockaddr_storage local{}, peer{};
+  socklen_t length = sizeof local;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) != 0) return -1;
+  length = sizeof peer;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &length) != 0) return -1;
+  bool loopback = peer.ss_family == AF_INET
+                      ? (ntohl(reinterpret_cast<sockaddr_in&>(peer).sin_addr.s_addr) >> 24) == 127
+                      : IN6_IS_ADDR_LOOPBACK(&reinterpret_cast<sockaddr_in6&>(peer).sin6_addr);
+  if (!loopback) return -1;  // another host's process: no uid to check
+  std::ifstream in(peer.ss_family == AF_INET ? "/proc/net/tcp" : "/proc/net/tcp6");
+  std::string table((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return tcp_socket_uid(table, proc_net_endpoint(peer), proc_net_endpoint(local));
 }
 
 bool process_is_stopped(pid_t pid) {

@@ -88,7 +88,7 @@ Supervisor::Supervisor(asio::io_context& io, Config config, std::string app_name
                [this](const nlohmann::json& request, ControlServer::Answer answer) {
                  on_control_request(request, std::move(answer));
                }),
-      metrics_(io, [this](const std::string& path) { return metrics_page(path); }) {}
+      metrics_(io, [this](const MetricsServer::Request& r) { return metrics_page(r); }) {}
 
 int Supervisor::run() {
   started_at_ = Clock::now();

@@ -84,7 +84,9 @@ class Supervisor {
   // The control socket's commands (control_commands.cpp).
   void open_control_socket();
   void open_metrics_listener();
-  MetricsServer::Page metrics_page(const std::string& path);  // metrics_pages.cpp
+  MetricsServer::Page metrics_page(const MetricsServer::Request& request);  // metrics_pages.cpp
+  // The dashboard's reload and scale buttons (dashboard_controls), dashboard.cpp.
+  MetricsServer::Page dashboard_action(const MetricsServer::Request& request);
   std::string metrics_text();
   nlohmann::json dashboard_json();  // dashboard.cpp: what GET /api/status answers
   void on_control_request(const nlohmann::json& request, ControlServer::Answer answer);

@@ -11,6 +11,8 @@ import tempfile
 import unittest
 import urllib.request
 import json
+import pwd
+import urllib.error
 
 from cluster import BUILD_DIR, ClusterTest, wait_for
 
@@ -85,6 +87,51 @@ class Dashboard(ClusterTest):
         shot = os.path.join(ARTIFACTS, "dashboard.png")
         self.browse(url, profile, screenshot=shot)
         self.assertGreater(os.path.getsize(shot), 10000)
+
+
+def post(address, path, header=True):
+    req = urllib.request.Request(f"http://{address}{path}", method="POST", data=b"",
+                                 headers={"X-Clutch-Action": "1"} if header else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+class DashboardControls(ClusterTest):
+    def test_read_only_by_default(self):
+        c = self.start(workers=1, args=("-s", "metrics_listen=127.0.0.1:0"))
+        c.wait_ready()
+        address = re.search(r", metrics ([^,\s]+)", c.stdout_lines[0]).group(1)
+        status, answer = post(address, "/api/scale?delta=1")
+        self.assertEqual(status, 403)
+        self.assertIn("read-only", answer["error"])
+        self.assertFalse(json.load(urllib.request.urlopen(f"http://{address}/api/status", timeout=10))["controls"])
+
+    def test_with_controls_the_masters_user_may_scale_and_others_may_not(self):
+        c = self.start(workers=1, args=("-s", "metrics_listen=127.0.0.1:0", "-s", "dashboard_controls=true"))
+        c.wait_ready()
+        address = re.search(r", metrics ([^,\s]+)", c.stdout_lines[0]).group(1)
+        self.assertEqual(post(address, "/api/scale?delta=1", header=False)[0], 403)  # a cross-site form
+        if os.geteuid() == 0:
+            # Another local user (nobody) is refused by the uid rule.
+            nobody = pwd.getpwnam("nobody")
+            out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+                                  "-H", "X-Clutch-Action: 1", f"http://{address}/api/scale?delta=1"],
+                                 capture_output=True, text=True, timeout=30,
+                                 preexec_fn=lambda: (os.setgid(nobody.pw_gid), os.setuid(nobody.pw_uid)))
+            self.assertEqual(out.stdout.strip(), "403", out.stderr)
+        status, answer = post(address, "/api/scale?delta=1")
+        self.assertEqual(status, 202, answer)
+
+        def workers():
+            s = json.load(urllib.request.urlopen(f"http://{address}/api/status", timeout=10))
+            return len([p for p in s["processes"] if p["role"] == "worker" and p["state"] == "ready"]), s["state"]
+        wait_for(lambda: workers() == (2, "ready"), 30, "2 ready workers")
+        status, answer = post(address, "/api/reload")
+        self.assertEqual(status, 202, answer)
+        wait_for(lambda: "reload 1 complete" in c.stderr(), 60, "the reload to finish")
 
 
 if __name__ == "__main__":

@@ -153,3 +153,39 @@ TEST(PrometheusText, EscapesHelpAndLabelValues) {
 }
 
 }  // namespace
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "master/proc_stats.hpp"
+
+namespace {
+
+TEST(ProcNetTcp, FindsTheUidOfTheClientsSocket) {
+  // 127.0.0.1:40000 -> 127.0.0.1:9464 owned by uid 1000; the server's side of it by uid 0.
+  const char* table =
+      "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout "
+      "inode\n"
+      "   0: 0100007F:24F8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 "
+      "1 1 0000000000000000 100 0 0 10 0\n"
+      "   1: 0100007F:24F8 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 "
+      "2 1 0000000000000000 20 4 30 10 -1\n"
+      "   2: 0100007F:9C40 0100007F:24F8 01 00000000:00000000 00:00000000 00000000  1000        0 "
+      "3 1 0000000000000000 20 4 30 10 -1\n";
+  using clutch::master::tcp_socket_uid;
+  EXPECT_EQ(tcp_socket_uid(table, "0100007F:9C40", "0100007F:24F8"), 1000);
+  EXPECT_EQ(tcp_socket_uid(table, "0100007f:24f8", "0100007F:9C40"), 0);
+  EXPECT_EQ(tcp_socket_uid(table, "0100007F:9C41", "0100007F:24F8"), -1);
+  EXPECT_EQ(tcp_socket_uid("", "0100007F:9C40", "0100007F:24F8"), -1);
+}
+
+TEST(ProcNetTcp, WritesEndpointsAsTheKernelDoes) {
+  sockaddr_storage storage{};
+  auto& in = reinterpret_cast<sockaddr_in&>(storage);
+  in.sin_family = AF_INET;
+  in.sin_port = htons(8080);
+  inet_pton(AF_INET, "127.0.0.1", &in.sin_addr);
+  EXPECT_EQ(clutch::master::proc_net_endpoint(storage), "0100007F:1F90");
+}
+
+}  // namespace
