@@ -59,6 +59,10 @@ struct Config {
   // The dashboard (GET / on metrics_listen) shows reload and scale buttons; they act only for a
   // loopback client running as the master's user or root. Default: read-only.
   bool dashboard_controls = false;
+  // An exception escaping user code with no one to tell (a timer, a posted function, a hook, a
+  // plain message's handler, an ack or reply callback): "log" (default) logs it and goes on;
+  // "exit" logs it and exits the process (code 70), which the master replaces, as egg does.
+  std::string on_uncaught_exception = "log";
   // Log files instead of stderr: DIR/APP.master.log, APP.agent.log, APP.worker.log (reopened on
   // SIGUSR1, for logrotate). Empty, the default: stderr.
   std::string log_dir;

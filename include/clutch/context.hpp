@@ -20,6 +20,8 @@ class Context {
 
   virtual Role role() const = 0;
   virtual int pid() const = 0;
+  // The master's pid (for logs and process tools; the master takes no messages).
+  virtual int master_pid() const = 0;
   // The worker's slot, 0..workers-1 (kept by its replacements); -1 in the agent.
   virtual int worker_index() const = 0;
   virtual const Config& config() const = 0;

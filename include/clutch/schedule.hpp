@@ -24,7 +24,9 @@ struct JobOptions {
   std::string interval;   // "500ms", "5s", "1m" (a bare number is milliseconds)
   std::string time_zone;  // IANA name for cron; "" = local
   JobType type = JobType::kWorker;
-  bool immediate = false;                // also run once when the cluster is first ready
+  // Also run once when the cluster is first ready. Alone (no cron, no interval): a job that runs
+  // once at start, as egg-schedule's `immediate` without a schedule.
+  bool immediate = false;
   bool disable = false;                  // declared but never run
   std::chrono::milliseconds timeout{0};  // a run not finished by then is reported (0: none)
   Overlap overlap = Overlap::kSkip;

@@ -147,6 +147,12 @@ const std::vector<Key>& keys() {
            fail("expected true or false");
        },
        [](const Config& c) { return std::string(c.dashboard_controls ? "true" : "false"); }},
+      {"on_uncaught_exception",
+       [](Config& c, std::string_view v, const auto& fail) {
+         if (v != "log" && v != "exit") fail("expected log or exit");
+         c.on_uncaught_exception = std::string(v);
+       },
+       [](const Config& c) { return c.on_uncaught_exception; }},
       {"log_dir", [](Config& c, std::string_view v, const auto&) { c.log_dir = std::string(v); },
        [](const Config& c) { return c.log_dir; }},
       {"log_format",

@@ -20,6 +20,7 @@
 #include "runtime/metrics_reporter.hpp"
 #include "runtime/process_context.hpp"
 #include "runtime/process_hygiene.hpp"
+#include "runtime/uncaught.hpp"
 #include "schedule/scheduler.hpp"
 
 namespace clutch::runtime {
@@ -63,6 +64,7 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
   id.listen_fd = env_int("CLUTCH_INTERNAL_LISTEN_FD", -1);
   id.port = env_int("CLUTCH_INTERNAL_PORT", 0);
   id.replacement = env_int("CLUTCH_INTERNAL_REPLACEMENT", 0) == 1;
+  id.master_pid = master_pid;
   int ipc_fd = env_int("CLUTCH_INTERNAL_IPC_FD", 3);
   scrub_internal_environment();
   // The channel and port had to survive the exec; nothing this process holds past stderr may
@@ -93,6 +95,8 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
     io.stop();
   };
   messenger->on_cluster_ready = [&] { context->cluster_ready(); };
+  messenger->master_pid = master_pid;
+  set_exit_on_uncaught(config.on_uncaught_exception == "exit");
   messenger->handled_counter = &detail::MetricsAccess::counter(
       context->metrics(), "clutch_messenger_handled_total",
       "Messages handed to this process's handlers (counted by the receiver).");

@@ -1,5 +1,7 @@
 #include "runtime/messenger_client.hpp"
 
+#include "runtime/uncaught.hpp"
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -75,9 +77,9 @@ void call_user(const char* what, Fn& fn, Args&&... args) {
   try {
     fn(std::forward<Args>(args)...);
   } catch (const std::exception& e) {
-    spdlog::error("{} callback threw: {}", what, e.what());
+    uncaught(fmt::format("{} callback", what), e.what());
   } catch (...) {
-    spdlog::error("{} callback threw a non-standard exception", what);
+    uncaught(fmt::format("{} callback", what), "a non-standard exception");
   }
 }
 }  // namespace
@@ -156,6 +158,12 @@ void MessengerClient::send_random(std::string_view a, std::string_view d) {
   send(Route::kRandom, 0, a, d);
 }
 void MessengerClient::send_to(int pid, std::string_view a, std::string_view d) {
+  if (pid != 0 && pid == master_pid) {
+    throw MessengerError(fmt::format(
+        "send_to({}): that is the master, which takes no messages (it runs no user code); use "
+        "send_to_agent, send_to_app or a worker's pid",
+        pid));
+  }
   send(Route::kPid, pid, a, d);
 }
 
@@ -363,11 +371,15 @@ void MessengerClient::dispatch(const ipc::FrameView& frame) {
     } catch (const std::exception& e) {
       failed = true;
       failure = e.what();
-      spdlog::error("handler for '{}' threw: {}", frame.action, e.what());
     } catch (...) {
       failed = true;
       failure = "unknown exception";
-      spdlog::error("handler for '{}' threw a non-standard exception", frame.action);
+    }
+    if (failed && !state) {
+      // Nobody to tell (a plain send): an uncaught exception, under the configured policy.
+      uncaught(fmt::format("handler for '{}'", frame.action), failure);
+    } else if (failed) {
+      spdlog::error("handler for '{}' threw: {}", frame.action, failure);
     }
   }
   if (any_once) {

@@ -66,6 +66,7 @@ class MessengerClient final : public Messenger,
   // Runtime hooks for the reserved actions.
   std::function<void()> on_cluster_ready;
   std::function<void()> on_drain_ok;
+  int master_pid = 0;  // send_to(it) is refused with a clear error
   // Counts the messages handed to this process's handlers (clutch_messenger_handled_total).
   Counter* handled_counter = nullptr;
   // Any other control frame from the master (e.g. an operator's "ask").

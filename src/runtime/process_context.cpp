@@ -4,6 +4,8 @@
 #include <unistd.h>
 #include <asio/post.hpp>
 
+#include "runtime/uncaught.hpp"
+
 namespace clutch::runtime {
 namespace {
 // Runs user code from the loop; an exception is logged, not allowed to take the process down.
@@ -11,9 +13,9 @@ void guarded(const char* what, const std::function<void()>& fn) {
   try {
     fn();
   } catch (const std::exception& e) {
-    spdlog::error("{} threw: {}", what, e.what());
+    uncaught(what, e.what());
   } catch (...) {
-    spdlog::error("{} threw a non-standard exception", what);
+    uncaught(what, "a non-standard exception");
   }
 }
 }  // namespace

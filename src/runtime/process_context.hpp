@@ -21,6 +21,7 @@ struct ProcessIdentity {
   int listen_fd = -1;
   int port = 0;
   bool replacement = false;
+  int master_pid = 0;
 };
 
 class ProcessContext final : public Context {
@@ -30,6 +31,7 @@ class ProcessContext final : public Context {
 
   Role role() const override { return identity_.role; }
   int pid() const override { return pid_; }
+  int master_pid() const override { return identity_.master_pid; }
   int worker_index() const override { return identity_.worker_index; }
   const Config& config() const override { return config_; }
   bool replacement() const override { return identity_.replacement; }

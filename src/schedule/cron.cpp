@@ -31,6 +31,10 @@ const std::array<FieldSpec, 6> kSpecs = {{{"seconds", 0, 59, nullptr, false},
 
 struct ParsedField {
   std::vector<bool> values;
+  // Quartz's day forms (see cron.hpp), collected apart from the plain values.
+  std::vector<int> days_before_last, nearest_weekday_to, last_of_weekday;
+  std::vector<std::pair<int, int>> nth_weekday;
+  bool last_weekday = false;
   bool wildcard = false;  // the field is `*`, `?` or `*/n`
   bool any = false;       // the field is exactly `*` or `?`
 };
@@ -81,8 +85,45 @@ ParsedField parse_field(std::string_view field, const FieldSpec& spec, int index
   out.any = field == "*" || (field == "?" && spec.day_field);
   out.wildcard = out.any || field.starts_with("*/");
   if (field == "?" && !spec.day_field) throw fail("'?' is only allowed in the day fields");
+  auto number = [&](std::string_view token, int low, int high) {
+    int value = 0;
+    if (token.empty() || token.size() > 3 || !std::all_of(token.begin(), token.end(), ::isdigit))
+      throw fail(fmt::format("'{}' is not a number", token));
+    value = std::atoi(std::string(token).c_str());
+    if (value < low || value > high)
+      throw fail(fmt::format("{} is out of range {}-{}", token, low, high));
+    return value;
+  };
+  bool dom = spec.name == std::string_view("day of month");
+  bool dow = spec.name == std::string_view("day of week");
   for (std::string_view part : split(field, ',')) {
     if (part.empty()) throw fail("empty list item");
+    if (dom && (part == "L" || part == "l")) {
+      out.days_before_last.push_back(0);
+      continue;
+    }
+    if (dom && part.size() > 2 && (part[0] == 'L' || part[0] == 'l') && part[1] == '-') {
+      out.days_before_last.push_back(number(part.substr(2), 0, 30));
+      continue;
+    }
+    if (dom && (part == "LW" || part == "lw")) {
+      out.last_weekday = true;
+      continue;
+    }
+    if (dom && part.size() > 1 && (part.back() == 'W' || part.back() == 'w')) {
+      out.nearest_weekday_to.push_back(number(part.substr(0, part.size() - 1), 1, 31));
+      continue;
+    }
+    if (dow && part.size() > 1 && (part.back() == 'L' || part.back() == 'l')) {
+      out.last_of_weekday.push_back(value_of(part.substr(0, part.size() - 1)) % 7);
+      continue;
+    }
+    if (dow && part.find('#') != std::string_view::npos) {
+      auto hash = part.find('#');
+      int day = value_of(part.substr(0, hash)) % 7;
+      out.nth_weekday.emplace_back(day, number(part.substr(hash + 1), 1, 5));
+      continue;
+    }
     auto slash = split(part, '/');
     if (slash.size() > 2) throw fail("more than one '/'");
     int step = 1;
@@ -168,9 +209,46 @@ void next_second(Civil& c) {
   ++c.year;
 }
 
+// Quartz's day-of-month forms: L, L-n, nW, LW.
+bool special_dom(const CronExpression& e, const Civil& c) {
+  int last = days_in_month(c.year, c.month);
+  for (int before : e.days_before_last) {
+    if (c.day == last - before) return true;
+  }
+  auto weekday_near = [&](int day) {
+    day = std::min(day, last);
+    int wd = weekday(c.year, c.month, day);
+    if (wd == 6) return day == 1 ? 3 : day - 1;           // Saturday: Friday, or Monday the 3rd
+    if (wd == 0) return day == last ? day - 2 : day + 1;  // Sunday: Monday, or Friday
+    return day;
+  };
+  for (int day : e.nearest_weekday_to) {
+    if (c.day == weekday_near(day)) return true;
+  }
+  if (e.last_weekday) {
+    int wd = weekday(c.year, c.month, last);
+    int last_weekday = wd == 6 ? last - 1 : wd == 0 ? last - 2 : last;
+    if (c.day == last_weekday) return true;
+  }
+  return false;
+}
+
+// Quartz's day-of-week forms: 5L (the last Friday), 1#2 (the second Monday).
+bool special_dow(const CronExpression& e, const Civil& c) {
+  int wd = weekday(c.year, c.month, c.day);
+  for (int day : e.last_of_weekday) {
+    if (wd == day && c.day + 7 > days_in_month(c.year, c.month)) return true;
+  }
+  for (const auto& [day, nth] : e.nth_weekday) {
+    if (wd == day && (c.day - 1) / 7 + 1 == nth) return true;
+  }
+  return false;
+}
+
 bool day_matches(const CronExpression& e, const Civil& c) {
-  bool dom = e.days_of_month[static_cast<std::size_t>(c.day)];
-  bool dow = e.days_of_week[static_cast<std::size_t>(weekday(c.year, c.month, c.day))];
+  bool dom = e.days_of_month[static_cast<std::size_t>(c.day)] || special_dom(e, c);
+  bool dow = e.days_of_week[static_cast<std::size_t>(weekday(c.year, c.month, c.day))] ||
+             special_dow(e, c);
   if (e.dom_restricted && e.dow_restricted) return dom || dow;
   if (e.dom_restricted) return dom;
   if (e.dow_restricted) return dow;
@@ -266,10 +344,15 @@ CronExpression parse_cron(std::string_view text) {
   e.hour_wildcard = parsed[at].wildcard;
   copy_bits(parsed[at++], e.hours);
   e.dom_restricted = !parsed[at].any;
+  e.days_before_last = parsed[at].days_before_last;
+  e.nearest_weekday_to = parsed[at].nearest_weekday_to;
+  e.last_weekday = parsed[at].last_weekday;
   copy_bits(parsed[at++], e.days_of_month);
   copy_bits(parsed[at++], e.months);
   const ParsedField& dow = parsed[at];
   e.dow_restricted = !dow.any;
+  e.last_of_weekday = dow.last_of_weekday;
+  e.nth_weekday = dow.nth_weekday;
   for (std::size_t d = 0; d <= 7; ++d) {
     if (dow.values[d]) e.days_of_week[d % 7] = true;
   }

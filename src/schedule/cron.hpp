@@ -4,6 +4,9 @@
 // `*`, numbers, lists `a,b`, ranges `a-b`, steps `*/n`, `a-b/n`, `a/n`; months JAN-DEC and weekdays
 // SUN-SAT by name (0 and 7 are Sunday); `?` means "any" in the day fields. When both day fields are
 // restricted a day matches if either does (classic cron).
+// Quartz's day forms, in lists too: day of month `L` (the last day), `L-3` (three days before it),
+// `15W` (the weekday nearest the 15th, within the month), `LW` (the last weekday); day of week
+// `5L` (the month's last Friday) and `1#2` (its second Monday).
 //
 // Daylight saving time: a time that falls in a spring-forward gap fires shifted by the gap (02:30
 // on a 02:00->03:00 night fires at 03:30); a fixed time repeated at fall-back fires once (the first
@@ -32,6 +35,11 @@ struct CronExpression {
   std::bitset<13> months;         // 1..12
   std::bitset<7> days_of_week;    // 0..6, Sunday = 0
   bool dom_restricted = false, dow_restricted = false;
+  std::vector<int> days_before_last;             // L (0), L-3 (3)
+  std::vector<int> nearest_weekday_to;           // 15W
+  bool last_weekday = false;                     // LW
+  std::vector<int> last_of_weekday;              // 5L: weekday 0..6
+  std::vector<std::pair<int, int>> nth_weekday;  // 1#2: (weekday 0..6, 1..5)
   bool hour_wildcard = true;  // `*` or a step over all hours: fires in every real hour
   bool has_seconds = false;
   std::string text;

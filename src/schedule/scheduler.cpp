@@ -64,7 +64,7 @@ class Clock : public std::enable_shared_from_this<Clock> {
     if (!options.cron.empty()) {
       job->cron = parse_cron(options.cron);
       job->zone.emplace(options.time_zone);
-    } else {
+    } else if (!options.interval.empty()) {
       job->interval = *parse_duration(options.interval);
     }
     using A = detail::MetricsAccess;
@@ -116,6 +116,7 @@ class Clock : public std::enable_shared_from_this<Clock> {
       for (auto& job : self->jobs_) {
         if (job->options.disable) continue;
         if (job->options.immediate && !self->ctx_.replacement()) self->tick(*job, "immediate");
+        if (!job->cron && job->interval.count() == 0) continue;  // a run-once job
         self->arm(job);
       }
     });
@@ -263,28 +264,29 @@ class Clock : public std::enable_shared_from_this<Clock> {
       if (!job->options.disable) {
         if (job->cron && job->next_fire != 0)
           next = format_iso8601(job->next_fire, *job->zone);
-        else if (!job->cron)
+        else if (!job->cron && job->interval.count() > 0)
           next = format_iso8601(SystemClock::to_time_t(job->next_interval_fire), TimeZone());
       }
-      out.push_back(
-          {{"name", job->options.name},
-           {"schedule", job->options.cron.empty() ? job->options.interval : job->options.cron},
-           {"next_fire", next},
-           {"running", job->running},
-           {"disabled", job->options.disable},
-           {"type", job->options.type == JobType::kAll ? "all" : "worker"},
-           {"last_run", job->last_start == SystemClock::time_point{}
-                            ? ""
-                            : format_iso8601(SystemClock::to_time_t(job->last_start),
-                                             job->zone ? *job->zone : TimeZone())},
-           {"last_result", job->last_result},
-           {"last_duration_ms", job->last_duration_ms},
-           {"last_worker", job->last_worker},
-           {"runs_ok", job->runs_ok},
-           {"runs_failed", job->runs_failed},
-           {"timeouts", job->timeouts},
-           {"skipped", job->skipped},
-           {"queued", job->queued.size()}});
+      out.push_back({{"name", job->options.name},
+                     {"schedule", !job->options.cron.empty()       ? job->options.cron
+                                  : !job->options.interval.empty() ? job->options.interval
+                                                                   : std::string("once at start")},
+                     {"next_fire", next},
+                     {"running", job->running},
+                     {"disabled", job->options.disable},
+                     {"type", job->options.type == JobType::kAll ? "all" : "worker"},
+                     {"last_run", job->last_start == SystemClock::time_point{}
+                                      ? ""
+                                      : format_iso8601(SystemClock::to_time_t(job->last_start),
+                                                       job->zone ? *job->zone : TimeZone())},
+                     {"last_result", job->last_result},
+                     {"last_duration_ms", job->last_duration_ms},
+                     {"last_worker", job->last_worker},
+                     {"runs_ok", job->runs_ok},
+                     {"runs_failed", job->runs_failed},
+                     {"timeouts", job->timeouts},
+                     {"skipped", job->skipped},
+                     {"queued", job->queued.size()}});
     }
     return out;
   }
@@ -300,7 +302,9 @@ void validate_job(const JobOptions& o) {
     throw ConfigError(fmt::format("schedule: job '{}': {}", o.name, why));
   };
   if (o.name.empty()) fail("a job needs a name");
-  if (o.cron.empty() == o.interval.empty()) fail("set exactly one of cron and interval");
+  if (!o.cron.empty() && !o.interval.empty()) fail("set one of cron and interval, not both");
+  if (o.cron.empty() && o.interval.empty() && !o.immediate)
+    fail("set cron or interval, or immediate = true alone for a job that runs once at start");
   try {
     if (!o.cron.empty()) {
       parse_cron(o.cron);

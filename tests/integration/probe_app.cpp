@@ -58,6 +58,24 @@ void common_setup(clutch::Context& ctx) {
   ctx.messenger().on_error([](const clutch::DeliveryError& e) {
     record(fmt::format(R"("ev":"delivery-error","action":"{}")", e.action));
   });
+  if (env("PROBE_PARITY") == "1") {
+    ctx.on_ready([&ctx] {
+      // egg's sendTo(master pid): clutch says why not.
+      try {
+        ctx.messenger().send_to(ctx.master_pid(), "hello", "");
+      } catch (const clutch::MessengerError& e) {
+        record(fmt::format(R"("ev":"master-refused","master":{},"error":"{}")", ctx.master_pid(),
+                           e.what()));
+      }
+      // An exception from a timer: logged, or the process replaced (on_uncaught_exception).
+      if (ctx.worker_index() == 0 && !ctx.replacement()) {
+        ctx.set_timeout(std::chrono::milliseconds(10), [] {
+          record(R"("ev":"throwing")");
+          throw std::runtime_error("probe: a timer threw");
+        });
+      }
+    });
+  }
 }
 
 // Deterministic bytes of every value, and a checksum of them (FNV-1a), for the large-payload test.
@@ -438,6 +456,11 @@ void declare_jobs(clutch::App& app) {
   }
   if (wanted("badcron")) {
     app.schedule(JobOptions{.name = "badcron", .cron = "0 25 * * *"}, [](clutch::Context&) {});
+  }
+  if (wanted("once")) {
+    app.schedule(JobOptions{.name = "once", .immediate = true}, [](clutch::Context& ctx) {
+      record(fmt::format(R"("ev":"job-start","job":"once","pid":{})", ctx.pid()));
+    });
   }
   if (wanted("manual")) {
     app.schedule(JobOptions{.name = "manual", .interval = "1h"}, [](clutch::Context& ctx) {

@@ -47,6 +47,47 @@ const char* BER = "Europe/Berlin";
 INSTANTIATE_TEST_SUITE_P(
     Expressions, CronNext,
     ::testing::Values(
+        // Quartz's day forms. 2026: Jan 31 Sat, Feb 28 Sat, Mar 31 Tue, Apr 30 Thu, May 31 Sun.
+        Case{"0 0 L * *",
+             U,
+             "2026-01-15T00:00:00",
+             {"2026-01-31T00:00:00+00:00", "2026-02-28T00:00:00+00:00",
+              "2026-03-31T00:00:00+00:00"}},
+        Case{"0 0 L 2 *",
+             U,
+             "2027-01-01T00:00:00",
+             {"2027-02-28T00:00:00+00:00", "2028-02-29T00:00:00+00:00"}},
+        Case{"0 0 L-2 * *",
+             U,
+             "2026-01-01T00:00:00",
+             {"2026-01-29T00:00:00+00:00", "2026-02-26T00:00:00+00:00"}},
+        Case{"0 0 LW * *",  // the last weekday: Fri Jan 30, Fri Feb 27, Tue Mar 31, Fri May 29
+             U,
+             "2026-01-01T00:00:00",
+             {"2026-01-30T00:00:00+00:00", "2026-02-27T00:00:00+00:00",
+              "2026-03-31T00:00:00+00:00"}},
+        Case{"0 0 15W * *",  // Mar 15 2026 is a Sunday: Monday the 16th; Aug 15 a Saturday: 14th
+             U,
+             "2026-03-01T00:00:00",
+             {"2026-03-16T00:00:00+00:00", "2026-04-15T00:00:00+00:00"}},
+        Case{"0 0 1W * *",  // Aug 1 2026 is a Saturday: Monday the 3rd (not July)
+             U,
+             "2026-07-02T00:00:00",
+             {"2026-08-03T00:00:00+00:00"}},
+        Case{"0 0 * * 5L",  // the last Friday
+             U,
+             "2026-01-01T00:00:00",
+             {"2026-01-30T00:00:00+00:00", "2026-02-27T00:00:00+00:00",
+              "2026-03-27T00:00:00+00:00"}},
+        Case{"0 0 * * MON#2",  // the second Monday
+             U,
+             "2026-01-01T00:00:00",
+             {"2026-01-12T00:00:00+00:00", "2026-02-09T00:00:00+00:00"}},
+        Case{"0 0 1,L * *",
+             U,
+             "2026-01-15T00:00:00",
+             {"2026-01-31T00:00:00+00:00", "2026-02-01T00:00:00+00:00",
+              "2026-02-28T00:00:00+00:00"}},
         // Basics: every minute, fixed times, strictly after the start.
         Case{"* * * * *",
              U,
@@ -323,7 +364,12 @@ INSTANTIATE_TEST_SUITE_P(
                       BadCase{"? * * * *", "'?' is only allowed in the day fields"},
                       BadCase{"1-2-3 * * * *", "more than one '-'"},
                       BadCase{"61 * * * * *", "field 1 (seconds) '61'"},
-                      BadCase{"0 60 * * * *", "field 2 (minute) '60'"}));
+                      BadCase{"0 60 * * * *", "field 2 (minute) '60'"},
+                      BadCase{"0 0 32W * *", "'32W': 32 is out of range 1-31"},
+                      BadCase{"0 0 L-31 * *", "31 is out of range 0-30"},
+                      BadCase{"0 0 * * 1#6", "6 is out of range 1-5"},
+                      BadCase{"0 0 * * 9L", "'9L': 9 is out of range 0-7"},
+                      BadCase{"0 L * * *", "field 2 (hour) 'L'"}));
 
 TEST(CronZone, UnknownZoneIsRejected) {
   EXPECT_THROW(TimeZone("Mars/Olympus_Mons"), CronError);
@@ -342,3 +388,16 @@ TEST(CronTime, Iso8601RoundTrip) {
 
 }  // namespace
 }  // namespace clutch::schedule
+
+#include "clutch/config.hpp"
+#include "schedule/scheduler.hpp"
+
+TEST(JobOptions, ImmediateAloneIsARunOnceJobAndNothingAtAllIsAnError) {
+  using clutch::JobOptions;
+  EXPECT_NO_THROW(clutch::schedule::validate_job(JobOptions{.name = "warm", .immediate = true}));
+  EXPECT_THROW(clutch::schedule::validate_job(JobOptions{.name = "none"}), clutch::ConfigError);
+  EXPECT_THROW(clutch::schedule::validate_job(
+                   JobOptions{.name = "both", .cron = "* * * * *", .interval = "1s"}),
+               clutch::ConfigError);
+  EXPECT_NO_THROW(clutch::schedule::validate_job(JobOptions{.name = "monthly", .interval = "30d"}));
+}

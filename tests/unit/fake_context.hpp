@@ -74,6 +74,7 @@ class FakeContext : public Context {
 
   Role role() const override { return Role::kAgent; }
   int pid() const override { return 99; }
+  int master_pid() const override { return 1; }
   int worker_index() const override { return -1; }
   const Config& config() const override { return cfg; }
   bool replacement() const override { return false; }

@@ -13,6 +13,7 @@ TEST(Units, Durations) {
   EXPECT_EQ(parse_duration("5s"), milliseconds(5000));
   EXPECT_EQ(parse_duration(" 2 m "), milliseconds(120000));
   EXPECT_EQ(parse_duration("1h"), milliseconds(3600000));
+  EXPECT_EQ(parse_duration("30d"), milliseconds(int64_t{30} * 86400000));
   EXPECT_EQ(parse_duration("5S"), milliseconds(5000));
   EXPECT_FALSE(parse_duration(""));
   EXPECT_FALSE(parse_duration("s"));

@@ -1,0 +1,64 @@
+"""What egg users port (issue 12): a job with only `immediate` runs once; send_to(the master) is
+refused with the reason and the master's pid is known to every process; an exception from a timer
+is logged, or replaces the worker as egg does (on_uncaught_exception = exit); cron L, W and #."""
+
+import os
+import subprocess
+import time
+import unittest
+
+from cluster import BUILD_DIR, ClusterTest, wait_for
+from test_control import ctl
+
+CLUTCHCTL = os.path.join(BUILD_DIR, "clutchctl")
+
+
+class Parity(ClusterTest):
+    def test_a_job_with_only_immediate_runs_once_at_start(self):
+        c = self.start(workers=2, env={"PROBE_JOBS": "once,every200"})
+        c.wait_ready()
+        # every200 ticking five times shows the clock runs; "once" must have run exactly once.
+        wait_for(lambda: len([e for e in c.events("job-start") if e["job"] == "every200"]) >= 5, 30,
+                 "every200 to tick")
+        self.assertEqual(len([e for e in c.events("job-start") if e["job"] == "once"]), 1)
+        listing = ctl(c, "jobs").stdout
+        self.assertRegex(listing, r"once\s+once at start")
+
+    def test_sending_to_the_master_is_refused_with_the_reason(self):
+        c = self.start(workers=2, env={"PROBE_PARITY": "1"})
+        ready = c.wait_ready()
+        wait_for(lambda: len(c.events("master-refused")) == 3, 20, "every process to try")
+        for e in c.events("master-refused"):
+            self.assertEqual(e["master"], ready["master"])
+            self.assertIn("that is the master, which takes no messages", e["error"])
+
+    def test_an_exception_from_a_timer_is_logged_by_default(self):
+        c = self.start(workers=2, env={"PROBE_PARITY": "1"})
+        ready = c.wait_ready()
+        wait_for(lambda: "timer threw: probe: a timer threw" in c.stderr(), 20, "the exception logged")
+        time.sleep(0.5)  # nothing to wait for: the worker must simply still be there
+        status = ctl(c, "status", "--json")
+        self.assertIn(str(ready["workers"][0]), status.stdout)
+        self.assertNotIn("exited with code 70", c.stderr())
+
+    def test_with_exit_the_worker_is_replaced(self):
+        c = self.start(workers=2, env={"PROBE_PARITY": "1"}, args=("-s", "on_uncaught_exception=exit"))
+        ready = c.wait_ready()
+        wait_for(lambda: "exited with code 70" in c.stderr(), 20, "the worker to exit")
+        self.assertIn("exiting (on_uncaught_exception = exit)", c.stderr())
+        wait_for(lambda: any(e["replacement"] for e in c.events("start")), 20, "its replacement")
+        self.assertEqual(len(c.events("throwing")), 1)  # the replacement does not throw again
+
+    def test_cron_last_day_nearest_weekday_and_nth_weekday(self):
+        def fires(expr):
+            out = subprocess.run([CLUTCHCTL, "cron", expr, "--tz", "UTC", "--from", "2026-01-15T00:00:00Z",
+                                  "--next", "2"], capture_output=True, text=True, timeout=30)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            return out.stdout.split()
+        self.assertEqual(fires("0 0 L * *"), ["2026-01-31T00:00:00+00:00", "2026-02-28T00:00:00+00:00"])
+        self.assertEqual(fires("0 0 LW * *"), ["2026-01-30T00:00:00+00:00", "2026-02-27T00:00:00+00:00"])
+        self.assertEqual(fires("0 0 * * FRI#1"), ["2026-02-06T00:00:00+00:00", "2026-03-06T00:00:00+00:00"])
+
+
+if __name__ == "__main__":
+    unittest.main()
