@@ -43,6 +43,9 @@ class MessengerError : public std::runtime_error {
 };
 
 class MessageState;
+namespace detail {
+class ReservedScope;
+}
 
 // Takes over a message's acknowledgement or reply beyond the handler's return (after the
 // handler's own I/O). Dropping it unanswered fails the message, so nothing waits forever.
@@ -185,6 +188,17 @@ class Messenger {
   // a producer that sends in bulk checks this and waits for on_writable().
   virtual std::size_t pending_bytes() const = 0;
   virtual void on_writable(std::function<void()> fn) = 0;
+
+ protected:
+  // Reserved prefixes: `clutch:` (the runtime's messages: handlers may listen, nobody may send),
+  // `schedule:` and `mq:` (the scheduler's ticks and the queues' deliveries: neither sent nor
+  // handled by user code, so a handler cannot steal a tick by accident). Only the runtime's own
+  // features use them, inside a detail::ReservedScope.
+  bool reserved_allowed() const { return reserved_allowed_; }
+
+ private:
+  friend class detail::ReservedScope;
+  bool reserved_allowed_ = false;
 };
 
 }  // namespace clutch

@@ -117,7 +117,7 @@ nlohmann::json Supervisor::status_json() {
           {"state", cluster_state()},
           {"generation", reload_.generation},
           {"uptime_ms", std::chrono::duration_cast<Millis>(Clock::now() - started_at_).count()},
-          {"listening", fmt::format("{}:{}", config_.host, listen_.port)},
+          {"listening", endpoint_text(config_.host, listen_.port)},
           {"master_rss_bytes", rss},
           {"master_cpu_seconds", cpu},
           {"log_dir", config_.log_dir},

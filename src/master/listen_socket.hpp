@@ -7,6 +7,12 @@
 
 namespace clutch::master {
 
+// "127.0.0.1:7001", "[::1]:7001": an address and port as URLs and logs write them.
+inline std::string endpoint_text(const std::string& host, int port) {
+  return host.find(':') != std::string::npos ? "[" + host + "]:" + std::to_string(port)
+                                             : host + ":" + std::to_string(port);
+}
+
 struct ListenSocket {
   int fd = -1;
   int port = 0;  // the real port, also when 0 was asked for

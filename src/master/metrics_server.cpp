@@ -1,5 +1,6 @@
 #include "master/metrics_server.hpp"
 
+#include "master/listen_socket.hpp"
 #include "master/proc_stats.hpp"
 
 #include <fcntl.h>
@@ -176,7 +177,7 @@ std::string MetricsServer::address() const {
   if (ec) return {};
   return endpoint.address().is_v6()
              ? fmt::format("[{}]:{}", endpoint.address().to_string(), endpoint.port())
-             : fmt::format("{}:{}", endpoint.address().to_string(), endpoint.port());
+             : endpoint_text(endpoint.address().to_string(), endpoint.port());
 }
 
 }  // namespace clutch::master

@@ -53,8 +53,9 @@ void Supervisor::reload_next() {
                   std::chrono::duration_cast<Millis>(Clock::now() - reload_.started).count(),
                   agent_slot_.current, fmt::join(workers, ","));
   spdlog::info("{}", outcome);
-  notify_systemd(fmt::format("READY=1\nSTATUS=serving on {}:{} with {} workers (generation {})",
-                             config_.host, listen_.port, worker_slots_.size(), reload_.generation));
+  notify_systemd(fmt::format("READY=1\nSTATUS=serving on {} with {} workers (generation {})",
+                             endpoint_text(config_.host, listen_.port), worker_slots_.size(),
+                             reload_.generation));
   reload_finished(true, outcome);
 }
 

@@ -158,8 +158,8 @@ int Supervisor::run() {
   }
   if (long long usec = systemd_watchdog_usec(); usec > 0)
     feed_watchdog(std::chrono::microseconds(usec / 2));
-  spdlog::info("starting {} with 1 agent and {} worker(s) on {}:{}{}", app_name_, workers,
-               config_.host, listen_.port,
+  spdlog::info("starting {} with 1 agent and {} worker(s) on {}{}", app_name_, workers,
+               endpoint_text(config_.host, listen_.port),
                inherited_.upgrade >= 0 ? " (upgrading a running master)" : "");
   if (inherited_.upgrade >= 0)
     handshake_with_old_master();  // the agent starts once the old one has stopped
@@ -439,8 +439,8 @@ void Supervisor::on_ready(Child& child) {
   child.stable_timer->async_wait([this, pid, &slot](const asio::error_code& ec) {
     if (ec || slot.current != pid) return;
     if (slot.backoff.crashing()) {
-      notify_systemd(fmt::format("STATUS=serving on {}:{} with {} workers", config_.host,
-                                 listen_.port, worker_slots_.size()));
+      notify_systemd(fmt::format("STATUS=serving on {} with {} workers",
+                                 endpoint_text(config_.host, listen_.port), worker_slots_.size()));
       spdlog::info("{} {} is stable again", slot.role == ipc::Role::kAgent ? "agent" : "worker",
                    slot.index);
     }
@@ -497,14 +497,14 @@ void Supervisor::maybe_cluster_ready() {
     router_.send_runtime(c, "clutch:ready", {});
   });
   std::cout << fmt::format(
-                   "{} ready in {} ms: master {}, agent {}, workers [{}], listening on {}:{}{}{}",
+                   "{} ready in {} ms: master {}, agent {}, workers [{}], listening on {}{}{}",
                    app_name_, ms_since(started_at_), pid_, agent_slot_.current,
-                   fmt::join(workers, ","), config_.host, listen_.port,
+                   fmt::join(workers, ","), endpoint_text(config_.host, listen_.port),
                    control_.path().empty() ? "" : ", control " + control_.path(),
                    metrics_.address().empty() ? "" : ", metrics " + metrics_.address())
             << std::endl;
-  notify_systemd(fmt::format("READY=1\nSTATUS=serving on {}:{} with {} workers\nMAINPID={}",
-                             config_.host, listen_.port, workers.size(), pid_));
+  notify_systemd(fmt::format("READY=1\nSTATUS=serving on {} with {} workers\nMAINPID={}",
+                             endpoint_text(config_.host, listen_.port), workers.size(), pid_));
   tell_old_master_ready();
 }
 

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/metrics_access.hpp"
+#include "runtime/reserved_scope.hpp"
 
 namespace clutch::mq {
 namespace {
@@ -199,6 +200,7 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
     if (options_.naive) {
       // The seed's bug on purpose: every worker runs the callback.
       try {
+        detail::ReservedScope reserved(ctx_.messenger());
         ctx_.messenger().send_to_app(action_, payload_);
       } catch (const MessengerError& e) {
         return refused(m, e);
@@ -227,6 +229,7 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
           });
         }
       };
+      detail::ReservedScope reserved(ctx_.messenger());
       if (key_.size() <= kMaxKeyLength)
         ctx_.messenger().send_random_once(action_, payload_, key_, std::move(on_ack));
       else
@@ -458,6 +461,7 @@ void install_agent_consumers(Context& ctx, const ConsumerList& consumers,
 void install_worker_handlers(Context& ctx, const ConsumerList& consumers) {
   for (const auto& [options, handler] : consumers) {
     QueueHandler run = handler;
+    detail::ReservedScope reserved(ctx.messenger());
     ctx.messenger().on(action_of(options), [&ctx, run](const Message& msg) {
       run(ctx, decode_delivery(msg.data()));  // returning acknowledges; throwing fails it
     });

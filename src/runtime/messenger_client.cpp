@@ -115,7 +115,8 @@ MessengerClient::MessengerClient(asio::io_context& io, std::shared_ptr<ipc::Chan
 
 uint64_t MessengerClient::send(Route route, int target_pid, std::string_view action,
                                std::string_view data, uint8_t flags, std::string_view key) {
-  if (action.starts_with("clutch:")) {
+  if (action.starts_with("clutch:") ||
+      (!reserved_allowed() && (action.starts_with("schedule:") || action.starts_with("mq:")))) {
     throw MessengerError(fmt::format("action '{}' is reserved for the clutch runtime", action));
   }
   if (action.empty() || action.size() > ipc::kMaxActionLength) {
@@ -211,6 +212,12 @@ void MessengerClient::finish_request(uint64_t id, Reply reply) {
 }
 
 HandlerId MessengerClient::add_handler(std::string_view action, Handler handler, bool once) {
+  if (!reserved_allowed() && (action.starts_with("schedule:") || action.starts_with("mq:"))) {
+    throw MessengerError(
+        fmt::format("action '{}' is reserved for clutch's schedules and queues: use app.schedule / "
+                    "app.consume, or another name",
+                    action));
+  }
   HandlerId id = next_handler_id_++;
   auto it = handlers_.find(action);
   if (it == handlers_.end())

@@ -11,6 +11,7 @@
 
 #include "common/units.hpp"
 #include "runtime/metrics_access.hpp"
+#include "runtime/reserved_scope.hpp"
 #include "schedule/cron.hpp"
 
 namespace clutch::schedule {
@@ -97,6 +98,7 @@ class Clock : public std::enable_shared_from_this<Clock> {
 
   void start() {
     auto self = shared_from_this();
+    detail::ReservedScope reserved(ctx_.messenger());
     ctx_.messenger().on(kListAction, [self](const Message& m) { m.reply(self->list().dump()); });
     ctx_.messenger().on(kRunNowAction, [self](const Message& m) {
       for (auto& job : self->jobs_) {
@@ -161,6 +163,7 @@ class Clock : public std::enable_shared_from_this<Clock> {
     };
     if (job.options.type == JobType::kAll) {
       try {
+        detail::ReservedScope reserved(ctx_.messenger());
         ctx_.messenger().send_to_app(action, std::to_string(tick));
         job.last_start = SystemClock::now();
         job.last_result = "sent to every worker";
@@ -195,6 +198,7 @@ class Clock : public std::enable_shared_from_this<Clock> {
     Job* j = &job;
     spdlog::debug("job {}: tick {} ({})", job.options.name, tick, why);
     try {
+      detail::ReservedScope reserved(ctx_.messenger());
       ctx_.messenger().send_random(
           action, std::to_string(tick), [self, j, run, tick](const AckResult& r) {
             if (!r.ok) {
@@ -342,6 +346,7 @@ void install_worker_runners(Context& ctx, const JobList& jobs) {
     Histogram* duration = &A::histogram(ctx.metrics(), "clutch_schedule_run_duration_seconds",
                                         "How long a job's runs took, in seconds.",
                                         {0.01, 0.1, 0.5, 1, 5, 30, 60, 300, 1800}, {{"job", name}});
+    detail::ReservedScope reserved(ctx.messenger());
     ctx.messenger().on(std::string(kRunPrefix) + name, [&ctx, name, run, ok, failed,
                                                         duration](const Message& m) {
       auto started = std::chrono::steady_clock::now();
@@ -376,6 +381,7 @@ void install_worker_runners(Context& ctx, const JobList& jobs) {
 namespace clutch {
 
 void list_jobs(Context& ctx, std::function<void(bool, const std::vector<JobStatus>&)> done) {
+  detail::ReservedScope reserved(ctx.messenger());
   ctx.messenger().request(
       Target::agent(), schedule::kListAction, {}, std::chrono::seconds(5), [done](const Reply& r) {
         std::vector<JobStatus> jobs;
@@ -389,6 +395,7 @@ void list_jobs(Context& ctx, std::function<void(bool, const std::vector<JobStatu
 
 void run_job_now(Context& ctx, const std::string& name,
                  std::function<void(bool, const std::string&)> done) {
+  detail::ReservedScope reserved(ctx.messenger());
   ctx.messenger().request(Target::agent(), schedule::kRunNowAction, name, std::chrono::seconds(5),
                           [done](const Reply& r) { done(r.ok, r.error); });
 }

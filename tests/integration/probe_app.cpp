@@ -59,6 +59,23 @@ void common_setup(clutch::Context& ctx) {
     record(fmt::format(R"("ev":"delivery-error","action":"{}")", e.action));
   });
   if (env("PROBE_PARITY") == "1") {
+    // The reserved prefixes: a user handler cannot take the scheduler's ticks or a queue's
+    // deliveries, nor send as them.
+    for (const char* action : {"schedule:run:report", "mq:orders"}) {
+      try {
+        ctx.messenger().on(action, [](const clutch::Message&) {});
+        record(fmt::format(R"("ev":"reserved-allowed","action":"{}")", action));
+      } catch (const clutch::MessengerError& e) {
+        record(
+            fmt::format(R"("ev":"reserved-refused","action":"{}","error":"{}")", action, e.what()));
+      }
+    }
+    try {
+      ctx.messenger().send_to_agent("mq:orders", "x");
+      record(R"("ev":"reserved-allowed","action":"send mq:orders")");
+    } catch (const clutch::MessengerError& e) {
+      record(R"("ev":"reserved-refused","action":"send mq:orders")");
+    }
     ctx.on_ready([&ctx] {
       // egg's sendTo(master pid): clutch says why not.
       try {

@@ -3,6 +3,7 @@ refused with the reason and the master's pid is known to every process; an excep
 is logged, or replaces the worker as egg does (on_uncaught_exception = exit); cron L, W and #."""
 
 import os
+import re
 import subprocess
 import time
 import unittest
@@ -23,6 +24,17 @@ class Parity(ClusterTest):
         self.assertEqual(len([e for e in c.events("job-start") if e["job"] == "once"]), 1)
         listing = ctl(c, "jobs").stdout
         self.assertRegex(listing, r"once\s+once at start")
+
+    def test_user_code_cannot_handle_or_send_the_reserved_schedule_and_queue_actions(self):
+        c = self.start(workers=1, env={"PROBE_PARITY": "1", "PROBE_JOBS": "every200"})
+        c.wait_ready()
+        wait_for(lambda: len(c.events("reserved-refused")) == 6, 20, "both processes to try")
+        self.assertEqual(c.events("reserved-allowed"), [])
+        refused = [e for e in c.events("reserved-refused") if e["action"] == "schedule:run:report"]
+        self.assertIn("reserved for clutch's schedules and queues", refused[0]["error"])
+        # The runtime itself still uses them: the job ticks.
+        wait_for(lambda: len([e for e in c.events("job-start") if e["job"] == "every200"]) >= 2, 20,
+                 "every200 to run")
 
     def test_sending_to_the_master_is_refused_with_the_reason(self):
         c = self.start(workers=2, env={"PROBE_PARITY": "1"})
@@ -48,6 +60,19 @@ class Parity(ClusterTest):
         self.assertIn("exiting (on_uncaught_exception = exit)", c.stderr())
         wait_for(lambda: any(e["replacement"] for e in c.events("start")), 20, "its replacement")
         self.assertEqual(len(c.events("throwing")), 1)  # the replacement does not throw again
+
+    def test_ipv6_loopback(self):
+        proc = subprocess.Popen([os.path.join(BUILD_DIR, "tests/integration/probe"), "--workers", "1", "--port", "0",
+                                 "--host", "::1", "-s", "control_socket=off"],
+                                env={**os.environ, "PROBE_HTTP": "1", "PROBE_LOG": os.devnull},
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.addCleanup(lambda: (proc.poll() is None and proc.terminate(), proc.wait(30), proc.stdout.close()))
+        line = proc.stdout.readline()
+        port = re.search(r"listening on \[::1\]:(\d+)", line)
+        self.assertIsNotNone(port, line)
+        out = subprocess.run(["curl", "-sg", f"http://[::1]:{port.group(1)}/"], capture_output=True, text=True,
+                             timeout=30)
+        self.assertEqual(out.stdout, "hello world")
 
     def test_cron_last_day_nearest_weekday_and_nth_weekday(self):
         def fires(expr):
