@@ -33,13 +33,22 @@ App& App::schedule(JobOptions options, JobTask task) {
 }
 
 App& App::consume(ConsumeOptions options, QueueHandler handler) {
+  return declare_consumer({std::move(options), std::move(handler), nullptr});
+}
+
+App& App::consume_async(ConsumeOptions options, AsyncQueueHandler handler) {
+  return declare_consumer({std::move(options), nullptr, std::move(handler)});
+}
+
+App& App::declare_consumer(ConsumerDeclaration declaration) {
+  const ConsumeOptions& options = declaration.options;
   if (options.name.empty() && declaration_error_.empty())
     declaration_error_ = "consume: a consumer needs a name";
   if (options.url.empty() && declaration_error_.empty()) {
     declaration_error_ =
         "consume '" + options.name + "': a queue URL is needed (e.g. sqlite:queue.db)";
   }
-  consumers_.emplace_back(std::move(options), std::move(handler));
+  consumers_.push_back(std::move(declaration));
   return *this;
 }
 

@@ -43,6 +43,9 @@ class App {
   // Consumes a queue once per host: the agent reads it, each message is handled by exactly one
   // worker's `handler`, and only then acknowledged to the queue (see clutch/mq.hpp).
   App& consume(ConsumeOptions options, QueueHandler handler);
+  // The same with a coroutine: `[](clutch::Context& ctx, clutch::QueueMessage m) -> clutch::Task
+  // { co_await ...; }`; acknowledged when it ends, failed if it throws.
+  App& consume_async(ConsumeOptions options, AsyncQueueHandler handler);
 
   // In the master: parses --workers/--port/--config/--help/--version, runs the cluster and returns
   // the exit code (0 graceful stop, 1 start failed, 2 bad configuration, 3 forced stop).
@@ -50,10 +53,11 @@ class App {
   int run(int argc, char** argv);
 
  private:
+  App& declare_consumer(ConsumerDeclaration declaration);
   std::string name_;
   Setup agent_setup_, worker_setup_;
   std::vector<std::pair<JobOptions, JobTask>> jobs_;
-  std::vector<std::pair<ConsumeOptions, QueueHandler>> consumers_;
+  std::vector<ConsumerDeclaration> consumers_;
   std::string declaration_error_;
 };
 

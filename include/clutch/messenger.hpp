@@ -59,11 +59,15 @@ class Deferred {
   // Reports failure to the sender: its ack or reply callback gets `error`.
   void fail(std::string_view error);
   bool pending() const;
+  // The message's data, kept alive with the Deferred (the handler's views are not).
+  std::string_view data() const { return data_ ? std::string_view(*data_) : std::string_view(); }
 
  private:
   friend class Message;
-  explicit Deferred(std::shared_ptr<MessageState> state) : state_(std::move(state)) {}
+  Deferred(std::shared_ptr<MessageState> state, std::string_view data)
+      : state_(std::move(state)), data_(std::make_shared<const std::string>(data)) {}
   std::shared_ptr<MessageState> state_;
+  std::shared_ptr<const std::string> data_;
 };
 
 // What a handler receives. The views are valid until the handler returns.
@@ -167,7 +171,9 @@ class Messenger {
                                 std::function<void(const AckResult&)> on_ack) = 0;
   // The process `pid`; an unknown pid is reported through on_error().
   virtual void send_to(int pid, std::string_view action, std::string_view data = {}) = 0;
-  // Sends and waits (without blocking the loop) for the receiver's reply, or a timeout.
+  // Sends and waits (without blocking the loop) for the receiver's reply, or a timeout. A
+  // receiver that exits before replying fails the request at once (Reply::error says so).
+  // Awaitable form: clutch::co::request (clutch/coro.hpp).
   virtual void request(Target target, std::string_view action, std::string_view data,
                        std::chrono::milliseconds timeout,
                        std::function<void(const Reply&)> on_reply) = 0;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "clutch/context.hpp"
+#include "clutch/coro.hpp"
 
 namespace clutch {
 
@@ -39,6 +40,16 @@ struct ConsumeOptions {
 };
 
 using QueueHandler = std::function<void(Context&, const QueueMessage&)>;
+// A coroutine handler (clutch/coro.hpp): the message is acknowledged when the Task ends, and
+// failed (retried, then dead-lettered) if it throws, however many co_awaits it takes.
+using AsyncQueueHandler = std::function<Task(Context&, QueueMessage)>;
+
+// One App::consume declaration (the runtime's; apps use App::consume).
+struct ConsumerDeclaration {
+  ConsumeOptions options;
+  QueueHandler handler;  // or
+  AsyncQueueHandler async_handler;
+};
 
 // Thrown by a source that cannot reach its queue right now and has already logged why (waiting
 // to reconnect, or a connection still being set up): the caller just tries again later.

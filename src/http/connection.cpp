@@ -331,23 +331,22 @@ void Connection::dispatch() {
   const Handler& handler = *match.handler;
   const auto& chain = router_.middleware();
   // The onion: middleware i calls next() to run i+1, the last next() runs the handler. Without
-  // middleware the handler is called directly (no std::function on the request path).
-  std::function<void(std::size_t)> run;
-  if (!chain.empty()) {
-    run = [&](std::size_t i) {
-      if (i == chain.size()) return handler(exchange);
-      chain[i](exchange, [&run, i] { run(i + 1); });
-    };
-  }
+  // middleware the handler is called directly (no std::function on the request path). next()
+  // owns what it needs, so a middleware may call it later (after its own I/O, from a timer).
   try {
     if (chain.empty())
       handler(exchange);
     else
-      run(0);
+      std::make_shared<Onion>(chain, handler, exchange)->run(0);
   } catch (const std::exception& e) {
     spdlog::error("http: {} {}: handler threw: {}", r.method, r.path, e.what());
     if (!exchange.sent()) exchange.send(500, "Internal Server Error\n");
   }
+}
+
+void Connection::Onion::run(std::size_t i) {
+  if (i == chain.size()) return handler(exchange);
+  chain[i](exchange, [self = shared_from_this(), i] { self->run(i + 1); });
 }
 
 void Connection::deliver(ExchangeState& exchange) {

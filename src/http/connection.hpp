@@ -33,6 +33,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void check_deadline(std::chrono::steady_clock::time_point now);
 
  private:
+  // One request's way through the middleware to its handler.
+  struct Onion : std::enable_shared_from_this<Onion> {
+    Onion(const std::vector<Middleware>& c, const Handler& h, Exchange e)
+        : chain(c), handler(h), exchange(std::move(e)) {}
+    void run(std::size_t i);
+    const std::vector<Middleware>& chain;  // the router's: lives as long as the server
+    const Handler& handler;
+    Exchange exchange;
+  };
   static int on_message_begin(llhttp_t* p);
   static int on_method(llhttp_t* p, const char* at, std::size_t n);
   static int on_url(llhttp_t* p, const char* at, std::size_t n);

@@ -44,6 +44,8 @@ struct Child {
   Clock::time_point last_seen;  // when its channel last delivered anything (a heartbeat at least)
   std::string fatal_error;      // what the child reported before dying, if anything
   std::vector<pid_t> blocked_senders;  // paused because this child's output is over high water
+  // Requests delivered to it and not yet answered: (requester pid, its request id).
+  std::vector<std::pair<pid_t, uint64_t>> owed_replies;
   // Its RSS and CPU time as last read from /proc (status and scrapes reuse a recent reading:
   // 64 workers x 2 files per status request would slow the master exactly when it is busiest).
   std::size_t rss_bytes = 0;

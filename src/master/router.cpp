@@ -93,6 +93,7 @@ void Router::route_message(Child& from, const ipc::FrameView& frame, std::byte* 
     case Route::kAgent:
       if (agent_ != nullptr && agent_->connected()) {
         deliver(*agent_, raw, size, true);
+        owe_reply(*agent_, from, h);
       } else {
         // The agent is restarting: keep the message for the next one.
         agent_hold_.insert(agent_hold_.end(), raw, raw + size);
@@ -137,8 +138,8 @@ void Router::route_message(Child& from, const ipc::FrameView& frame, std::byte* 
         }
         ipc::stamp_id(m.frame.data(), id);
         deliver_acked(id, m);
-      } else {
-        deliver_random(raw, size, true);
+      } else if (Child* to = deliver_random(raw, size, true)) {
+        owe_reply(*to, from, h);
       }
       break;
     case Route::kPid: {
@@ -148,6 +149,7 @@ void Router::route_message(Child& from, const ipc::FrameView& frame, std::byte* 
                    fmt::format("send_to: no process with pid {} in this cluster", h.target_pid));
       } else if (admits(*to, from, frame)) {
         deliver(*to, raw, size, true);
+        owe_reply(*to, from, h);
       }
       break;
     }
@@ -204,6 +206,10 @@ void Router::drop_acked(uint64_t master_id) {
 }
 
 void Router::route_reply(Child& from, const ipc::FrameView& frame, std::byte* raw) {
+  auto& owed = from.owed_replies;
+  std::pair<pid_t, uint64_t> answered{frame.header.target_pid, frame.header.id};
+  if (auto it = std::find(owed.rbegin(), owed.rend(), answered); it != owed.rend())
+    owed.erase(std::next(it).base());
   Child* to = children_.find(frame.header.target_pid);
   if (to == nullptr || !to->connected()) {
     spdlog::debug("{} replied to pid {}, which has exited", from.describe(),
@@ -304,14 +310,14 @@ void Router::commit_borrowed() {
   borrowers_.clear();
 }
 
-void Router::deliver_random(const std::byte* raw, std::size_t size, bool from_input) {
+Child* Router::deliver_random(const std::byte* raw, std::size_t size, bool from_input) {
   if (random_targets_.empty()) {
     random_hold_.insert(random_hold_.end(), raw, raw + size);
     if (random_hold_.size() > hold_limit_ && sender_ != nullptr) {
       sender_->channel->pause_reading();
       hold_blocked_senders_.push_back(sender_->pid);
     }
-    return;
+    return nullptr;
   }
   // xorshift64: cheap and good enough to spread load; not for anything secret.
   rng_state_ ^= rng_state_ << 13;
@@ -322,9 +328,17 @@ void Router::deliver_random(const std::byte* raw, std::size_t size, bool from_in
   // A worker that is not keeping up is passed over while another one is.
   for (std::size_t i = 0; i < n; ++i) {
     Child* c = random_targets_[(pick + i) % n];
-    if (!c->channel->over_high_water()) return deliver(*c, raw, size, from_input);
+    if (!c->channel->over_high_water()) {
+      deliver(*c, raw, size, from_input);
+      return c;
+    }
   }
   deliver(*random_targets_[pick], raw, size, from_input);
+  return random_targets_[pick];
+}
+
+void Router::owe_reply(Child& to, Child& from, const FrameHeader& h) {
+  if ((h.flags & ipc::kFlagRequest) != 0) to.owed_replies.emplace_back(from.pid, h.id);
 }
 
 Child* Router::least_busy_worker() {
@@ -479,6 +493,13 @@ void Router::flush_holds() {
 void Router::on_child_gone(Child& child) {
   std::erase(random_targets_, &child);
   resume_blocked(child);
+  // Requests it was handling: their senders hear now rather than at their timeout.
+  for (const auto& [pid, id] : std::exchange(child.owed_replies, {})) {
+    if (Child* requester = children_.find(pid); requester != nullptr && requester->connected()) {
+      send_error(*requester, id, {}, fmt::format("{} exited before replying", child.describe()),
+                 false);
+    }
+  }
   // Messages it sent: it can no longer be told their outcome. Those no live sender waits for
   // and no worker has taken are dropped (a sender that restarts sends what still matters again,
   // and a keyed resend then finds nothing to attach to); those being handled run to the end,

@@ -84,7 +84,10 @@ class Router {
   // from_input: `raw` is in the sender's read buffer, so the receiver's channel may borrow it
   // until commit_borrowed() instead of copying it.
   void deliver(Child& to, const std::byte* raw, std::size_t size, bool from_input = false);
-  void deliver_random(const std::byte* raw, std::size_t size, bool from_input = false);
+  // The worker it went to, or null when it was held for want of one.
+  Child* deliver_random(const std::byte* raw, std::size_t size, bool from_input = false);
+  // A request delivered to `to`: if `to` exits before replying, `from` is told at once.
+  void owe_reply(Child& to, Child& from, const ipc::FrameHeader& h);
   // Every connected worker but `except` (0: none excepted).
   void deliver_to_workers(const std::byte* raw, std::size_t size, pid_t except,
                           bool from_input = false);

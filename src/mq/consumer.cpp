@@ -450,8 +450,8 @@ QueueMessage decode_delivery(std::string_view payload) {
 void install_agent_consumers(Context& ctx, const ConsumerList& consumers,
                              runtime::OperatorCommands* commands) {
   std::vector<std::shared_ptr<Consumer>> started;
-  for (const auto& [options, handler] : consumers) {
-    auto consumer = std::make_shared<Consumer>(ctx, options);
+  for (const auto& declaration : consumers) {
+    auto consumer = std::make_shared<Consumer>(ctx, declaration.options);
     consumer->start();
     started.push_back(consumer);
   }
@@ -459,10 +459,29 @@ void install_agent_consumers(Context& ctx, const ConsumerList& consumers,
 }
 
 void install_worker_handlers(Context& ctx, const ConsumerList& consumers) {
-  for (const auto& [options, handler] : consumers) {
-    QueueHandler run = handler;
+  for (const auto& declaration : consumers) {
     detail::ReservedScope reserved(ctx.messenger());
-    ctx.messenger().on(action_of(options), [&ctx, run](const Message& msg) {
+    if (declaration.async_handler) {
+      AsyncQueueHandler run = declaration.async_handler;
+      ctx.messenger().on(action_of(declaration.options), [&ctx, run](const Message& msg) {
+        // Acknowledged when the coroutine ends, however long after this handler returns.
+        Deferred answer = msg.defer();
+        Task task = run(ctx, decode_delivery(msg.data()));
+        task.then([answer](std::exception_ptr error) mutable {
+          if (!error) return answer.ack();
+          try {
+            std::rethrow_exception(error);
+          } catch (const std::exception& e) {
+            answer.fail(e.what());
+          } catch (...) {
+            answer.fail("unknown exception");
+          }
+        });
+      });
+      continue;
+    }
+    QueueHandler run = declaration.handler;
+    ctx.messenger().on(action_of(declaration.options), [&ctx, run](const Message& msg) {
       run(ctx, decode_delivery(msg.data()));  // returning acknowledges; throwing fails it
     });
   }

@@ -9,7 +9,7 @@
 
 namespace clutch::mq {
 
-using ConsumerList = std::vector<std::pair<ConsumeOptions, QueueHandler>>;
+using ConsumerList = std::vector<ConsumerDeclaration>;
 
 // `commands` (optional) gets clutchctl's "queues", "queue-dead", "queue-requeue", "queue-purge".
 void install_agent_consumers(Context& ctx, const ConsumerList& consumers,

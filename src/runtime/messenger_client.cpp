@@ -62,7 +62,7 @@ void Message::reply(std::string_view data) const {
 
 Deferred Message::defer() const {
   if (state_) state_->deferred = true;
-  return Deferred(state_);
+  return Deferred(state_, data_);
 }
 
 }  // namespace clutch
@@ -320,6 +320,9 @@ void MessengerClient::handle_frame(const ipc::FrameView& frame) {
         Reply r;
         r.error = std::string(frame.payload);
         finish_request(h.id, std::move(r));
+      } else if (frame.action.empty()) {
+        // About a request that already timed out here (its replier exited since): old news.
+        spdlog::debug("late error for request {}: {}", h.id, frame.payload);
       } else if (error_fn_) {
         call_user("on_error", error_fn_,
                   DeliveryError{std::string(frame.action), std::string(frame.payload)});

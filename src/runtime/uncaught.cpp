@@ -3,6 +3,9 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <exception>
+#include <stdexcept>
+
 namespace clutch::runtime {
 namespace {
 bool g_exit = false;
@@ -24,3 +27,17 @@ void uncaught(std::string_view what, std::string_view error) {
 }
 
 }  // namespace clutch::runtime
+
+namespace clutch::detail {
+
+void task_failed(std::exception_ptr error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    runtime::uncaught("a coroutine (clutch::Task)", e.what());
+  } catch (...) {
+    runtime::uncaught("a coroutine (clutch::Task)", "a non-standard exception");
+  }
+}
+
+}  // namespace clutch::detail

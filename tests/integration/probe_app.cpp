@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 #include <clutch/app.hpp>
+#include <clutch/coro.hpp>
 #include <clutch/http.hpp>
 #include <clutch/mq.hpp>
 #include <clutch/schedule.hpp>
@@ -118,8 +119,32 @@ void maybe_hang(clutch::Context& ctx) {
   std::this_thread::sleep_for(std::chrono::seconds(60));
 }
 
+// The coroutine forms end to end (PROBE_CORO=1): a request and its reply, an acknowledged
+// send_random, a sleep, and a request whose replier dies before answering.
+clutch::Task coroutine_story(clutch::Context& ctx) {
+  namespace co = clutch::co;
+  auto& m = ctx.messenger();
+  clutch::Reply r = co_await co::request(m, clutch::Target::random_worker(), "echo", "hi",
+                                         std::chrono::seconds(10));
+  record(fmt::format(R"("ev":"coro-reply","ok":{},"data":"{}")", r.ok, r.data));
+  clutch::AckResult a = co_await co::send_random(m, "coro-work", "job");
+  record(fmt::format(R"("ev":"coro-ack","ok":{},"by":{})", a.ok, a.handled_by));
+  auto before = std::chrono::steady_clock::now();
+  co_await co::sleep(ctx, std::chrono::milliseconds(30));
+  auto slept = std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now() - before)
+                   .count();
+  record(fmt::format(R"("ev":"coro-slept","ms":{})", slept));
+  int victim = m.workers().front();
+  clutch::Reply dead = co_await co::request(m, clutch::Target::process(victim), "die-before-reply",
+                                            "", std::chrono::seconds(30));
+  record(fmt::format(R"("ev":"coro-dead-replier","ok":{},"error":"{}")", dead.ok, dead.error));
+  throw std::runtime_error("probe: the coroutine's end throws");  // an uncaught exception
+}
+
 void agent_setup(clutch::Context& ctx) {
   common_setup(ctx);
+  if (env("PROBE_CORO") == "1") ctx.on_ready([&ctx] { coroutine_story(ctx); });
   maybe_hang(ctx);
   auto& m = ctx.messenger();
   m.on("clutch:pids", [](const clutch::Message& msg) {
@@ -212,6 +237,14 @@ void agent_setup(clutch::Context& ctx) {
 
 void worker_setup(clutch::Context& ctx) {
   common_setup(ctx);
+  if (env("PROBE_CORO") == "1") {
+    ctx.messenger().on("echo", [](const clutch::Message& m) { m.reply(m.data()); });
+    ctx.messenger().on("coro-work", [](const clutch::Message&) {});
+    ctx.messenger().on("die-before-reply", [](const clutch::Message&) {
+      record(R"("ev":"dying")");
+      _exit(9);
+    });
+  }
   maybe_hang(ctx);
   std::string fail_flag = env("PROBE_FAIL_FLAG");
   if (!fail_flag.empty() && std::filesystem::exists(fail_flag)) {
@@ -259,6 +292,12 @@ void worker_setup(clutch::Context& ctx) {
       ex.on_send([](clutch::http::Response& r) { r.set_header("X-Probe", "1"); });
       next();
     });
+    // A middleware that finishes its own I/O first: next() from a timer, after it returned.
+    router.use([&ctx](clutch::http::Exchange ex, const std::function<void()>& next) {
+      if (ex.request().path != "/late-mw") return next();
+      ctx.set_timeout(std::chrono::milliseconds(10), [next] { next(); });
+    });
+    router.get("/late-mw", [](clutch::http::Exchange ex) { ex.send(200, "late ok"); });
     router.get("/", [](clutch::http::Exchange ex) { ex.send(200, "hello world"); });
     router.get("/count", [&ctx](clutch::http::Exchange ex) {
       ctx.metrics().counter("probe_hits_total", "Hits on /count.", {{"route", "count"}}).inc();
@@ -420,6 +459,21 @@ void exclusive_run(const std::string& job, int work_ms) {
 void declare_consumer(clutch::App& app) {
   std::string url = env("PROBE_QUEUE");
   if (url.empty()) return;
+  if (env("PROBE_ASYNC_MQ") == "1") {
+    app.consume_async({.name = "probe",
+                       .url = url,
+                       .max_attempts = 3,
+                       .retry_backoff = std::chrono::milliseconds(20)},
+                      [](clutch::Context& ctx, clutch::QueueMessage m) -> clutch::Task {
+                        co_await clutch::co::sleep(ctx, std::chrono::milliseconds(2));
+                        if (m.body.rfind("poison", 0) == 0) {
+                          record(fmt::format(R"("ev":"mq-poison","attempt":{})", m.attempts));
+                          throw std::runtime_error("probe: poison message");
+                        }
+                        record(fmt::format(R"("ev":"mq","body":"{}")", m.body));
+                      });
+    return;
+  }
   app.consume({.name = "probe",
                .url = url,
                .max_attempts = 3,
