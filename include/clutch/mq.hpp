@@ -35,6 +35,10 @@ struct ConsumeOptions {
   int max_attempts = 5;                          // then the message is dead-lettered
   std::chrono::milliseconds retry_backoff{200};  // doubled per failed attempt
   std::chrono::milliseconds poll_interval{20};   // how often an empty queue is asked again
+  // A message fetched and not settled within this is fetched again (by this or another
+  // instance): longer than your slowest handler. A whole instance that dies is taken over
+  // sooner on Redis (liveness keys, see docs/OPERATIONS.md "Running on many hosts").
+  std::chrono::milliseconds visibility_timeout{30000};
   // The seed's bug, for demonstrations only: every worker handles every message.
   bool naive = false;
 };
@@ -107,9 +111,17 @@ class MessageSource {
   virtual std::size_t requeue_dead(const std::vector<std::string>& ids) = 0;
   // Deletes dead letters for good; `ids` empty: all. Returns how many went.
   virtual std::size_t purge_dead(const std::vector<std::string>& ids) = 0;
+  // Called by the agent's consumer: names this cluster instance (its consumer name, where the
+  // URL did not give one), before any other call.
+  virtual void name_instance(const std::string& instance) { (void)instance; }
+  // Called by the agent's consumer about once a second: says this consumer lives, and takes over
+  // what consumers that stopped saying so left unacknowledged (Redis). Never blocks for long.
+  virtual void keep_alive() {}
 };
 
 // Opens `url`; throws ConfigError with the reason for a bad URL or an unreachable queue.
-std::unique_ptr<MessageSource> open_message_source(const std::string& url);
+std::unique_ptr<MessageSource> open_message_source(
+    const std::string& url,
+    std::chrono::milliseconds visibility_timeout = std::chrono::milliseconds(30000));
 
 }  // namespace clutch

@@ -28,7 +28,9 @@ std::string action_of(const ConsumeOptions& o) {
 class Consumer : public std::enable_shared_from_this<Consumer> {
  public:
   Consumer(Context& ctx, ConsumeOptions options)
-      : ctx_(ctx), options_(std::move(options)), source_(open_message_source(options_.url)) {
+      : ctx_(ctx),
+        options_(std::move(options)),
+        source_(open_message_source(options_.url, options_.visibility_timeout)) {
     using A = detail::MetricsAccess;
     MetricLabels labels{{"consumer", options_.name}};
     fetched_ = &A::counter(ctx_.metrics(), "clutch_mq_fetched_total",
@@ -90,6 +92,8 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
 
   void start() {
     source_->avoid_blocking();
+    // Unique per cluster instance (its master), stable across this agent's restarts under it.
+    source_->name_instance(std::to_string(ctx_.master_pid()));
     source_->recover_in_flight();
     auto self = shared_from_this();
     // Once a second: the handled count for the rate; every 5 s: what the queue holds, which asks
@@ -98,6 +102,8 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
       self->rate_samples_.emplace_back(std::chrono::steady_clock::now(), self->handled_->value());
       if (self->rate_samples_.size() > 11) self->rate_samples_.pop_front();
       if (++self->ticks_ % 5 == 1) self->sample_queue();
+      // Liveness for the other instances, and taking over what dead ones left (Redis).
+      self->guard_source("keeping alive", [&] { self->source_->keep_alive(); });
     });
     ctx_.on_ready([self] { self->pump(); });
     ctx_.on_stop([self](std::function<void()> done) {
@@ -323,7 +329,9 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
     if (!source_flush_scheduled_) {
       source_flush_scheduled_ = true;
       auto self = shared_from_this();
-      ctx_.set_timeout(options_.poll_interval, [self] {
+      // Within a few milliseconds, not a count: a crash then re-runs only what was handled in
+      // that last moment.
+      ctx_.set_timeout(std::min(options_.poll_interval, std::chrono::milliseconds(5)), [self] {
         self->source_flush_scheduled_ = false;
         self->flush_source("acknowledging");
       });

@@ -90,6 +90,7 @@ RedisUrl parse_redis_url(const std::string& url) {
   out.stream = std::string(path);
   if (auto g = query_value(query, "group"); !g.empty()) out.group = g;
   out.consumer = query_value(query, "consumer");
+  out.consumer_given = !out.consumer.empty();
   if (out.consumer.empty()) {
     char host[256] = "host";
     gethostname(host, sizeof(host) - 1);
@@ -355,6 +356,10 @@ void RedisSource::autoclaim(std::vector<QueueMessage>& out, std::size_t max) {
 std::vector<QueueMessage> RedisSource::fetch(std::size_t max) {
   std::vector<QueueMessage> out;
   out.reserve(max);
+  while (!taken_over_.empty() && out.size() < max) {
+    out.push_back(std::move(taken_over_.back()));
+    taken_over_.pop_back();
+  }
   auto now = Clock::now();
   while (!delayed_.empty() && delayed_.front().due <= now && out.size() < max) {
     out.push_back(std::move(delayed_.front().message));
@@ -582,6 +587,70 @@ std::size_t RedisSource::purge_dead(const std::vector<std::string>& ids) {
     removed += static_cast<std::size_t>(r->integer);
   }
   return removed;
+}
+
+void RedisSource::keep_alive() {
+  if (ctx_ == nullptr) return;  // not connected: fetch reconnects; nothing to say meanwhile
+  collect_outstanding();
+  std::string ttl = std::to_string(kLivenessTtl.count());
+  Reply set(command({"SET", liveness_key(url_.consumer), "1", "PX", ttl}));
+  // Other consumers of the group that have stopped renewing theirs: a whole instance that died.
+  // Idle past the TTL too, so that one just starting (no key yet) is never taken for dead.
+  Reply consumers(command({"XINFO", "CONSUMERS", url_.stream, url_.group}));
+  if (consumers->type != REDIS_REPLY_ARRAY) return;
+  for (std::size_t c = 0; c < consumers->elements; ++c) {
+    const redisReply* entry = consumers->element[c];
+    std::string name;
+    long long pending = 0, idle = 0;
+    for (std::size_t f = 0; f + 1 < entry->elements; f += 2) {
+      std::string key = reply_text(entry->element[f]);
+      const redisReply* v = entry->element[f + 1];
+      if (key == "name") name = reply_text(v);
+      if (key == "pending") pending = v->integer;
+      if (key == "idle") idle = v->integer;
+    }
+    if (name.empty() || name == url_.consumer || idle < kLivenessTtl.count()) continue;
+    Reply alive(command({"EXISTS", liveness_key(name)}));
+    if (alive->integer != 0) continue;
+    if (pending > 0) take_over(name);
+    // Gone for good (its pending entries are ours now): keep the group's list tidy.
+    Reply pending_left(command({"XPENDING", url_.stream, url_.group, "-", "+", "1", name}));
+    if (pending_left->elements == 0) {
+      Reply deleted(command({"XGROUP", "DELCONSUMER", url_.stream, url_.group, name}));
+    }
+  }
+}
+
+void RedisSource::take_over(const std::string& consumer) {
+  std::size_t claimed = 0;
+  for (int round = 0; round < 100; ++round) {  // bounded: 100 x 1,000 entries a call
+    Reply ids(command({"XPENDING", url_.stream, url_.group, "-", "+", "1000", consumer}));
+    if (ids->type != REDIS_REPLY_ARRAY || ids->elements == 0) break;
+    std::vector<std::string> args = {"XCLAIM", url_.stream, url_.group, url_.consumer, "0"};
+    for (std::size_t i = 0; i < ids->elements; ++i)
+      args.push_back(reply_text(ids->element[i]->element[0]));
+    std::vector<const char*> argv;
+    std::vector<std::size_t> lengths;
+    for (const auto& a : args) {
+      argv.push_back(a.data());
+      lengths.push_back(a.size());
+    }
+    Reply entries(static_cast<redisReply*>(
+        redisCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lengths.data())));
+    if (!entries) connection_lost("claiming a dead consumer's entries");
+    std::vector<QueueMessage> got;
+    read_entries(entries.get(), got);
+    claimed += got.size();
+    // Entries deleted from the stream meanwhile come back as nil: nothing to hand out.
+    for (auto& m : got) taken_over_.push_back(std::move(m));
+    if (ids->elements < 1000) break;
+  }
+  if (claimed > 0) {
+    spdlog::warn(
+        "redis: consumer {} stopped renewing its liveness key: took over its {} unacknowledged "
+        "entries",
+        consumer, claimed);
+  }
 }
 
 }  // namespace clutch::mq

@@ -27,7 +27,10 @@ struct RedisUrl {
   int port = 6379;
   std::string stream;
   std::string group = "clutch";
-  std::string consumer;  // default: clutch-HOSTNAME (stable across agent restarts on a host)
+  // Default: clutch-HOSTNAME, then -INSTANCE once the agent names its cluster instance (unique
+  // per master, stable across agent restarts under it).
+  std::string consumer;
+  bool consumer_given = false;  // consumer= in the URL: kept as is
 };
 
 // "redis://HOST:PORT/STREAM?group=G&consumer=C"; throws ConfigError naming what is wrong.
@@ -62,8 +65,19 @@ class RedisSource final : public MessageSource {
   std::vector<DeadLetter> list_dead(std::size_t max) override;
   std::size_t requeue_dead(const std::vector<std::string>& ids) override;
   std::size_t purge_dead(const std::vector<std::string>& ids) override;
+  void name_instance(const std::string& instance) override {
+    if (!url_.consumer_given) url_.consumer += "-" + instance;
+  }
+  void keep_alive() override;
+  // How long a consumer's liveness key lasts without renewal (renewed about once a second).
+  static constexpr std::chrono::milliseconds kLivenessTtl{3000};
 
  private:
+  std::string liveness_key(std::string_view consumer) const {
+    return url_.stream + ":alive:" + url_.group + ":" + std::string(consumer);
+  }
+  // Claims every entry pending for `consumer` (found dead) into taken_over_.
+  void take_over(const std::string& consumer);
   using Clock = std::chrono::steady_clock;
   struct Delayed {
     Clock::time_point due;
@@ -116,6 +130,7 @@ class RedisSource final : public MessageSource {
   std::string newest_seen_;   // the newest entry id read or claimed so far
   std::string pending_cursor_ = "0";
   Clock::time_point next_connect_{}, next_autoclaim_{};
+  std::vector<QueueMessage> taken_over_;  // a dead consumer's entries, handed out by fetch
   std::chrono::milliseconds reconnect_delay_{100};
   bool was_connected_ = false;
   std::deque<Delayed> delayed_;          // retries waiting for their time, still pending in Redis

@@ -1,0 +1,72 @@
+"""Many instances on one queue (issue 11): three clusters of the probe share one Redis stream and
+consumer group; one instance's whole process tree is SIGKILLed mid-run, as a host crash would.
+Every message is handled, the dead instance's unacknowledged entries are taken over by the
+survivors within seconds (its liveness key expires) rather than after the 30 s visibility
+timeout, and only what was in flight at the crash may run twice."""
+
+import collections
+import os
+import signal
+import subprocess
+import time
+import unittest
+
+from cluster import BUILD_DIR, ClusterTest, RedisServer, alive, wait_for
+
+CLUTCHCTL = os.path.join(BUILD_DIR, "clutchctl")
+
+
+class ManyInstances(ClusterTest):
+    def setUp(self):
+        self.redis = RedisServer()
+        self.addCleanup(self.redis.stop)
+        self.url = self.redis.url(stream="orders", group="workers")
+
+    def test_a_crashed_instance_is_taken_over_within_seconds(self):
+        total = 3000
+        env = {"PROBE_QUEUE": self.url, "PROBE_WORK_US": "10000"}
+        a, b, c = (self.start(workers=2, env=env) for _ in range(3))
+        for cluster in (a, b, c):
+            cluster.wait_ready()
+        subprocess.run([CLUTCHCTL, "publish", self.url, "o", "--count", str(total)], check=True,
+                       capture_output=True, timeout=120)
+        # Consumer names are unique per instance (each master's pid), so none shares another's
+        # pending list.
+        wait_for(lambda: len(self.consumers()) == 3, 20, "three consumers in the group")
+        names = self.consumers()
+        self.assertEqual(len(set(names)), 3)
+        for cluster in (a, b, c):
+            self.assertTrue(any(n.endswith(f"-{cluster.ready['master']}") for n in names), names)
+
+        wait_for(lambda: len(b.events("mq")) >= 200, 60, "instance b to be busy")
+        victim = next(n for n in names if n.endswith(f"-{b.ready['master']}"))
+        for pid in [b.pid, *b.child_pids()]:  # the whole tree at once, as a host crash
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        wait_for(lambda: self.pending_of(victim) == 0, 20,
+                 "the dead instance's entries to be taken over (well before the 30 s visibility timeout)")
+        took = time.monotonic() - killed_at
+
+        def handled():
+            return collections.Counter(e["body"] for cl in (a, b, c) for e in cl.events("mq"))
+        wait_for(lambda: len(handled()) == total, 120, "every message handled")
+        counts = handled()
+        self.assertEqual(set(counts), {f"o-{i}" for i in range(1, total + 1)})  # none lost
+        duplicates = sum(n - 1 for n in counts.values())
+        # Only what b's workers had in hand (2 x 16 at most) or had just finished may run again.
+        self.assertLessEqual(duplicates, 40, f"{duplicates} duplicates")
+        self.assertIn("took over its", a.stderr() + c.stderr())
+        print(f"\n  takeover after {took:.1f} s, {duplicates} duplicate(s) of {total}")
+
+    def consumers(self):
+        out = self.redis.cli("XINFO", "CONSUMERS", "orders", "workers").splitlines()
+        return [out[i + 1] for i, line in enumerate(out) if line == "name"]
+
+    def pending_of(self, consumer):
+        out = self.redis.cli("XPENDING", "orders", "workers", "-", "+", "100000", consumer).splitlines()
+        return len(out) // 4
+
+
+if __name__ == "__main__":
+    unittest.main()
