@@ -17,6 +17,10 @@ namespace clutch {
 
 enum class JobType { kWorker, kAll };  // one worker per tick, or every worker
 enum class Overlap { kSkip, kQueue };  // a tick while the previous run goes on: skip or queue
+// Whose tick: this instance's (every clutch instance runs it), or the cluster's (one instance of
+// all those sharing `lock_url` runs each tick; intervals are then aligned to the epoch so that
+// every instance names a tick alike).
+enum class JobScope { kInstance, kCluster };
 
 struct JobOptions {
   std::string name;
@@ -30,6 +34,8 @@ struct JobOptions {
   bool disable = false;                  // declared but never run
   std::chrono::milliseconds timeout{0};  // a run not finished by then is reported (0: none)
   Overlap overlap = Overlap::kSkip;
+  JobScope scope = JobScope::kInstance;
+  std::string lock_url;  // kCluster: redis://HOST:PORT, the same for every instance
 };
 
 using JobTask = std::function<void(Context&)>;

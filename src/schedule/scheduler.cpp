@@ -13,6 +13,7 @@
 #include "runtime/metrics_access.hpp"
 #include "runtime/reserved_scope.hpp"
 #include "schedule/cron.hpp"
+#include "schedule/tick_lock.hpp"
 
 namespace clutch::schedule {
 namespace {
@@ -49,6 +50,8 @@ struct Job {
   int last_worker = 0;
   // Told when the running tick ends (clutchctl jobs run).
   std::vector<std::function<void(nlohmann::json)>> run_waiters;
+  std::unique_ptr<TickLock> lock;  // cluster scope
+  uint64_t run_elsewhere = 0;      // cluster scope: ticks another instance claimed
   Counter* skipped_counter = nullptr;
   Counter* timeout_counter = nullptr;
 };
@@ -68,6 +71,8 @@ class Clock : public std::enable_shared_from_this<Clock> {
     } else if (!options.interval.empty()) {
       job->interval = *parse_duration(options.interval);
     }
+    if (options.scope == JobScope::kCluster)
+      job->lock = std::make_unique<TickLock>(options.lock_url);
     using A = detail::MetricsAccess;
     job->skipped_counter =
         &A::counter(ctx_.metrics(), "clutch_schedule_skipped_total",
@@ -127,6 +132,19 @@ class Clock : public std::enable_shared_from_this<Clock> {
  private:
   void arm(const std::shared_ptr<Job>& job) {
     auto self = shared_from_this();
+    if (!job->cron && job->lock) {
+      // Cluster scope: fire on multiples of the interval since the epoch, so that every
+      // instance's tick N is the same instant and claims the same key.
+      auto period = job->interval.count();
+      auto now = std::chrono::duration_cast<Millis>(SystemClock::now().time_since_epoch()).count();
+      int64_t slot = now / period + 1;
+      job->next_interval_fire = SystemClock::time_point(Millis(slot * period));
+      ctx_.set_timeout(Millis(slot * period - now), [self, job, slot] {
+        if (self->claimed(*job, fmt::format("{}", slot))) self->tick(*job, "interval");
+        self->arm(job);
+      });
+      return;
+    }
     if (!job->cron) {
       job->next_interval_fire = SystemClock::now() + job->interval;
       ctx_.set_interval(job->interval, [self, job] {
@@ -144,10 +162,34 @@ class Clock : public std::enable_shared_from_this<Clock> {
     job->next_fire = *next;
     auto due = SystemClock::from_time_t(*next);
     auto delay = std::chrono::duration_cast<Millis>(due - SystemClock::now());
-    ctx_.set_timeout(std::max(delay, Millis(0)), [self, job] {
-      self->tick(*job, "cron");
+    std::time_t fire = *next;
+    ctx_.set_timeout(std::max(delay, Millis(0)), [self, job, fire] {
+      if (!job->lock || self->claimed(*job, fmt::format("{}", fire))) self->tick(*job, "cron");
       self->arm(job);
     });
+  }
+
+  // Cluster scope: whether this instance won the tick named `id` (the same name everywhere).
+  bool claimed(Job& job, const std::string& id) {
+    std::string key = fmt::format("clutch:tick:{}:{}", job.options.name, id);
+    // Kept well past the tick, so that clocks a little apart still find it claimed.
+    Millis ttl = std::max(Millis(60'000), job.interval * 2);
+    std::string owner = fmt::format("{}", ctx_.master_pid()), error;
+    switch (job.lock->claim(key, owner, ttl, error)) {
+      case TickLock::Claim::kOurs:
+        return true;
+      case TickLock::Claim::kTheirs:
+        ++job.run_elsewhere;
+        spdlog::debug("job {}: tick {} is another instance's", job.options.name, id);
+        return false;
+      case TickLock::Claim::kUnavailable:
+        break;
+    }
+    // Never run unclaimed: another instance may be running it.
+    ++job.skipped;
+    job.skipped_counter->inc();
+    spdlog::error("job {}: tick {} skipped: cannot claim it ({})", job.options.name, id, error);
+    return false;
   }
 
   void tick(Job& job, const char* why) { run(job, ++job.ticks, why); }
@@ -290,7 +332,9 @@ class Clock : public std::enable_shared_from_this<Clock> {
                      {"runs_failed", job->runs_failed},
                      {"timeouts", job->timeouts},
                      {"skipped", job->skipped},
-                     {"queued", job->queued.size()}});
+                     {"queued", job->queued.size()},
+                     {"scope", job->lock ? "cluster" : "instance"},
+                     {"run_elsewhere", job->run_elsewhere}});
     }
     return out;
   }
@@ -316,6 +360,15 @@ void validate_job(const JobOptions& o) {
     }
   } catch (const CronError& e) {
     fail(e.what());
+  }
+  if (o.scope == JobScope::kCluster) {
+    if (o.lock_url.rfind("redis://", 0) != 0)
+      fail("scope = cluster needs lock_url = \"redis://HOST:PORT\", shared by every instance");
+    try {
+      TickLock check(o.lock_url);
+    } catch (const ConfigError& e) {
+      fail(e.what());
+    }
   }
   if (!o.interval.empty()) {
     auto d = parse_duration(o.interval);

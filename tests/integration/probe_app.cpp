@@ -528,6 +528,18 @@ void declare_jobs(clutch::App& app) {
   if (wanted("badcron")) {
     app.schedule(JobOptions{.name = "badcron", .cron = "0 25 * * *"}, [](clutch::Context&) {});
   }
+  if (wanted("cluster200")) {
+    app.schedule(
+        JobOptions{.name = "cluster200",
+                   .interval = "200ms",
+                   .scope = clutch::JobScope::kCluster,
+                   .lock_url = env("PROBE_LOCK_URL")},
+        [](clutch::Context& ctx) {
+          auto now = std::chrono::system_clock::now().time_since_epoch();
+          record(fmt::format(R"("ev":"job-start","job":"cluster200","master":{},"t":{})",
+                             ctx.master_pid(), std::chrono::duration<double>(now).count()));
+        });
+  }
   if (wanted("once")) {
     app.schedule(JobOptions{.name = "once", .immediate = true}, [](clutch::Context& ctx) {
       record(fmt::format(R"("ev":"job-start","job":"once","pid":{})", ctx.pid()));

@@ -5,6 +5,7 @@ survivors within seconds (its liveness key expires) rather than after the 30 s v
 timeout, and only what was in flight at the crash may run twice."""
 
 import collections
+import math
 import os
 import signal
 import subprocess
@@ -70,3 +71,35 @@ class ManyInstances(ClusterTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ClusterSchedules(ClusterTest):
+    def test_a_cluster_scope_job_runs_each_tick_once_across_instances_and_survives_one_dying(self):
+        redis = RedisServer()
+        self.addCleanup(redis.stop)
+        env = {"PROBE_JOBS": "cluster200", "PROBE_LOCK_URL": f"redis://127.0.0.1:{redis.port}"}
+        instances = [self.start(workers=2, env=env) for _ in range(3)]
+        for c in instances:
+            c.wait_ready()
+
+        def runs():
+            return [e for c in instances for e in c.events("job-start") if e["job"] == "cluster200"]
+        wait_for(lambda: len(runs()) >= 10, 30, "ten ticks across the instances")
+        victim = instances[0]
+        for pid in [victim.pid, *victim.child_pids()]:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        before = len(runs())
+        wait_for(lambda: len(runs()) >= before + 10, 30, "ticks going on without the dead instance")
+        # Each 200 ms tick ran once in the whole cluster: no two runs share a tick slot (a run
+        # starts just after its tick's instant, a multiple of 200 ms since the epoch).
+        slots = collections.Counter(math.floor(e["t"] / 0.2) for e in runs())
+        twice = {s: n for s, n in slots.items() if n > 1}
+        self.assertEqual(twice, {}, "ticks run by more than one instance")
+        self.assertGreaterEqual(len({e["master"] for e in runs()}), 2)  # spread, not one leader
+        self.assertIn('"scope":"cluster"', ctl_json(instances[1]))
+
+
+def ctl_json(c):
+    from test_control import ctl
+    return ctl(c, "jobs", "--json").stdout
