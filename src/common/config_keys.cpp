@@ -76,7 +76,8 @@ const std::vector<Key>& keys() {
        [](const Config& c) { return std::to_string(c.workers); }},
       {"host",
        [](Config& c, std::string_view v, const auto& fail) {
-         if (v.empty()) fail("expected an address such as 127.0.0.1 or 0.0.0.0");
+         if (v.empty() || v == "unix:")
+           fail("expected an address such as 127.0.0.1, ::1, 0.0.0.0, or unix:/path/app.sock");
          c.host = std::string(v);
        },
        [](const Config& c) { return c.host; }},

@@ -47,7 +47,8 @@ Connection::Connection(asio::io_context& io, int fd, const Router& router,
   socklen_t length = sizeof(address);
   getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
   socket_.assign(address.ss_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd);
-  socket_.set_option(asio::ip::tcp::no_delay(true));
+  // A UNIX socket (listen on unix:PATH) is served the same way; only TCP has Nagle to turn off.
+  if (address.ss_family != AF_UNIX) socket_.set_option(asio::ip::tcp::no_delay(true));
   llhttp_init(&parser_, HTTP_REQUEST, &settings());
   parser_.data = this;
 }

@@ -5,6 +5,8 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -16,7 +18,35 @@
 
 namespace clutch::master {
 
+ListenSocket bind_unix_socket(const std::string& path, unsigned mode, int backlog) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof(address.sun_path))
+    throw std::runtime_error(fmt::format("unix socket path '{}' is empty or too long", path));
+  std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) throw std::runtime_error(fmt::format("socket(): {}", std::strerror(errno)));
+  // A file left by a master that died is replaced; a socket someone listens on is not.
+  int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  bool live = connect(probe, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+  close(probe);
+  if (live) {
+    close(fd);
+    throw std::runtime_error(
+        fmt::format("unix socket {} is in use (is another instance running?)", path));
+  }
+  unlink(path.c_str());
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+      chmod(path.c_str(), mode) != 0 || listen(fd, backlog) != 0) {
+    int err = errno;
+    close(fd);
+    throw std::runtime_error(fmt::format("cannot listen on unix:{}: {}", path, std::strerror(err)));
+  }
+  return ListenSocket{fd, 0};
+}
+
 ListenSocket bind_listen_socket(const std::string& host, int port, int backlog, bool reuse_port) {
+  if (host.rfind("unix:", 0) == 0) return bind_unix_socket(host.substr(5), 0660, backlog);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;

@@ -111,6 +111,8 @@ int Supervisor::run() {
       // so no connection was refused in between.
       adopt_listen_sockets(workers);
     } else if (config_.reuse_port) {
+      if (config_.host.rfind("unix:", 0) == 0)
+        throw std::runtime_error("reuse_port applies to TCP; a unix: socket is always shared");
       for (ListenSocket& s : bind_reuse_port_group(config_.host, config_.port, workers)) {
         slot_listen_fds_.push_back(move_high(s.fd));
         listen_.port = s.port;
@@ -715,6 +717,8 @@ void Supervisor::finish() {
   std::size_t lost = router_.fail_unacknowledged("the cluster stopped before a worker handled it");
   if (lost > 0) spdlog::warn("{} acknowledged message(s) were never handled", lost);
   if (!config_.reuse_port && listen_.fd >= 0) close(listen_.fd);
+  // A UNIX socket's file goes with the last master that serves it (not with one that upgraded).
+  if (config_.host.rfind("unix:", 0) == 0 && !upgraded_) unlink(config_.host.c_str() + 5);
   for (int fd : slot_listen_fds_) close(fd);
   spdlog::info("stopped (exit code {})", exit_code_);
   io_.stop();

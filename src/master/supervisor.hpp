@@ -182,6 +182,7 @@ class Supervisor {
     std::unique_ptr<asio::steady_timer> timer;
     bool agent_stopped = false, go_sent = false;
   } upgrade_;
+  bool upgraded_ = false;  // a new master serves our sockets now
   // New master side: the sockets handed over, and the handshake with the old master.
   InheritedSockets inherited_;
   std::unique_ptr<asio::local::stream_protocol::socket> old_master_;

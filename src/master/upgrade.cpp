@@ -167,6 +167,7 @@ void Supervisor::upgrade_agent_gone() {
 
 void Supervisor::upgrade_succeeded() {
   pid_t pid = std::exchange(upgrade_.pid, 0);
+  upgraded_ = true;
   upgrade_.timer->cancel();
   upgrade_.channel.reset();
   spdlog::info("upgraded: master {} serves now; this master ({}) drains its workers and exits", pid,

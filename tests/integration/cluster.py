@@ -47,7 +47,8 @@ class Cluster:
         full_env.update({"PROBE_LOG": self.log_path, "CLUTCH_LOG_LEVEL": "info"})
         full_env.update(env or {})
         port = [] if "--port" in args else ["--port", "0"]
-        self.cmd = [binary, "--workers", str(workers), *port, "--host", "127.0.0.1", *args]
+        host = [] if "--host" in args else ["--host", "127.0.0.1"]
+        self.cmd = [binary, "--workers", str(workers), *port, *host, *args]
         def limit_open_files():
             import resource
             resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))

@@ -87,3 +87,23 @@ class Parity(ClusterTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class UnixSocket(ClusterTest):
+    def test_listen_on_a_unix_socket(self):
+        import stat
+        import tempfile
+        d = tempfile.mkdtemp(prefix="clutch-unix-")
+        path = os.path.join(d, "app.sock")
+        c = self.start(workers=2, args=("--host", f"unix:{path}"), env={"PROBE_HTTP": "1"})
+        line = wait_for(lambda: next((l for l in c.stdout_lines if "ready in" in l), None), 30, "ready")
+        self.assertIn(f"listening on unix:{path}", line)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o660)
+        for _ in range(10):
+            out = subprocess.run(["curl", "-s", "--unix-socket", path, "http://localhost/"],
+                                 capture_output=True, text=True, timeout=30)
+            self.assertEqual(out.stdout, "hello world")
+        c.signal(__import__("signal").SIGTERM)
+        self.assertEqual(c.wait_exit(30), 0)
+        self.assertFalse(os.path.exists(path))  # the file goes with the master
+        os.rmdir(d)
