@@ -43,6 +43,9 @@ class MessengerError : public std::runtime_error {
 };
 
 class MessageState;
+namespace runtime {
+class MessengerClient;
+}
 namespace detail {
 class ReservedScope;
 }
@@ -86,7 +89,8 @@ class Message {
   // Keeps the ack/reply for later: the handler's return then answers nothing.
   Deferred defer() const;
 
-  // Built by the runtime.
+ private:
+  friend class runtime::MessengerClient;  // only the runtime makes one
   Message(std::string_view action, std::string_view data, Sender sender, bool wants_ack,
           bool is_request, std::shared_ptr<MessageState> state)
       : action_(action),
@@ -96,7 +100,6 @@ class Message {
         is_request_(is_request),
         state_(std::move(state)) {}
 
- private:
   std::string_view action_, data_;
   Sender sender_;
   bool wants_ack_, is_request_;
