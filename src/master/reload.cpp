@@ -65,7 +65,9 @@ pid_t Supervisor::take_over_slot(Child& candidate) {
   pid_t old = slot.current;
   slot.current = candidate.pid;
   router_.targets_changed();
-  router_.announce_members();
+  // The newcomer gets the whole list before it is ready; the others hear of the change.
+  router_.announce_members(&candidate);
+  announce_members_soon();
   router_.send_runtime(candidate, "clutch:ready", {});
   return old;
 }

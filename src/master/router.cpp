@@ -419,7 +419,7 @@ void Router::send_control(Child& to, std::string_view op, std::string_view paylo
   to.channel->flush_soon();
 }
 
-void Router::announce_members(Child* only) {
+std::pair<pid_t, std::vector<pid_t>> Router::ready_members() {
   pid_t agent = 0;
   std::vector<pid_t> workers;
   children_.for_each([&](Child& c) {
@@ -429,6 +429,11 @@ void Router::announce_members(Child* only) {
     else
       agent = c.pid;
   });
+  return {agent, std::move(workers)};
+}
+
+void Router::announce_members(Child* only) {
+  auto [agent, workers] = ready_members();
   std::string pids = fmt::format("[{}]", fmt::join(workers, ","));
   std::string members = fmt::format(R"({{"agent":{},"workers":{}}})", agent, pids);
   children_.for_each([&](Child& c) {
@@ -437,6 +442,37 @@ void Router::announce_members(Child* only) {
     send_runtime(c, "clutch:members", members);
     if (!c.is_worker()) send_runtime(c, "clutch:pids", pids);
   });
+  if (only == nullptr) {
+    announced_agent_ = agent;
+    announced_workers_ = std::move(workers);
+  }
+}
+
+void Router::announce_member_changes() {
+  auto [agent, workers] = ready_members();
+  std::vector<pid_t> joined, left;
+  for (pid_t pid : workers) {
+    if (std::find(announced_workers_.begin(), announced_workers_.end(), pid) ==
+        announced_workers_.end())
+      joined.push_back(pid);
+  }
+  for (pid_t pid : announced_workers_) {
+    if (std::find(workers.begin(), workers.end(), pid) == workers.end()) left.push_back(pid);
+  }
+  if (joined.empty() && left.empty() && agent == announced_agent_) return;
+  // What changed, not the whole list: a reload of N workers then costs N small frames per step
+  // instead of N lists of N pids (O(N^2) bytes per step). A process that got the whole list
+  // lately finds its own news in it again, which it ignores.
+  std::string delta = fmt::format(R"({{"agent":{},"joined":[{}],"left":[{}]}})", agent,
+                                  fmt::join(joined, ","), fmt::join(left, ","));
+  std::string pids = fmt::format("[{}]", fmt::join(workers, ","));
+  children_.for_each([&](Child& c) {
+    if (c.state != ChildState::kReady && c.state != ChildState::kDraining) return;
+    send_runtime(c, "clutch:members-delta", delta);
+    if (!c.is_worker()) send_runtime(c, "clutch:pids", pids);
+  });
+  announced_agent_ = agent;
+  announced_workers_ = std::move(workers);
 }
 
 void Router::targets_changed() {

@@ -50,6 +50,9 @@ class Router {
   void send_control(Child& to, std::string_view op, std::string_view payload = {});
   // clutch:members to everyone (or only to `only`) and clutch:pids to the agent.
   void announce_members(Child* only = nullptr);
+  // To everyone, only what changed since the last announcement (clutch:members-delta), and
+  // clutch:pids to the agent. Nothing when nothing changed.
+  void announce_member_changes();
   // At the end of a shutdown: tells the senders of still unacknowledged messages that they were
   // not handled, instead of dropping them silently. Returns how many there were.
   std::size_t fail_unacknowledged(std::string_view reason);
@@ -134,6 +137,9 @@ class Router {
   // key -> master id, while held or in flight; looked up by string_view (no copy per send).
   std::unordered_map<std::string, uint64_t, StringHash, std::equal_to<>> keyed_;
   RecentKeys handled_keys_{8192};
+  std::pair<pid_t, std::vector<pid_t>> ready_members();  // the agent and workers now ready
+  pid_t announced_agent_ = 0;
+  std::vector<pid_t> announced_workers_;
   uint64_t duplicates_absorbed_ = 0, dropped_without_sender_ = 0, refused_ = 0;
   std::array<uint64_t, 7> routed_{};
 

@@ -176,7 +176,7 @@ void Supervisor::announce_members_soon() {
   announce_posted_ = true;
   asio::post(io_, [this] {
     announce_posted_ = false;
-    if (phase_ == Phase::kRunning) router_.announce_members();
+    if (phase_ == Phase::kRunning) router_.announce_member_changes();
   });
 }
 

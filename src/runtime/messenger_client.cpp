@@ -286,6 +286,9 @@ void MessengerClient::handle_frame(const ipc::FrameView& frame) {
           if (on_cluster_ready) on_cluster_ready();
         } else if (frame.action == "clutch:members") {
           apply_members(frame.payload);
+        } else if (frame.action == "clutch:members-delta") {
+          apply_member_changes(frame.payload);
+          break;  // the runtime's own bookkeeping: no user handler sees it
         }
       }
       dispatch(frame);
@@ -398,6 +401,29 @@ void MessengerClient::dispatch(const ipc::FrameView& frame) {
     }
   }
   if (state && !state->deferred) state->answer(!failed, failed ? std::string_view(failure) : "");
+}
+
+void MessengerClient::apply_member_changes(std::string_view text) {
+  auto json = nlohmann::json::parse(text, nullptr, false);
+  if (json.is_discarded()) return;
+  std::vector<MemberEvent> events;
+  for (int pid : json.value("left", std::vector<int>{})) {
+    if (std::erase(workers_, pid) > 0) events.push_back({false, Role::kWorker, pid});
+  }
+  for (int pid : json.value("joined", std::vector<int>{})) {
+    if (std::find(workers_.begin(), workers_.end(), pid) != workers_.end()) continue;
+    workers_.push_back(pid);
+    events.push_back({true, Role::kWorker, pid});
+  }
+  int agent = json.value("agent", 0);
+  if (agent != agent_) {
+    if (agent_ != 0) events.push_back({false, Role::kAgent, agent_});
+    if (agent != 0) events.push_back({true, Role::kAgent, agent});
+    agent_ = agent;
+  }
+  for (const auto& ev : events) {
+    for (auto& fn : member_fns_) call_user("on_member", fn, ev);
+  }
 }
 
 void MessengerClient::apply_members(std::string_view text) {

@@ -89,6 +89,7 @@ class MessengerClient final : public Messenger,
   HandlerId add_handler(std::string_view action, Handler handler, bool once);
   void dispatch(const ipc::FrameView& frame);
   void apply_members(std::string_view json);
+  void apply_member_changes(std::string_view json);  // clutch:members-delta
   void finish_request(uint64_t id, Reply reply);
 
   asio::io_context& io_;
