@@ -59,6 +59,9 @@ struct Config {
   // The dashboard (GET / on metrics_listen) shows reload and scale buttons; they act only for a
   // loopback client running as the master's user or root. Default: read-only.
   bool dashboard_controls = false;
+  // The file mode of a unix: listening socket (host = "unix:/run/app.sock"), e.g. 0660 so that
+  // a web server in the group may connect.
+  unsigned socket_mode = 0660;
   // An exception escaping user code with no one to tell (a timer, a posted function, a hook, a
   // plain message's handler, an ack or reply callback): "log" (default) logs it and goes on;
   // "exit" logs it and exits the process (code 70), which the master replaces, as egg does.

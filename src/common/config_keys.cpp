@@ -148,6 +148,17 @@ const std::vector<Key>& keys() {
            fail("expected true or false");
        },
        [](const Config& c) { return std::string(c.dashboard_controls ? "true" : "false"); }},
+      {"socket_mode",
+       [](Config& c, std::string_view v, const auto& fail) {
+         unsigned mode = 0;
+         if (v.empty() || v.size() > 4) fail("expected an octal mode such as 0660");
+         for (char ch : v) {
+           if (ch < '0' || ch > '7') fail("expected an octal mode such as 0660");
+           mode = mode * 8 + static_cast<unsigned>(ch - '0');
+         }
+         c.socket_mode = mode;
+       },
+       [](const Config& c) { return fmt::format("{:04o}", c.socket_mode); }},
       {"on_uncaught_exception",
        [](Config& c, std::string_view v, const auto& fail) {
          if (v != "log" && v != "exit") fail("expected log or exit");

@@ -119,7 +119,9 @@ int Supervisor::run() {
       }
       listen_.fd = slot_listen_fds_.front();
     } else {
-      listen_ = bind_listen_socket(config_.host, config_.port);
+      listen_ = config_.host.rfind("unix:", 0) == 0
+                    ? bind_unix_socket(config_.host.substr(5), config_.socket_mode)
+                    : bind_listen_socket(config_.host, config_.port);
       listen_.fd = move_high(listen_.fd);
     }
   } catch (const std::exception& e) {

@@ -95,10 +95,11 @@ class UnixSocket(ClusterTest):
         import tempfile
         d = tempfile.mkdtemp(prefix="clutch-unix-")
         path = os.path.join(d, "app.sock")
-        c = self.start(workers=2, args=("--host", f"unix:{path}"), env={"PROBE_HTTP": "1"})
+        c = self.start(workers=2, args=("--host", f"unix:{path}", "-s", "socket_mode=0600"),
+                       env={"PROBE_HTTP": "1"})
         line = wait_for(lambda: next((l for l in c.stdout_lines if "ready in" in l), None), 30, "ready")
         self.assertIn(f"listening on unix:{path}", line)
-        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o660)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
         for _ in range(10):
             out = subprocess.run(["curl", "-s", "--unix-socket", path, "http://localhost/"],
                                  capture_output=True, text=True, timeout=30)
