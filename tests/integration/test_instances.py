@@ -57,7 +57,7 @@ class ManyInstances(ClusterTest):
         duplicates = sum(n - 1 for n in counts.values())
         # Only what b's workers had in hand (2 x 16 at most) or had just finished may run again.
         self.assertLessEqual(duplicates, 40, f"{duplicates} duplicates")
-        self.assertIn("took over its", a.stderr() + c.stderr())
+        wait_for(lambda: "took over its" in a.stderr() + c.stderr(), 10, "the takeover logged")
         print(f"\n  takeover after {took:.1f} s, {duplicates} duplicate(s) of {total}")
 
     def consumers(self):

@@ -122,7 +122,7 @@ class Upgrade(ClusterTest):
                  "the old cluster ready again")
         status = json.loads(ctl(c, "status", "--json").stdout)
         self.assertEqual({p["pid"] for p in status["processes"] if p["role"] == "worker"}, old_workers)
-        self.assertIn("starting the agent again", c.stderr())
+        wait_for(lambda: "starting the agent again" in c.stderr(), 10, "the agent restart logged")
         self.assertIn(int(get(c.ready["port"])), old_workers)
 
     def test_a_binary_that_fails_at_once_is_reported_and_nothing_changes(self):
