@@ -20,6 +20,10 @@ struct Config {
   int port = 7001;
   // One SO_REUSEPORT socket per worker slot instead of one shared socket (see docs/OPERATIONS.md).
   bool reuse_port = false;
+  // With reuse_port: the same client address always reaches the same live worker (socket.io and
+  // other stateful protocols); a dead worker's addresses move to the others, no other address
+  // moves. Default: off.
+  bool sticky = false;
   // A child that is not ready this long after its start is killed (a failed start).
   std::chrono::milliseconds startup_timeout{30000};
   // How long a child may take to stop after SIGTERM before it is SIGKILLed.

@@ -138,6 +138,16 @@ const std::vector<Key>& keys() {
          c.metrics_listen = std::string(v);
        },
        [](const Config& c) { return c.metrics_listen; }},
+      {"sticky",
+       [](Config& c, std::string_view v, const auto& fail) {
+         if (v == "true" || v == "1" || v == "yes")
+           c.sticky = true;
+         else if (v == "false" || v == "0" || v == "no")
+           c.sticky = false;
+         else
+           fail("expected true or false");
+       },
+       [](const Config& c) { return std::string(c.sticky ? "true" : "false"); }},
       {"dashboard_controls",
        [](Config& c, std::string_view v, const auto& fail) {
          if (v == "true" || v == "1" || v == "yes")

@@ -25,6 +25,7 @@
 #include "master/proc_stats.hpp"
 #include "master/sd_notify.hpp"
 #include "master/spawner.hpp"
+#include "master/sticky.hpp"
 #include "runtime/process_hygiene.hpp"
 
 namespace clutch::master {
@@ -104,6 +105,11 @@ int Supervisor::run() {
     close(fd);
     return high;
   };
+  if (config_.sticky && !config_.reuse_port) {
+    std::cerr << app_name_ << ": sticky = true needs reuse_port = true (one socket per worker)"
+              << std::endl;
+    return kExitUsage;
+  }
   try {
     inherited_ = take_inherited_sockets();
     if (!inherited_.listen.empty()) {
@@ -179,7 +185,24 @@ void Supervisor::announce_members_soon() {
   asio::post(io_, [this] {
     announce_posted_ = false;
     if (phase_ == Phase::kRunning) router_.announce_member_changes();
+    update_sticky();
   });
+}
+
+void Supervisor::update_sticky() {
+  if (!config_.sticky || slot_listen_fds_.empty()) return;
+  std::vector<bool> live(slot_listen_fds_.size(), false);
+  for (std::size_t i = 0; i < worker_slots_.size() && i < live.size(); ++i) {
+    Child* c = children_.find(worker_slots_[i].current);
+    live[i] = c != nullptr && c->state == ChildState::kReady && !worker_slots_[i].retired;
+  }
+  if (live == sticky_live_) return;
+  std::string error;
+  if (!attach_sticky_program(slot_listen_fds_.front(), sticky_program(live), error)) {
+    spdlog::error("sticky: {} (connections are spread by the kernel's hash meanwhile)", error);
+    return;
+  }
+  sticky_live_ = std::move(live);
 }
 
 void Supervisor::adopt_listen_sockets(unsigned& workers) {
@@ -491,6 +514,7 @@ void Supervisor::maybe_cluster_ready() {
   }
   phase_ = Phase::kRunning;
   if (old_master_) take_over_from_old_master();
+  update_sticky();
   // Membership first, so that a process knows its peers when its ready hooks run; then what was
   // sent to the workers before they all existed; then ready.
   router_.announce_members();

@@ -104,6 +104,9 @@ class Supervisor {
   void remove_retired_slots();
   // Membership to every process at the end of this loop turn (coalesces a burst of changes).
   void announce_members_soon();
+  // Sticky mode: re-attaches the reuseport program when a slot's liveness changed.
+  void update_sticky();
+  std::vector<bool> sticky_live_;
   bool announce_posted_ = false;
   void spawn_added_slots(std::size_t index);  // scale up: from `index` on, one per loop turn
   void restart(const nlohmann::json& request, ControlServer::Answer answer);

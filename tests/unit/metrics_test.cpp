@@ -189,3 +189,31 @@ TEST(ProcNetTcp, WritesEndpointsAsTheKernelDoes) {
 }
 
 }  // namespace
+
+#include "master/sticky.hpp"
+
+namespace {
+
+using clutch::master::sticky_pick;
+
+TEST(Sticky, EachAddressHasAHomeSlotAndOnlyADeadSlotsAddressesMove) {
+  std::vector<bool> all{true, true, true, true};
+  std::vector<bool> one_dead{true, false, true, true};
+  int moved = 0;
+  for (uint32_t host = 1; host <= 200; ++host) {
+    uint32_t address = 0x7F000000u + host;  // 127.0.0.host
+    int home = sticky_pick(all, address);
+    EXPECT_EQ(home, static_cast<int>(address % 4));
+    int now = sticky_pick(one_dead, address);
+    EXPECT_NE(now, 1);
+    if (home != 1) {
+      EXPECT_EQ(now, home) << "an address of a live slot moved";
+    } else {
+      ++moved;
+    }
+  }
+  EXPECT_EQ(moved, 50);
+  EXPECT_EQ(sticky_pick({false, false}, 0x7F000001u), -1);  // none live: the kernel's hash
+}
+
+}  // namespace
