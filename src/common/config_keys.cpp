@@ -31,6 +31,19 @@ Key duration_key(std::string name, std::chrono::milliseconds Config::*field) {
              [field](const Config& c) { return std::to_string((c.*field).count()) + "ms"; }};
 }
 
+Key bool_key(std::string name, bool Config::*field) {
+  return Key{name,
+             [field](Config& c, std::string_view v, const auto& fail) {
+               if (v == "true" || v == "1" || v == "yes")
+                 c.*field = true;
+               else if (v == "false" || v == "0" || v == "no")
+                 c.*field = false;
+               else
+                 fail("expected true or false");
+             },
+             [field](const Config& c) { return std::string(c.*field ? "true" : "false"); }};
+}
+
 Key size_key(std::string name, std::size_t Config::*field, uint64_t min, uint64_t max) {
   return Key{
       name,
@@ -88,16 +101,7 @@ const std::vector<Key>& keys() {
          c.port = static_cast<int>(*n);
        },
        [](const Config& c) { return std::to_string(c.port); }},
-      {"reuse_port",
-       [](Config& c, std::string_view v, const auto& fail) {
-         if (v == "true" || v == "1" || v == "yes")
-           c.reuse_port = true;
-         else if (v == "false" || v == "0" || v == "no")
-           c.reuse_port = false;
-         else
-           fail("expected true or false");
-       },
-       [](const Config& c) { return std::string(c.reuse_port ? "true" : "false"); }},
+      bool_key("reuse_port", &Config::reuse_port),
       duration_key("startup_timeout", &Config::startup_timeout),
       duration_key("kill_timeout", &Config::kill_timeout),
       optional_duration_key("hang_timeout", &Config::hang_timeout, std::chrono::milliseconds(100)),
@@ -138,26 +142,8 @@ const std::vector<Key>& keys() {
          c.metrics_listen = std::string(v);
        },
        [](const Config& c) { return c.metrics_listen; }},
-      {"sticky",
-       [](Config& c, std::string_view v, const auto& fail) {
-         if (v == "true" || v == "1" || v == "yes")
-           c.sticky = true;
-         else if (v == "false" || v == "0" || v == "no")
-           c.sticky = false;
-         else
-           fail("expected true or false");
-       },
-       [](const Config& c) { return std::string(c.sticky ? "true" : "false"); }},
-      {"dashboard_controls",
-       [](Config& c, std::string_view v, const auto& fail) {
-         if (v == "true" || v == "1" || v == "yes")
-           c.dashboard_controls = true;
-         else if (v == "false" || v == "0" || v == "no")
-           c.dashboard_controls = false;
-         else
-           fail("expected true or false");
-       },
-       [](const Config& c) { return std::string(c.dashboard_controls ? "true" : "false"); }},
+      bool_key("sticky", &Config::sticky),
+      bool_key("dashboard_controls", &Config::dashboard_controls),
       {"socket_mode",
        [](Config& c, std::string_view v, const auto& fail) {
          unsigned mode = 0;

@@ -18,16 +18,7 @@ class PrometheusText {
 
   // Starts a family; `type` is counter, gauge or histogram.
   void family(std::string_view name, std::string_view type, std::string_view help) {
-    std::string text;
-    for (char c : help) {
-      if (c == '\\')
-        text += "\\\\";
-      else if (c == '\n')
-        text += "\\n";
-      else
-        text += c;
-    }
-    out_ += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, text, name, type);
+    out_ += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, escape(help, false), name, type);
   }
   void sample(std::string_view name, double value, Labels labels = {}) {
     labelled(name, value, labels);
@@ -48,16 +39,17 @@ class PrometheusText {
       for (const auto& [key, text] : labels) {
         if (!first) out_ += ',';
         first = false;
-        out_ += fmt::format("{}=\"{}\"", key, escape(text));
+        out_ += fmt::format("{}=\"{}\"", key, escape(text, true));
       }
       out_ += '}';
     }
     out_ += fmt::format(" {}\n", value);
   }
-  static std::string escape(std::string_view text) {
+  // Backslash and newline always; double quotes in label values only (HELP keeps them as is).
+  static std::string escape(std::string_view text, bool quotes) {
     std::string out;
     for (char c : text) {
-      if (c == '\\' || c == '"')
+      if (c == '\\' || (quotes && c == '"'))
         out += '\\', out += c;
       else if (c == '\n')
         out += "\\n";
