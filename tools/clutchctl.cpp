@@ -56,7 +56,15 @@ int publish_command(const std::string& url, const std::string& body, std::size_t
     if (count == 0) {
       queue->publish(body);
     } else {
-      for (std::size_t i = 1; i <= count; ++i) queue->publish(body + "-" + std::to_string(i));
+      // In batches: a broker with publisher confirms (AMQP) pipelines each batch.
+      std::vector<std::string> batch;
+      for (std::size_t i = 1; i <= count; ++i) {
+        batch.push_back(body + "-" + std::to_string(i));
+        if (batch.size() == 1000 || i == count) {
+          queue->publish_many(batch);
+          batch.clear();
+        }
+      }
     }
     std::cout << "published " << (count == 0 ? 1 : count) << " message(s) to " << url << "\n";
     return 0;

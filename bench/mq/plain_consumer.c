@@ -28,11 +28,17 @@ int main(int argc, char** argv) {
   char batch_text[32];
   snprintf(batch_text, sizeof batch_text, "%ld", batch);
   while (done < count) {
-    redisReply* r = redisCommand(c, "XREADGROUP GROUP %s plain COUNT %s STREAMS %s >", group, batch_text, stream);
+    redisReply* r = redisCommand(c, "XREADGROUP GROUP %s plain COUNT %s STREAMS %s >", group,
+                                 batch_text, stream);
     if (!r) return 1;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) { freeReplyObject(r); continue; }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
+      freeReplyObject(r);
+      continue;
+    }
     redisReply* entries = r->element[0]->element[1];
-    args[0] = "XACK"; args[1] = stream; args[2] = group;
+    args[0] = "XACK";
+    args[1] = stream;
+    args[2] = group;
     for (size_t i = 0; i < 3; ++i) lens[i] = strlen(args[i]);
     for (size_t i = 0; i < entries->elements; ++i) {
       args[3 + i] = entries->element[i]->element[0]->str;

@@ -57,7 +57,12 @@ void worker(clutch::Context& ctx) {
   });
 
   clutch::http::Router router;
-  router.get("/config", [config](clutch::http::Exchange ex) { ex.send_json(200, *config); });
+  // The config arrives just after ready (the agent's broadcast, or this worker's own request):
+  // a request before it gets 503, not an empty config.
+  router.get("/config", [config](clutch::http::Exchange ex) {
+    if (*config == "{}") return ex.send_json(503, R"({"error":"config not loaded yet"})");
+    ex.send_json(200, *config);
+  });
   router.get("/hits", [&hits](clutch::http::Exchange ex) {
     hits.inc();
     ex.send(200, "counted\n");

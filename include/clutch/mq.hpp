@@ -5,7 +5,9 @@
 //   app.consume({.name = "orders", .url = "sqlite:/var/lib/app/queue.db"},
 //               [](clutch::Context& ctx, const clutch::QueueMessage& m) { ... });
 //
-// Sources, chosen by URL: `sqlite:PATH` (an embedded durable queue in one SQLite file).
+// Sources, chosen by URL: `sqlite:PATH` (an embedded durable queue in one SQLite file),
+// `redis://HOST:PORT/STREAM?group=G` (a Redis Streams consumer group) and
+// `amqp://USER:PASS@HOST:PORT/VHOST?queue=Q` (RabbitMQ or another AMQP 0-9-1 broker).
 #pragma once
 
 #include <chrono>
@@ -30,7 +32,7 @@ struct QueueMessage {
 
 struct ConsumeOptions {
   std::string name;  // names the consumer in logs and messenger actions ("mq:NAME")
-  std::string url;   // sqlite:PATH
+  std::string url;   // sqlite:PATH, redis://..., amqp://...
   std::size_t max_in_flight_per_worker = 16;     // flow control: the agent holds no more
   int max_attempts = 5;                          // then the message is dead-lettered
   std::chrono::milliseconds retry_backoff{200};  // doubled per failed attempt
@@ -90,6 +92,8 @@ class MessageSource {
   // Sends acknowledgements a source gathered to batch them (Redis sends them with the next read).
   // The consumer calls it when it goes idle and before it stops.
   virtual void flush() {}
+  // Called once when the consumer stops: sends what is gathered, waiting at most about a second.
+  virtual void close() { flush(); }
   // Visible again after `delay`, with one more attempt counted.
   virtual void retry(const QueueMessage& message, std::chrono::milliseconds delay,
                      std::string_view error) = 0;
@@ -98,6 +102,11 @@ class MessageSource {
   // Moved to the dead-letter place with its last error.
   virtual void dead_letter(const QueueMessage& message, std::string_view error) = 0;
   virtual void publish(std::string_view body) = 0;
+  // Publishes several, in order; returns once the queue holds all of them (AMQP pipelines them
+  // under one wait for the broker's confirms). Throws as publish does.
+  virtual void publish_many(const std::vector<std::string>& bodies) {
+    for (const std::string& b : bodies) publish(b);
+  }
   // Makes every message fetched by an earlier consumer that died visible again at once.
   virtual void recover_in_flight() = 0;
   virtual std::size_t pending() = 0;

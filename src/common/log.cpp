@@ -75,12 +75,12 @@ void install() {
   std::shared_ptr<spdlog::logger> logger;
   if (g_options.dir.empty()) {
     logger = std::make_shared<spdlog::logger>(g_label,
-                                              std::make_shared<spdlog::sinks::stderr_sink_st>());
+                                              std::make_shared<spdlog::sinks::stderr_sink_mt>());
   } else {
     std::string path = g_options.dir + "/" + g_options.file_name;
     try {
       logger = std::make_shared<spdlog::logger>(
-          g_label, std::make_shared<spdlog::sinks::basic_file_sink_st>(path));
+          g_label, std::make_shared<spdlog::sinks::basic_file_sink_mt>(path));
     } catch (const spdlog::spdlog_ex& e) {
       throw ConfigError(fmt::format("log_dir: cannot open {}: {}", path, e.what()));
     }

@@ -9,6 +9,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "mq/off_loop_source.hpp"
 #include "runtime/metrics_access.hpp"
 #include "runtime/reserved_scope.hpp"
 
@@ -23,14 +24,21 @@ std::string action_of(const ConsumeOptions& o) {
   return "mq:" + o.name;
 }
 
+// Redis is spoken through hiredis's blocking calls: they run on a thread of their own, so that a
+// broker that hangs cannot stall the agent's loop (AMQP has its own I/O thread; SQLite is a
+// local file).
+std::unique_ptr<MessageSource> open_for_the_agent(const ConsumeOptions& options) {
+  auto source = open_message_source(options.url, options.visibility_timeout);
+  if (options.url.rfind("redis://", 0) == 0) return run_off_loop(std::move(source));
+  return source;
+}
+
 // Pulls from the source while the workers have room, hands each message to one worker and
 // settles it with the source when the worker's acknowledgement comes back.
 class Consumer : public std::enable_shared_from_this<Consumer> {
  public:
   Consumer(Context& ctx, ConsumeOptions options)
-      : ctx_(ctx),
-        options_(std::move(options)),
-        source_(open_message_source(options_.url, options_.visibility_timeout)) {
+      : ctx_(ctx), options_(std::move(options)), source_(open_for_the_agent(options_)) {
     using A = detail::MetricsAccess;
     MetricLabels labels{{"consumer", options_.name}};
     fetched_ = &A::counter(ctx_.metrics(), "clutch_mq_fetched_total",
@@ -110,7 +118,11 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
       self->stopping_ = true;
       // The workers stopped first, so every ack is in; none may wait for a read that won't come.
       self->flush_acks();
-      self->flush_source("stopping");
+      try {
+        self->source_->close();
+      } catch (const std::exception& e) {
+        spdlog::error("mq {}: stopping: {}", self->options_.name, e.what());
+      }
       done();
     });
   }

@@ -16,6 +16,7 @@
 #include <stdexcept>
 
 #include "clutch/config.hpp"
+#include "mq/url_query.hpp"
 
 namespace clutch::mq {
 namespace {
@@ -26,20 +27,6 @@ struct ReplyFree {
   void operator()(redisReply* r) const { freeReplyObject(r); }
 };
 using Reply = std::unique_ptr<redisReply, ReplyFree>;
-
-std::string query_value(std::string_view query, std::string_view key) {
-  std::size_t at = 0;
-  while (at < query.size()) {
-    std::size_t end = query.find('&', at);
-    std::string_view pair = query.substr(at, end == std::string_view::npos ? end : end - at);
-    if (pair.substr(0, key.size()) == key && pair.size() > key.size() && pair[key.size()] == '=') {
-      return std::string(pair.substr(key.size() + 1));
-    }
-    if (end == std::string_view::npos) break;
-    at = end + 1;
-  }
-  return "";
-}
 
 }  // namespace
 

@@ -7,7 +7,6 @@
 #include <stdexcept>
 
 #include "clutch/config.hpp"
-#include "mq/redis_source.hpp"
 
 namespace clutch::mq {
 namespace {
@@ -312,22 +311,3 @@ std::size_t SqliteSource::purge_dead(const std::vector<std::string>& ids) {
 }
 
 }  // namespace clutch::mq
-
-namespace clutch {
-
-std::unique_ptr<MessageSource> open_message_source(const std::string& url,
-                                                   std::chrono::milliseconds visibility_timeout) {
-  if (url.rfind("sqlite:", 0) == 0) {
-    std::string path = url.substr(7);
-    if (path.empty())
-      throw ConfigError("mq: 'sqlite:' needs a file path, e.g. sqlite:/var/lib/app/queue.db");
-    return std::make_unique<mq::SqliteSource>(path, visibility_timeout);
-  }
-  if (url.rfind("redis://", 0) == 0)
-    return std::make_unique<mq::RedisSource>(mq::parse_redis_url(url), visibility_timeout);
-  throw ConfigError(fmt::format(
-      "mq: unsupported queue URL '{}' (supported: sqlite:PATH, redis://HOST:PORT/STREAM?group=G)",
-      url));
-}
-
-}  // namespace clutch

@@ -180,6 +180,97 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/{stream}?group={group}"
 
 
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RabbitServer:
+    """A rabbitmq-server on free loopback ports with its own data directory, node name, Erlang
+    cookie and epmd (started in the foreground, so that it too is stopped by its pid). Starting
+    takes several seconds: share one per test class."""
+
+    SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+
+    def __init__(self):
+        if not os.path.exists(self.SERVER):
+            raise AssertionError("rabbitmq-server is not installed (scripts/deps installs it)")
+        self.dir = tempfile.mkdtemp(prefix="clutch-rabbit-")
+        self.port, self.dist_port, self.epmd_port = free_port(), free_port(), free_port()
+        self.node = f"clutch{self.port}@localhost"
+        with open(os.path.join(self.dir, "enabled_plugins"), "w") as f:
+            f.write("[].\n")
+        with open(os.path.join(self.dir, "rabbitmq.conf"), "w") as f:
+            f.write("loopback_users = none\n")
+        self.env = dict(os.environ, HOME=self.dir, ERL_EPMD_ADDRESS="127.0.0.1",
+                        ERL_EPMD_PORT=str(self.epmd_port), RABBITMQ_NODENAME=self.node,
+                        RABBITMQ_NODE_IP_ADDRESS="127.0.0.1", RABBITMQ_NODE_PORT=str(self.port),
+                        RABBITMQ_DIST_PORT=str(self.dist_port),
+                        RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
+                        RABBITMQ_MNESIA_BASE=os.path.join(self.dir, "mnesia"),
+                        RABBITMQ_LOG_BASE=os.path.join(self.dir, "log"),
+                        RABBITMQ_ENABLED_PLUGINS_FILE=os.path.join(self.dir, "enabled_plugins"),
+                        RABBITMQ_CONFIG_FILE=os.path.join(self.dir, "rabbitmq"),
+                        RABBITMQ_PID_FILE=os.path.join(self.dir, "pid"), RABBITMQ_LOGS="-")
+        self.epmd = subprocess.Popen(["epmd", "-port", str(self.epmd_port), "-address", "127.0.0.1"],
+                                     env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.log_path = os.path.join(self.dir, "server.log")
+        self.log = open(self.log_path, "w")
+        # Its own session: the script starts beam.smp and helpers, all stopped through its group.
+        self.proc = subprocess.Popen([self.SERVER], env=self.env, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for(lambda: "Server startup complete" in self.output() or self.proc.poll() is not None,
+                     90, "rabbitmq-server to start")
+            if self.proc.poll() is not None:
+                raise AssertionError("rabbitmq-server exited:\n" + self.output()[-3000:])
+        except BaseException:
+            self.stop()
+            raise
+
+    def output(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def url(self, queue, **params):
+        query = "&".join([f"queue={queue}"] + [f"{k}={v}" for k, v in params.items()])
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F?{query}"
+
+    def beam_pid(self):
+        """The Erlang VM's pid (to SIGSTOP it as a hung broker)."""
+        out = subprocess.run(["pgrep", "-g", str(self.proc.pid), "beam.smp"], capture_output=True,
+                             text=True).stdout.split()
+        return int(out[0]) if out else None
+
+    def ctl(self, *args):
+        r = subprocess.run(["/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", self.node, *args], env=self.env,
+                           capture_output=True, text=True, timeout=60)
+        return r.stdout
+
+    def stop(self):
+        if self.proc.poll() is None:
+            beam = self.beam_pid()
+            if beam:
+                os.kill(beam, signal.SIGCONT)
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # helpers (erl_child_setup, inet_gethost)
+        except ProcessLookupError:
+            pass
+        if self.proc.poll() is None:
+            self.proc.wait()
+        if self.epmd.poll() is None:
+            self.epmd.kill()
+            self.epmd.wait()
+        self.log.close()
+
+
 # Restart settings that let killed children come back within the test's time.
 FAST_RESTARTS = ("-s", "min_uptime=50ms", "-s", "restart_backoff_initial=10ms", "-s", "restart_backoff_max=200ms")
 
@@ -206,6 +297,29 @@ def consume_under_kills(c, total, seed, timeout=240):
             killed_agent = True
         time.sleep(0.2)
     return collections.Counter(e["body"] for e in c.events("mq")), killed_agent
+
+
+def check_unstalled_while_broker_hangs(test, c, port, broker_pid, seconds=4):
+    """SIGSTOPs the broker (it accepts connections and answers nothing, as a hung broker does) for
+    `seconds` and checks that HTTP kept answering and the agent's `every200` schedule kept its
+    clock, i.e. no broker call blocked a loop; then resumes the broker."""
+    import urllib.request
+    os.kill(broker_pid, signal.SIGSTOP)
+    try:
+        stalled_at = time.time()
+        answered = 0
+        while time.time() - stalled_at < seconds:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                answered += r.status == 200
+            time.sleep(0.05)
+        test.assertGreater(answered, 0)
+        ticks = sorted(e["t"] for e in c.events("job-start")
+                       if e["job"] == "every200" and e["t"] >= stalled_at - 0.2)
+        gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+        test.assertTrue(ticks and ticks[-1] > stalled_at + seconds - 1, "no ticks during the stall")
+        test.assertLess(max(gaps), 0.7, f"the agent's loop stalled: tick gaps up to {max(gaps):.2f} s")
+    finally:
+        os.kill(broker_pid, signal.SIGCONT)
 
 
 class ClusterTest(unittest.TestCase):

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import tempfile
 import unittest
+import urllib.error
 import urllib.request
 
 from cluster import BUILD_DIR, ClusterTest, wait_for
@@ -44,11 +45,14 @@ class EggPort(ClusterTest):
             with urllib.request.urlopen(metrics, timeout=10) as r:
                 return value(r.read().decode(), series)
 
-        # Every worker has the agent's config (both workers answer over a few requests).
-        for _ in range(10):
-            status, body = get("/config")
-            self.assertEqual(status, 200)
-            self.assertRegex(body, r'^\{"version":\d+\}$')
+        # Every worker gets the agent's config just after ready; until then /config says 503.
+        def config_everywhere():
+            try:
+                return all(re.fullmatch(r'\{"version":\d+\}', get("/config")[1]) for _ in range(10))
+            except urllib.error.HTTPError as e:
+                self.assertEqual(e.code, 503)
+                return False
+        wait_for(config_everywhere, 20, "the config in every worker")
         self.assertEqual(get("/jobs/report", "POST"), (200, "report started\n"))
         for _ in range(5):
             get("/hits")

@@ -5,7 +5,7 @@ import subprocess
 import time
 import unittest
 
-from cluster import BUILD_DIR, ClusterTest, FAST_RESTARTS, RedisServer, alive, consume_under_kills, wait_for
+from cluster import BUILD_DIR, ClusterTest, check_unstalled_while_broker_hangs, FAST_RESTARTS, RedisServer, alive, consume_under_kills, wait_for
 
 CLUTCHCTL = os.path.join(BUILD_DIR, "clutchctl")
 
@@ -65,6 +65,17 @@ class RedisStreams(ClusterTest):
         wait_for(lambda: self.redis.cli("XPENDING", "jobs", "workers").splitlines()[0] == "0", 10,
                  "the pending list to be empty (the acks held during the outage were sent)")
         self.assertIn("reconnected", c.stderr())
+
+    def test_a_stalled_broker_never_stalls_the_agent_or_http_and_loses_nothing(self):
+        self.publish("before", 300)
+        c = self.start(workers=2, env={"PROBE_QUEUE": self.redis.url(), "PROBE_JOBS": "every200",
+                                       "PROBE_HTTP": "1"})
+        port = c.wait_ready()["port"]
+        wait_for(lambda: len(c.events("mq")) >= 300, 30, "the first 300")
+        check_unstalled_while_broker_hangs(self, c, port, self.redis.proc.pid)
+        self.publish("after", 300)
+        wait_for(lambda: len({e["body"] for e in c.events("mq")}) >= 600, 60, "all 600 after the stall")
+        self.assertTrue(alive(c.pid))
 
     def test_poison_message_goes_to_the_dead_letter_stream(self):
         self.publish("poison", 1)

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "clutch/config.hpp"
+#include "mq/amqp_url.hpp"
 #include "mq/consumer.hpp"
 #include "mq/redis_source.hpp"
 #include "mq/sqlite_source.hpp"
@@ -35,6 +36,50 @@ TEST(RedisUrl, RejectsWhatItCannotUseWithTheReason) {
         std::pair{"redis://host:6379/", "no stream name"}}) {
     try {
       parse_redis_url(url);
+      FAIL() << url;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << url << ": " << e.what();
+    }
+  }
+}
+
+TEST(AmqpUrl, ParsesCredentialsVhostQueueAndOptions) {
+  AmqpUrl u = parse_amqp_url(
+      "amqp://app:s%40cret@10.0.0.5:5673/"
+      "prod%2Feu?queue=orders&dead=orders-dlq&prefetch=32&heartbeat=0");
+  EXPECT_EQ(u.user, "app");
+  EXPECT_EQ(u.password, "s@cret");
+  EXPECT_EQ(u.host, "10.0.0.5");
+  EXPECT_EQ(u.port, 5673);
+  EXPECT_EQ(u.vhost, "prod/eu");
+  EXPECT_EQ(u.queue, "orders");
+  EXPECT_EQ(u.dead_queue, "orders-dlq");
+  EXPECT_EQ(u.prefetch, 32);
+  EXPECT_EQ(u.heartbeat_s, 0);
+  AmqpUrl d = parse_amqp_url("amqp://rabbit?queue=jobs");
+  EXPECT_EQ(d.host, "rabbit");
+  EXPECT_EQ(d.port, 5672);
+  EXPECT_EQ(d.user, "guest");
+  EXPECT_EQ(d.vhost, "/");
+  EXPECT_EQ(d.dead_queue, "jobs.dead");
+  EXPECT_EQ(d.prefetch, 256);
+  AmqpUrl v6 = parse_amqp_url("amqp://[::1]:5680/%2F?queue=q");
+  EXPECT_EQ(v6.host, "::1");
+  EXPECT_EQ(v6.port, 5680);
+  EXPECT_EQ(v6.vhost, "/");
+}
+
+TEST(AmqpUrl, RejectsWhatItCannotUseWithTheReason) {
+  for (auto [url, why] : {std::pair{"redis://x/y", "must start with amqp://"},
+                          std::pair{"amqp://host/%2F", "no queue"},
+                          std::pair{"amqp://host:0/?queue=q", "port must be a number"},
+                          std::pair{"amqp://host:x/?queue=q", "port must be a number"},
+                          std::pair{"amqp://host/%ZZ?queue=q", "malformed %-escape"},
+                          std::pair{"amqp://host?queue=q&prefetch=0", "prefetch must be"},
+                          std::pair{"amqp://host?queue=q&dead=q", "dead= must name another"},
+                          std::pair{"amqp://[::1?queue=q", "unclosed '['"}}) {
+    try {
+      parse_amqp_url(url);
       FAIL() << url;
     } catch (const ConfigError& e) {
       EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << url << ": " << e.what();

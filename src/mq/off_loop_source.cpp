@@ -1,0 +1,256 @@
+#include "mq/off_loop_source.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <thread>
+
+namespace clutch::mq {
+namespace {
+
+using namespace std::chrono_literals;
+
+// How long the operator's commands and a producer's publish wait for the broker.
+constexpr auto kWait = 10s;
+// How often the thread reads the queue's figures (they ask the broker).
+constexpr auto kFiguresEvery = 2s;
+
+// What the caller and the thread share; the thread keeps it alive until it ends.
+struct Shared {
+  explicit Shared(std::unique_ptr<MessageSource> s) : inner(std::move(s)) {}
+  std::unique_ptr<MessageSource> inner;  // touched by the thread only (after start)
+  std::mutex mutex;
+  std::condition_variable work, progress;
+  std::deque<std::function<void()>> commands;
+  uint64_t posted = 0, ran = 0;
+  // Read ahead, not yet handed out: the thread keeps it filled up to `target`, the size of the
+  // caller's last fetch, so that the next fetch finds messages waiting rather than a read to wait
+  // for. (Like the sources' own read-ahead: what sits here was fetched from the broker, and comes
+  // back to this consumer's successor if the process dies.)
+  std::deque<QueueMessage> ready;
+  std::size_t target = 0;
+  bool dry = false;   // the last read found nothing: read again when the caller asks, not before
+  std::string error;  // the last read's failure, reported once by fetch()
+  std::size_t pending = 0, dead_letters = 0;
+  int64_t oldest_age_ms = -1;
+  bool stopping = false, finished = false;
+};
+
+void run(const std::shared_ptr<Shared>& shared) {
+  Shared& s = *shared;
+  auto next_figures = std::chrono::steady_clock::now();
+  std::unique_lock lock(s.mutex);
+  while (true) {
+    auto wants_read = [&] { return !s.dry && s.ready.size() < s.target; };
+    s.work.wait_for(lock, 200ms, [&] { return s.stopping || !s.commands.empty() || wants_read(); });
+    // Commands first, in order: acks travel before the next read asks for more.
+    while (!s.commands.empty()) {
+      auto command = std::move(s.commands.front());
+      s.commands.pop_front();
+      lock.unlock();
+      try {
+        command();
+      } catch (const std::exception& e) {
+        // Settling failures leave the message to the source's own recovery (held acks are sent
+        // on reconnect, unsettled entries come back after the visibility timeout).
+        spdlog::error("mq: {}", e.what());
+      }
+      lock.lock();
+      ++s.ran;
+      s.progress.notify_all();
+    }
+    if (s.stopping) break;
+    if (wants_read()) {
+      std::size_t want = s.target - s.ready.size();
+      lock.unlock();
+      std::vector<QueueMessage> got;
+      std::string error;
+      try {
+        got = s.inner->fetch(want);
+      } catch (const QueueUnavailable&) {
+        // Reconnecting; the source logs its attempts.
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+      lock.lock();
+      s.dry = got.empty();
+      for (QueueMessage& m : got) s.ready.push_back(std::move(m));
+      if (!error.empty()) s.error = std::move(error);
+    }
+    if (std::chrono::steady_clock::now() >= next_figures) {
+      next_figures = std::chrono::steady_clock::now() + kFiguresEvery;
+      lock.unlock();
+      try {
+        std::size_t pending = s.inner->pending(), dead = s.inner->dead_letters();
+        int64_t oldest = s.inner->oldest_age_ms();
+        lock.lock();
+        s.pending = pending;
+        s.dead_letters = dead;
+        s.oldest_age_ms = oldest;
+      } catch (const std::exception&) {
+        lock.lock();  // the broker is away: the figures keep their last values
+      }
+    }
+  }
+  s.finished = true;
+  s.progress.notify_all();
+}
+
+class OffLoopSource final : public MessageSource {
+ public:
+  explicit OffLoopSource(std::unique_ptr<MessageSource> inner)
+      : shared_(std::make_shared<Shared>(std::move(inner))) {}
+
+  ~OffLoopSource() override {
+    {
+      std::lock_guard lock(shared_->mutex);
+      shared_->stopping = true;
+    }
+    shared_->work.notify_all();
+    if (!thread_.joinable()) return;
+    // The thread runs the queued commands, then ends; a broker that hangs is not waited for.
+    std::unique_lock lock(shared_->mutex);
+    if (shared_->progress.wait_for(lock, 1s, [&] { return shared_->finished; })) {
+      lock.unlock();
+      thread_.join();
+    } else {
+      thread_.detach();  // it holds `shared_` and finishes on its own
+    }
+  }
+
+  // Until start, calls go straight to the inner source (the consumer's setup, a producer).
+  std::vector<QueueMessage> fetch(std::size_t max) override {
+    start();
+    std::vector<QueueMessage> out;
+    std::string error;
+    {
+      std::lock_guard lock(shared_->mutex);
+      while (!shared_->ready.empty() && out.size() < max) {
+        out.push_back(std::move(shared_->ready.front()));
+        shared_->ready.pop_front();
+      }
+      // Keep `max` read ahead; what this call could not have is there for a later one.
+      shared_->target = max;
+      shared_->dry = false;
+      error = std::exchange(shared_->error, {});
+    }
+    shared_->work.notify_one();
+    if (out.empty() && !error.empty()) throw std::runtime_error(error);
+    return out;
+  }
+  void ack(const QueueMessage& message) override {
+    post([m = message](MessageSource& s) { s.ack(m); });
+  }
+  void ack_many(const std::vector<QueueMessage>& messages) override {
+    post([batch = messages](MessageSource& s) { s.ack_many(batch); });
+  }
+  void avoid_blocking() override { shared_->inner->avoid_blocking(); }
+  void flush() override {
+    post([](MessageSource& s) { s.flush(); });
+  }
+  void close() override {
+    post([](MessageSource& s) { s.close(); });
+    std::unique_lock lock(shared_->mutex);
+    uint64_t target = shared_->posted;
+    shared_->progress.wait_for(lock, 1s, [&] { return shared_->ran >= target; });
+  }
+  void retry(const QueueMessage& message, std::chrono::milliseconds delay,
+             std::string_view error) override {
+    post([m = message, delay, e = std::string(error)](MessageSource& s) { s.retry(m, delay, e); });
+  }
+  void release(const QueueMessage& message) override {
+    post([m = message](MessageSource& s) { s.release(m); });
+  }
+  void dead_letter(const QueueMessage& message, std::string_view error) override {
+    post([m = message, e = std::string(error)](MessageSource& s) { s.dead_letter(m, e); });
+  }
+  void publish(std::string_view body) override {
+    ask<bool>([b = std::string(body)](MessageSource& s) {
+      s.publish(b);
+      return true;
+    });
+  }
+  void recover_in_flight() override { shared_->inner->recover_in_flight(); }
+  std::size_t pending() override {
+    std::lock_guard lock(shared_->mutex);
+    return shared_->pending + shared_->ready.size();
+  }
+  std::size_t dead_letters() override {
+    std::lock_guard lock(shared_->mutex);
+    return shared_->dead_letters;
+  }
+  int64_t oldest_age_ms() override {
+    std::lock_guard lock(shared_->mutex);
+    return shared_->oldest_age_ms;
+  }
+  std::vector<DeadLetter> list_dead(std::size_t max) override {
+    return ask<std::vector<DeadLetter>>([max](MessageSource& s) { return s.list_dead(max); });
+  }
+  std::size_t requeue_dead(const std::vector<std::string>& ids) override {
+    return ask<std::size_t>([ids](MessageSource& s) { return s.requeue_dead(ids); });
+  }
+  std::size_t purge_dead(const std::vector<std::string>& ids) override {
+    return ask<std::size_t>([ids](MessageSource& s) { return s.purge_dead(ids); });
+  }
+  void name_instance(const std::string& instance) override {
+    shared_->inner->name_instance(instance);
+  }
+  void keep_alive() override {
+    post([](MessageSource& s) { s.keep_alive(); });
+  }
+
+ private:
+  void start() {
+    if (thread_.joinable()) return;
+    thread_ = std::thread([shared = shared_] { run(shared); });
+  }
+
+  void post(std::function<void(MessageSource&)> command) {
+    start();
+    {
+      std::lock_guard lock(shared_->mutex);
+      MessageSource* inner = shared_->inner.get();
+      shared_->commands.push_back([inner, command = std::move(command)] { command(*inner); });
+      ++shared_->posted;
+    }
+    shared_->work.notify_one();
+  }
+
+  template <typename T>
+  T ask(std::function<T(MessageSource&)> fn) {
+    auto promise = std::make_shared<std::promise<T>>();
+    auto cancelled = std::make_shared<std::atomic<bool>>(false);
+    std::future<T> answer = promise->get_future();
+    post([fn = std::move(fn), promise, cancelled](MessageSource& s) {
+      if (*cancelled) return;  // the caller gave up: do not act behind its back
+      try {
+        promise->set_value(fn(s));
+      } catch (...) {
+        promise->set_exception(std::current_exception());
+      }
+    });
+    if (answer.wait_for(kWait) != std::future_status::ready) {
+      *cancelled = true;
+      throw std::runtime_error(
+          fmt::format("mq: the queue did not answer within {} s", kWait.count()));
+    }
+    return answer.get();
+  }
+
+  std::shared_ptr<Shared> shared_;
+  std::thread thread_;
+};
+
+}  // namespace
+
+std::unique_ptr<MessageSource> run_off_loop(std::unique_ptr<MessageSource> inner) {
+  return std::make_unique<OffLoopSource>(std::move(inner));
+}
+
+}  // namespace clutch::mq
