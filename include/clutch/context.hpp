@@ -39,7 +39,8 @@ class Context {
   virtual TimerId set_timeout(std::chrono::milliseconds delay, std::function<void()> fn) = 0;
   virtual TimerId set_interval(std::chrono::milliseconds period, std::function<void()> fn) = 0;
   virtual void cancel_timer(TimerId id) = 0;
-  // Runs `fn` on the loop after the current handler.
+  // Runs `fn` on the loop after the current handler. May be called from any thread (a thread of
+  // your own hands its results to the loop this way).
   virtual void post(std::function<void()> fn) = 0;
 
   // Once, when the whole cluster is ready (the clutch:ready message).

@@ -128,6 +128,36 @@ class MessageSource {
   virtual void keep_alive() {}
 };
 
+// Publishes from an event loop without blocking it (a worker's HTTP handler, a job): the queue's
+// calls run on a thread of the producer's own, in order, and `done` runs on the context's loop
+// once the queue holds the messages (AMQP: the broker confirmed them), or with the reason they
+// could not be published. A broker that hangs delays `done`, never the loop.
+//
+//   auto orders = std::make_shared<clutch::Producer>(ctx, "amqp://...?queue=orders");
+//   orders->publish(body, [ex](const std::string& error) mutable {
+//     error.empty() ? ex.send(202, "queued\n") : ex.send(503, error + "\n");
+//   });
+class Producer {
+ public:
+  // Throws ConfigError for a bad URL (the connection itself is made on the producer's thread).
+  Producer(Context& ctx, const std::string& url);
+  // Publications still queued are abandoned (their `done` is not called) after at most ~1 s.
+  ~Producer();
+  Producer(const Producer&) = delete;
+  Producer& operator=(const Producer&) = delete;
+
+  using Done = std::function<void(const std::string& error)>;  // empty: published
+  void publish(std::string body, Done done);
+  void publish_many(std::vector<std::string> bodies, Done done);
+  // Publications handed to the producer whose `done` has not run yet.
+  std::size_t in_flight() const;
+
+ private:
+  struct State;
+  static void run(const std::shared_ptr<State>& state);  // the producer's thread
+  std::shared_ptr<State> state_;
+};
+
 // Opens `url`; throws ConfigError with the reason for a bad URL or an unreachable queue.
 std::unique_ptr<MessageSource> open_message_source(
     const std::string& url,

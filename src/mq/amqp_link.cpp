@@ -175,11 +175,8 @@ bool AmqpSession::open() {
     link_.dead_count_ = declare(st->conn, url.dead_queue, true);
     amqp_confirm_select(st->conn, kPublishChannel);
     check(st->conn, "selecting publisher confirms");
-    amqp_basic_qos(st->conn, kConsumeChannel, 0, static_cast<uint16_t>(url.prefetch), 0);
-    check(st->conn, "setting the prefetch");
-    amqp_basic_consume(st->conn, kConsumeChannel, bytes_of(url.queue), amqp_empty_bytes, 0, 0, 0,
-                       amqp_empty_table);
-    check(st->conn, fmt::format("consuming queue '{}'", url.queue).c_str());
+    consuming_ = false;
+    if (link_.consume_) start_consuming();
   } catch (const std::exception& e) {
     link_.log(true, fmt::format("cannot open {}:{}: {}", url.host, url.port, e.what()));
     abandon();
@@ -188,6 +185,16 @@ bool AmqpSession::open() {
   generation_ = link_.generation_.load() + 1;
   st->next_counts = std::chrono::steady_clock::now() + kCountsEvery;
   return true;
+}
+
+void AmqpSession::start_consuming() {
+  const AmqpUrl& url = link_.url_;
+  amqp_basic_qos(state_->conn, kConsumeChannel, 0, static_cast<uint16_t>(url.prefetch), 0);
+  check(state_->conn, "setting the prefetch");
+  amqp_basic_consume(state_->conn, kConsumeChannel, bytes_of(url.queue), amqp_empty_bytes, 0, 0, 0,
+                     amqp_empty_table);
+  check(state_->conn, fmt::format("consuming queue '{}'", url.queue).c_str());
+  consuming_ = true;
 }
 
 void AmqpSession::close() {
@@ -446,6 +453,7 @@ void AmqpLink::post(Command command) {
 }
 
 std::vector<AmqpDelivery> AmqpLink::take_deliveries(std::size_t max) {
+  if (!consume_.exchange(true)) wake();
   std::vector<AmqpDelivery> out;
   std::lock_guard lock(mutex_);
   while (!deliveries_.empty() && out.size() < max) {
@@ -516,6 +524,7 @@ void AmqpLink::run() {
       ever_connected = true;
     }
     try {
+      if (consume_ && !session.consuming_) session.start_consuming();
       run_commands(session);
       if (stopping_) break;
       pollfd fds[2] = {{session.socket_fd(), POLLIN, 0}, {wake_fd_, POLLIN, 0}};

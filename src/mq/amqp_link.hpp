@@ -65,7 +65,8 @@ class AmqpLink : public std::enable_shared_from_this<AmqpLink> {
   // Runs `command` on the I/O thread once connected (in order with the others). A command that
   // throws drops the connection (and is not run again).
   void post(Command command);
-  // Up to `max` deliveries received so far; never waits.
+  // Up to `max` deliveries received so far; never waits. The first call starts consuming (a link
+  // used only to publish never takes messages from the queue).
   std::vector<AmqpDelivery> take_deliveries(std::size_t max);
   // Lines the thread wants logged, as (is_error, text): the caller's loop owns the logger.
   std::vector<std::pair<bool, std::string>> take_log();
@@ -97,7 +98,7 @@ class AmqpLink : public std::enable_shared_from_this<AmqpLink> {
   std::deque<AmqpDelivery> deliveries_;
   std::vector<std::pair<bool, std::string>> log_;
   std::atomic<uint64_t> generation_{0};
-  std::atomic<bool> connected_{false}, stopping_{false};
+  std::atomic<bool> connected_{false}, stopping_{false}, consume_{false};
   std::atomic<int64_t> ready_count_{-1}, dead_count_{-1};
   bool finished_ = false;  // the thread ended (under mutex_, signalled by drained_)
 };
@@ -139,6 +140,7 @@ class AmqpSession {
   void pump(int timeout_ms);
   void handle_frame();
   void refresh_counts();
+  void start_consuming();  // basic.qos + basic.consume on channel 1, once per connection
   int socket_fd() const;
   bool has_buffered() const;
 
@@ -146,6 +148,7 @@ class AmqpSession {
   struct State;
   std::shared_ptr<State> state_;  // the rabbitmq-c connection and what hangs off it
   uint64_t generation_ = 0;
+  bool consuming_ = false;
 };
 
 }  // namespace clutch::mq
