@@ -154,7 +154,6 @@ class Producer {
 
  private:
   struct State;
-  static void run(const std::shared_ptr<State>& state);  // the producer's thread
   std::shared_ptr<State> state_;
 };
 

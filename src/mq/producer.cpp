@@ -1,73 +1,28 @@
-// clutch::Producer: a MessageSource used for publishing only, on a thread of its own; results go
-// back to the caller's loop through Context::post.
+// clutch::Producer: a MessageSource used for publishing only, its calls on an OffLoopWorker;
+// results go back to the caller's loop through Context::post.
 #include <atomic>
-#include <condition_variable>
-#include <deque>
-#include <mutex>
-#include <thread>
 
 #include "clutch/mq.hpp"
+#include "common/off_loop_worker.hpp"
 
 namespace clutch {
 
 struct Producer::State {
-  struct Job {
-    std::vector<std::string> bodies;
-    Done done;
-  };
-  Context* ctx = nullptr;
-  std::unique_ptr<MessageSource> source;
-  std::mutex mutex;
-  std::condition_variable work, ended;
-  std::deque<Job> jobs;
-  bool stopping = false, finished = false;
-  std::atomic<bool> alive{true};  // false once the Producer is gone: results are dropped
+  std::shared_ptr<MessageSource> source;
+  std::unique_ptr<OffLoopWorker> worker;
   std::atomic<std::size_t> in_flight{0};
+  bool alive = true;  // loop thread only: false once the Producer is gone
 };
 
-void Producer::run(const std::shared_ptr<State>& state) {
-  auto& s = *state;
-  std::unique_lock lock(s.mutex);
-  while (true) {
-    s.work.wait(lock, [&] { return s.stopping || !s.jobs.empty(); });
-    if (s.stopping) break;
-    Producer::State::Job job = std::move(s.jobs.front());
-    s.jobs.pop_front();
-    lock.unlock();
-    std::string error;
-    try {
-      s.source->publish_many(job.bodies);
-    } catch (const std::exception& e) {
-      error = e.what();
-      if (error.empty()) error = "publishing failed";
-    }
-    lock.lock();
-    // Under the lock: once the destructor cleared `alive`, nothing is posted to a loop (or a
-    // Context) that may be gone.
-    if (s.alive) {
-      s.ctx->post([state, done = std::move(job.done), error = std::move(error)] {
-        --state->in_flight;
-        if (state->alive && done) done(error);
-      });
-    }
-  }
-  s.finished = true;
-  s.ended.notify_all();
-}
-
 Producer::Producer(Context& ctx, const std::string& url) : state_(std::make_shared<State>()) {
-  state_->ctx = &ctx;
   state_->source = open_message_source(url);
-  std::thread([state = state_] { run(state); }).detach();
+  state_->worker = std::make_unique<OffLoopWorker>(
+      [&ctx](OffLoopWorker::Completion fn) { ctx.post(std::move(fn)); });
 }
 
 Producer::~Producer() {
-  std::unique_lock lock(state_->mutex);
-  state_->alive = false;
-  state_->stopping = true;
-  state_->work.notify_all();
-  // A publish under way finishes (or times out) on its own; the thread holds the state.
-  state_->ended.wait_for(lock, std::chrono::seconds(1), [&] { return state_->finished; });
+  state_->alive = false;   // a completion already posted finds it so
+  state_->worker.reset();  // and none is posted after this
 }
 
 void Producer::publish(std::string body, Done done) {
@@ -78,11 +33,19 @@ void Producer::publish(std::string body, Done done) {
 
 void Producer::publish_many(std::vector<std::string> bodies, Done done) {
   ++state_->in_flight;
-  {
-    std::lock_guard lock(state_->mutex);
-    state_->jobs.push_back({std::move(bodies), std::move(done)});
-  }
-  state_->work.notify_one();
+  state_->worker->run([state = state_, source = state_->source, bodies = std::move(bodies),
+                       done = std::move(done)]() mutable -> OffLoopWorker::Completion {
+    std::string error;
+    try {
+      source->publish_many(bodies);
+    } catch (const std::exception& e) {
+      error = *e.what() != '\0' ? e.what() : "publishing failed";
+    }
+    return [state, done = std::move(done), error = std::move(error)] {
+      --state->in_flight;
+      if (state->alive && done) done(error);
+    };
+  });
 }
 
 std::size_t Producer::in_flight() const {

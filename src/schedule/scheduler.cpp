@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 
+#include "common/off_loop_worker.hpp"
 #include "common/units.hpp"
 #include "runtime/metrics_access.hpp"
 #include "runtime/reserved_scope.hpp"
@@ -50,8 +51,11 @@ struct Job {
   int last_worker = 0;
   // Told when the running tick ends (clutchctl jobs run).
   std::vector<std::function<void(nlohmann::json)>> run_waiters;
-  std::unique_ptr<TickLock> lock;  // cluster scope
-  uint64_t run_elsewhere = 0;      // cluster scope: ticks another instance claimed
+  // Cluster scope: the lock, used only on lock_worker's thread, so that a Redis that hangs
+  // delays a claim, never the agent's loop.
+  std::shared_ptr<TickLock> lock;
+  std::unique_ptr<OffLoopWorker> lock_worker;
+  uint64_t run_elsewhere = 0;  // cluster scope: ticks another instance claimed
   Counter* skipped_counter = nullptr;
   Counter* timeout_counter = nullptr;
 };
@@ -71,8 +75,12 @@ class Clock : public std::enable_shared_from_this<Clock> {
     } else if (!options.interval.empty()) {
       job->interval = *parse_duration(options.interval);
     }
-    if (options.scope == JobScope::kCluster)
-      job->lock = std::make_unique<TickLock>(options.lock_url);
+    if (options.scope == JobScope::kCluster) {
+      job->lock = std::make_shared<TickLock>(options.lock_url);
+      Context* ctx = &ctx_;
+      job->lock_worker = std::make_unique<OffLoopWorker>(
+          [ctx](OffLoopWorker::Completion fn) { ctx->post(std::move(fn)); });
+    }
     using A = detail::MetricsAccess;
     job->skipped_counter =
         &A::counter(ctx_.metrics(), "clutch_schedule_skipped_total",
@@ -140,7 +148,7 @@ class Clock : public std::enable_shared_from_this<Clock> {
       int64_t slot = now / period + 1;
       job->next_interval_fire = SystemClock::time_point(Millis(slot * period));
       ctx_.set_timeout(Millis(slot * period - now), [self, job, slot] {
-        if (self->claimed(*job, fmt::format("{}", slot))) self->tick(*job, "interval");
+        self->claim_then(job, fmt::format("{}", slot), "interval");
         self->arm(job);
       });
       return;
@@ -164,32 +172,52 @@ class Clock : public std::enable_shared_from_this<Clock> {
     auto delay = std::chrono::duration_cast<Millis>(due - SystemClock::now());
     std::time_t fire = *next;
     ctx_.set_timeout(std::max(delay, Millis(0)), [self, job, fire] {
-      if (!job->lock || self->claimed(*job, fmt::format("{}", fire))) self->tick(*job, "cron");
+      if (job->lock)
+        self->claim_then(job, fmt::format("{}", fire), "cron");
+      else
+        self->tick(*job, "cron");
       self->arm(job);
     });
   }
 
-  // Cluster scope: whether this instance won the tick named `id` (the same name everywhere).
-  bool claimed(Job& job, const std::string& id) {
-    std::string key = fmt::format("clutch:tick:{}:{}", job.options.name, id);
-    // Kept well past the tick, so that clocks a little apart still find it claimed.
-    Millis ttl = std::max(Millis(60'000), job.interval * 2);
-    std::string owner = fmt::format("{}", ctx_.master_pid()), error;
-    switch (job.lock->claim(key, owner, ttl, error)) {
-      case TickLock::Claim::kOurs:
-        return true;
-      case TickLock::Claim::kTheirs:
-        ++job.run_elsewhere;
-        spdlog::debug("job {}: tick {} is another instance's", job.options.name, id);
-        return false;
-      case TickLock::Claim::kUnavailable:
-        break;
+  // Cluster scope: claims the tick named `id` (the same name in every instance) on the lock's
+  // thread, and runs it here if this instance won it.
+  void claim_then(const std::shared_ptr<Job>& job, std::string id, const char* why) {
+    if (job->lock_worker->busy() >= 2) {
+      // The broker has not answered the claims of earlier ticks: do not pile more behind them.
+      return skip_unclaimed(*job, id, "the lock's Redis has not answered the earlier claims");
     }
+    std::string key = fmt::format("clutch:tick:{}:{}", job->options.name, id);
+    // Kept well past the tick, so that clocks a little apart still find it claimed.
+    Millis ttl = std::max(Millis(60'000), job->interval * 2);
+    std::string owner = fmt::format("{}", ctx_.master_pid());
+    std::weak_ptr<Clock> weak = shared_from_this();
+    job->lock_worker->run([weak, job, lock = job->lock, key, owner, ttl, id = std::move(id),
+                           why]() -> OffLoopWorker::Completion {
+      std::string error;
+      TickLock::Claim claim = lock->claim(key, owner, ttl, error);
+      return [weak, job, claim, id, error, why] {
+        auto self = weak.lock();
+        if (!self) return;
+        switch (claim) {
+          case TickLock::Claim::kOurs:
+            return self->tick(*job, why);
+          case TickLock::Claim::kTheirs:
+            ++job->run_elsewhere;
+            spdlog::debug("job {}: tick {} is another instance's", job->options.name, id);
+            return;
+          case TickLock::Claim::kUnavailable:
+            return self->skip_unclaimed(*job, id, error);
+        }
+      };
+    });
+  }
+
+  void skip_unclaimed(Job& job, const std::string& id, const std::string& error) {
     // Never run unclaimed: another instance may be running it.
     ++job.skipped;
     job.skipped_counter->inc();
     spdlog::error("job {}: tick {} skipped: cannot claim it ({})", job.options.name, id, error);
-    return false;
   }
 
   void tick(Job& job, const char* why) { run(job, ++job.ticks, why); }

@@ -12,7 +12,7 @@ import subprocess
 import time
 import unittest
 
-from cluster import BUILD_DIR, ClusterTest, RedisServer, alive, wait_for
+from cluster import BUILD_DIR, ClusterTest, RedisServer, alive, check_unstalled_while_broker_hangs, wait_for
 
 CLUTCHCTL = os.path.join(BUILD_DIR, "clutchctl")
 
@@ -69,10 +69,6 @@ class ManyInstances(ClusterTest):
         return len(out) // 4
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 class ClusterSchedules(ClusterTest):
     def test_a_cluster_scope_job_runs_each_tick_once_across_instances_and_survives_one_dying(self):
         redis = RedisServer()
@@ -99,7 +95,26 @@ class ClusterSchedules(ClusterTest):
         self.assertGreaterEqual(len({e["master"] for e in runs()}), 2)  # spread, not one leader
         self.assertIn('"scope":"cluster"', ctl_json(instances[1]))
 
+    def test_a_hung_lock_broker_skips_cluster_ticks_without_stalling_the_agent(self):
+        redis = RedisServer()
+        self.addCleanup(redis.stop)
+        c = self.start(workers=2, env={"PROBE_JOBS": "cluster200,every200", "PROBE_HTTP": "1",
+                                       "PROBE_LOCK_URL": f"redis://127.0.0.1:{redis.port}"})
+        port = c.wait_ready()["port"]
+        wait_for(lambda: sum(e["job"] == "cluster200" for e in c.events("job-start")) >= 3, 30,
+                 "cluster ticks claimed and run")
+        # Claims wait on the lock's own thread; the agent's local schedule and HTTP go on.
+        check_unstalled_while_broker_hangs(self, c, port, redis.proc.pid)
+        wait_for(lambda: "skipped: cannot claim it" in c.stderr(), 10, "unclaimed ticks reported")
+        resumed = time.time()
+        wait_for(lambda: any(e["job"] == "cluster200" and e["t"] > resumed for e in c.events("job-start")),
+                 30, "cluster ticks again once the broker answers")
+
 
 def ctl_json(c):
     from test_control import ctl
     return ctl(c, "jobs", "--json").stdout
+
+
+if __name__ == "__main__":
+    unittest.main()
