@@ -4,6 +4,7 @@
 
 #include "master/master_main.hpp"
 #include "master/supervisor.hpp"
+#include "mq/consumer.hpp"
 #include "runtime/child_main.hpp"
 #include "schedule/scheduler.hpp"
 
@@ -59,7 +60,10 @@ int App::run(int argc, char** argv) {
   }
   // The master never calls the setups: user code runs only in the children.
   if (runtime::started_by_master()) {
-    return runtime::child_main(name_, agent_setup_, worker_setup_, jobs_, consumers_);
+    runtime::Components components;
+    components.push_back(schedule::component(jobs_));
+    components.push_back(mq::component(consumers_));
+    return runtime::child_main(name_, agent_setup_, worker_setup_, components);
   }
   return master::master_main(argc, argv, name_);
 }

@@ -29,12 +29,6 @@ void store(std::byte* p, T value) {
 bool valid_kind(uint8_t kind) {
   return kind >= 1 && kind <= 5;
 }
-bool valid_route(uint8_t route) {
-  return route <= 6;
-}
-bool valid_role(uint8_t role) {
-  return role <= 3;
-}
 
 }  // namespace
 
@@ -58,40 +52,6 @@ std::string_view to_string(DecodeStatus status) {
   return "unknown";
 }
 
-std::string_view to_string(Role role) {
-  switch (role) {
-    case Role::kMaster:
-      return "master";
-    case Role::kAgent:
-      return "agent";
-    case Role::kWorker:
-      return "worker";
-    case Role::kUnknown:
-      break;
-  }
-  return "unknown";
-}
-
-std::string_view to_string(Route route) {
-  switch (route) {
-    case Route::kBroadcast:
-      return "broadcast";
-    case Route::kApp:
-      return "send_to_app";
-    case Route::kOthers:
-      return "send_to_others";
-    case Route::kAgent:
-      return "send_to_agent";
-    case Route::kRandom:
-      return "send_random";
-    case Route::kPid:
-      return "send_to";
-    case Route::kNone:
-      break;
-  }
-  return "none";
-}
-
 DecodeStatus decode_header(std::span<const std::byte> bytes, std::size_t max_payload,
                            FrameHeader& out) {
   if (bytes.size() < kHeaderSize) {
@@ -107,11 +67,11 @@ DecodeStatus decode_header(std::span<const std::byte> bytes, std::size_t max_pay
   }
   uint8_t kind = load<uint8_t>(p + kOffKind), route = load<uint8_t>(p + kOffRoute),
           role = load<uint8_t>(p + kOffRole);
-  if (!valid_kind(kind) || !valid_route(route) || !valid_role(role)) return DecodeStatus::kBadKind;
+  if (!valid_kind(kind)) return DecodeStatus::kBadKind;
   FrameHeader h;
   h.kind = static_cast<FrameKind>(kind);
-  h.route = static_cast<Route>(route);
-  h.sender_role = static_cast<Role>(role);
+  h.route = route;
+  h.sender_role = role;
   h.flags = load<uint8_t>(p + kOffFlags);
   h.action_length = load<uint16_t>(p + kOffAction);
   h.payload_length = load<uint32_t>(p + kOffPayload);
@@ -135,8 +95,8 @@ DecodeStatus decode_header(std::span<const std::byte> bytes, std::size_t max_pay
 void encode_header(const FrameHeader& h, std::byte* p) {
   store<uint16_t>(p + kOffMagic, kFrameMagic);
   store<uint8_t>(p + kOffKind, static_cast<uint8_t>(h.kind));
-  store<uint8_t>(p + kOffRoute, static_cast<uint8_t>(h.route));
-  store<uint8_t>(p + kOffRole, static_cast<uint8_t>(h.sender_role));
+  store<uint8_t>(p + kOffRoute, h.route);
+  store<uint8_t>(p + kOffRole, h.sender_role);
   store<uint8_t>(p + kOffFlags, h.flags);
   store<uint16_t>(p + kOffAction, h.action_length);
   store<uint32_t>(p + kOffPayload, h.payload_length);
@@ -146,8 +106,8 @@ void encode_header(const FrameHeader& h, std::byte* p) {
   store<uint64_t>(p + kOffId, h.id);
 }
 
-void stamp_sender(std::byte* encoded_header, Role role, int32_t pid) {
-  store<uint8_t>(encoded_header + kOffRole, static_cast<uint8_t>(role));
+void stamp_sender(std::byte* encoded_header, uint8_t role, int32_t pid) {
+  store<uint8_t>(encoded_header + kOffRole, role);
   store<int32_t>(encoded_header + kOffSender, pid);
 }
 

@@ -1,6 +1,7 @@
 // The wire format of the messenger: fixed 32-byte header, then the action name, then the payload.
 // Pure code, no I/O: the master forwards frames by reading only the header, so everything it
 // needs to route (kind, route, target pid, lengths) lives there and payloads are never decoded.
+// What a route or a sender role means is the messenger's business (messaging/wire.hpp).
 #pragma once
 
 #include <cstddef>
@@ -30,20 +31,6 @@ enum class FrameKind : uint8_t {
   kControl = 5,  // child <-> master lifecycle (ready, fatal, draining); never reaches user code
 };
 
-// Where a kMessage frame goes; chosen by the sender, resolved by the master.
-enum class Route : uint8_t {
-  kNone = 0,
-  kBroadcast = 1,  // every agent and worker, the sender included
-  kApp = 2,        // every worker
-  kOthers = 3,     // every worker but the sender
-  kAgent = 4,      // the agent
-  kRandom = 5,     // exactly one live worker
-  kPid = 6,        // the process `target_pid`
-};
-
-// Who sent a frame, as stamped by the master (children cannot forge it).
-enum class Role : uint8_t { kUnknown = 0, kMaster = 1, kAgent = 2, kWorker = 3 };
-
 enum FrameFlags : uint8_t {
   kFlagWantAck = 1 << 0,  // send_random with acknowledged delivery
   kFlagRequest = 1 << 1,  // the sender waits for a kReply with the same id
@@ -53,8 +40,11 @@ enum FrameFlags : uint8_t {
 
 struct FrameHeader {
   FrameKind kind = FrameKind::kMessage;
-  Route route = Route::kNone;
-  Role sender_role = Role::kUnknown;
+  // Two bytes that belong to the layer above (the messenger, messaging/wire.hpp): where a message
+  // goes and who sent it. ipc carries them and lets the master stamp the sender; it gives them no
+  // meaning.
+  uint8_t route = 0;
+  uint8_t sender_role = 0;
   uint8_t flags = 0;
   uint16_t action_length = 0;
   uint32_t payload_length = 0;
@@ -70,15 +60,13 @@ enum class DecodeStatus {
   kOk,         // a whole frame is available
   kNeedMore,   // not enough bytes yet; not an error
   kBadMagic,   // not a clutch frame: the peer is broken or hostile
-  kBadKind,    // unknown kind or route
+  kBadKind,    // unknown kind
   kBadAction,  // action longer than kMaxActionLength
   kTooLarge,   // payload longer than the configured limit
   kBadKey,     // kFlagKeyed with a key prefix that does not fit in the payload
 };
 
 std::string_view to_string(DecodeStatus status);
-std::string_view to_string(Role role);
-std::string_view to_string(Route route);
 
 // Reads one header from the start of `bytes`. On kOk, the whole frame
 // (header.frame_size() bytes) is present in `bytes`.
@@ -90,7 +78,7 @@ void encode_header(const FrameHeader& header, std::byte* out);
 
 // Overwrites the sender fields of an encoded header in place; the master stamps every frame it
 // forwards so a receiver always learns who really sent it.
-void stamp_sender(std::byte* encoded_header, Role role, int32_t pid);
+void stamp_sender(std::byte* encoded_header, uint8_t role, int32_t pid);
 // Overwrites the id of an encoded header in place (the master renumbers acknowledged messages).
 void stamp_id(std::byte* encoded_header, uint64_t id);
 

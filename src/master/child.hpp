@@ -14,6 +14,7 @@
 #include "ipc/channel.hpp"
 #include "ipc/frame.hpp"
 #include "master/restart_policy.hpp"
+#include "messaging/wire.hpp"
 
 namespace clutch::master {
 
@@ -27,7 +28,7 @@ enum class ChildState {
 };
 
 struct Child {
-  ipc::Role role = ipc::Role::kWorker;
+  Role role = Role::kWorker;
   int slot = 0;  // worker index; 0 for the agent
   pid_t pid = 0;
   ChildState state = ChildState::kStarting;
@@ -53,7 +54,7 @@ struct Child {
   Clock::time_point sampled_at{};
   std::unique_ptr<asio::steady_timer> startup_timer, kill_timer, stable_timer;
 
-  bool is_worker() const { return role == ipc::Role::kWorker; }
+  bool is_worker() const { return role == Role::kWorker; }
   bool connected() const { return channel && !channel->closed(); }
   bool takes_random() const { return is_worker() && state == ChildState::kReady && connected(); }
   std::string describe() const;
@@ -62,7 +63,7 @@ struct Child {
 // A place in the cluster that a process fills: the agent, or worker i. It outlives its processes
 // and carries their crash history.
 struct Slot {
-  ipc::Role role = ipc::Role::kWorker;
+  Role role = Role::kWorker;
   int index = 0;
   RestartBackoff backoff;
   RestartBudget budget{0, Millis{0}};
@@ -97,7 +98,7 @@ class ChildTable {
   Child* agent() {
     for (pid_t pid : order_) {
       Child* c = find(pid);
-      if (c->role == ipc::Role::kAgent && c->state != ChildState::kGone) return c;
+      if (c->role == Role::kAgent && c->state != ChildState::kGone) return c;
     }
     return nullptr;
   }

@@ -77,8 +77,8 @@ Child& Supervisor::sampled(Child& c) {
 nlohmann::json Supervisor::status_json() {
   nlohmann::json processes = nlohmann::json::array();
   auto row = [&](const Slot& slot) {
-    nlohmann::json r = {{"role", slot.role == ipc::Role::kAgent ? "agent" : "worker"},
-                        {"slot", slot.role == ipc::Role::kAgent ? -1 : slot.index},
+    nlohmann::json r = {{"role", slot.role == Role::kAgent ? "agent" : "worker"},
+                        {"slot", slot.role == Role::kAgent ? -1 : slot.index},
                         {"restarts", slot.restarts},
                         {"last_exit", slot.last_exit}};
     Child* c = children_.find(slot.current);
@@ -209,7 +209,7 @@ void Supervisor::scale(std::size_t workers, ControlServer::Answer answer) {
     if (!ec) check_scale_done(true);
   });
   for (std::size_t i = from; i < workers; ++i) {
-    worker_slots_.push_back(make_slot(ipc::Role::kWorker, static_cast<unsigned>(i)));
+    worker_slots_.push_back(make_slot(Role::kWorker, static_cast<unsigned>(i)));
     worker_slots_.back().added = true;
   }
   spawn_added_slots(from);

@@ -42,7 +42,7 @@ void Supervisor::watch_memory() {
 
 void Supervisor::replace_gracefully(Child& c, const std::string& why) {
   Slot& slot = slot_of(c);
-  if (c.role == ipc::Role::kAgent) {
+  if (c.role == Role::kAgent) {
     spdlog::warn("{}: {}: restarting it", c.describe(), why);
     agent_restart_reason_ = why;
     terminate(c);  // on_exit starts the next one at once

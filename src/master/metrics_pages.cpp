@@ -90,11 +90,11 @@ std::string Supervisor::metrics_text() {
 
   m.family("clutch_messenger_messages_total", "counter", "Messages the master routed, by route.");
   const auto& routed = router_.routed();
-  for (ipc::Route r : {ipc::Route::kBroadcast, ipc::Route::kApp, ipc::Route::kOthers,
-                       ipc::Route::kAgent, ipc::Route::kRandom, ipc::Route::kPid}) {
+  for (messaging::Route r : {messaging::Route::kBroadcast, messaging::Route::kApp, messaging::Route::kOthers,
+                       messaging::Route::kAgent, messaging::Route::kRandom, messaging::Route::kPid}) {
     m.sample("clutch_messenger_messages_total",
              static_cast<double>(routed[static_cast<std::size_t>(r)]),
-             {{"route", std::string(ipc::to_string(r))}});
+             {{"route", std::string(messaging::to_string(r))}});
   }
   m.family("clutch_messenger_unacknowledged", "gauge",
            "Acknowledged messages held or in flight in the master.");

@@ -10,8 +10,7 @@ namespace clutch::master {
 
 using ipc::FrameHeader;
 using ipc::FrameKind;
-using ipc::Role;
-using ipc::Route;
+using messaging::Route;
 
 namespace {
 constexpr std::string_view kReservedPrefix = "clutch:";
@@ -48,7 +47,7 @@ void Router::on_frame(Child& from, const ipc::FrameView& frame, std::byte* raw) 
   sender_ = &from;
   current_ = frame;
   // Whatever the child wrote there, receivers learn the sender from the master.
-  ipc::stamp_sender(raw, from.role, from.pid);
+  messaging::stamp_sender(raw, from.role, from.pid);
   switch (frame.header.kind) {
     case FrameKind::kMessage:
       route_message(from, frame, raw);
@@ -77,8 +76,13 @@ void Router::route_message(Child& from, const ipc::FrameView& frame, std::byte* 
                fmt::format("action '{}' is reserved for the clutch runtime", frame.action));
     return;
   }
-  ++routed_[static_cast<std::size_t>(h.route)];
-  switch (h.route) {
+  std::optional<Route> route = messaging::route_of(h);
+  if (!route) {
+    send_error(from, h.id, frame.action, fmt::format("unknown route {}", h.route));
+    return;
+  }
+  ++routed_[h.route];
+  switch (*route) {
     case Route::kBroadcast:
       if (agent_ != nullptr && agent_->connected()) deliver(*agent_, raw, size, true);
       [[fallthrough]];
@@ -87,7 +91,7 @@ void Router::route_message(Child& from, const ipc::FrameView& frame, std::byte* 
       if (holding_for_workers()) {
         hold_for_workers(from, frame, raw, size);
       } else {
-        deliver_to_workers(raw, size, h.route == Route::kOthers ? from.pid : 0, true);
+        deliver_to_workers(raw, size, *route == Route::kOthers ? from.pid : 0, true);
       }
       break;
     case Route::kAgent:
@@ -378,8 +382,7 @@ void Router::send_ack(Child& to, uint64_t id, Role role, pid_t sender, std::stri
   FrameHeader h;
   h.kind = FrameKind::kAck;
   h.flags = failed ? ipc::kFlagFailed : 0;
-  h.sender_role = role;
-  h.sender_pid = sender;
+  messaging::set_sender(h, role, sender);
   h.id = id;
   ipc::append_frame(to.channel->output(), h, {}, error);
   to.channel->flush_soon();
@@ -390,8 +393,7 @@ void Router::send_error(Child& to, uint64_t id, std::string_view action, std::st
   if (log) spdlog::warn("{}: {}", to.describe(), message);
   FrameHeader h;
   h.kind = FrameKind::kError;
-  h.sender_role = Role::kMaster;
-  h.sender_pid = master_pid_;
+  messaging::set_sender(h, Role::kMaster, master_pid_);
   h.id = id;
   ipc::append_frame(to.channel->output(), h, action, message);
   to.channel->flush_soon();
@@ -401,9 +403,8 @@ void Router::send_runtime(Child& to, std::string_view action, std::string_view p
   if (!to.connected()) return;
   FrameHeader h;
   h.kind = FrameKind::kMessage;
-  h.route = Route::kPid;
-  h.sender_role = Role::kMaster;
-  h.sender_pid = master_pid_;
+  messaging::set_route(h, Route::kPid);
+  messaging::set_sender(h, Role::kMaster, master_pid_);
   h.target_pid = to.pid;
   ipc::append_frame(to.channel->output(), h, action, payload);
   to.channel->flush_soon();
@@ -413,8 +414,7 @@ void Router::send_control(Child& to, std::string_view op, std::string_view paylo
   if (!to.connected()) return;
   FrameHeader h;
   h.kind = FrameKind::kControl;
-  h.sender_role = Role::kMaster;
-  h.sender_pid = master_pid_;
+  messaging::set_sender(h, Role::kMaster, master_pid_);
   ipc::append_frame(to.channel->output(), h, op, payload);
   to.channel->flush_soon();
 }
@@ -498,7 +498,8 @@ void Router::flush_holds() {
     std::vector<std::byte> held;
     held.swap(workers_hold_);
     for_each_frame(held, [&](const FrameHeader& h, const std::byte* raw) {
-      deliver_to_workers(raw, h.frame_size(), h.route == Route::kOthers ? h.sender_pid : 0);
+      deliver_to_workers(raw, h.frame_size(),
+                         messaging::route_of(h) == Route::kOthers ? h.sender_pid : 0);
     });
   }
   if (!random_targets_.empty()) {

@@ -62,7 +62,7 @@ class Router {
   uint64_t duplicates_absorbed() const { return duplicates_absorbed_; }
   // Acknowledged messages dropped because every sender that could acknowledge them had died.
   uint64_t dropped_without_sender() const { return dropped_without_sender_; }
-  // Messages routed so far, by route (indexed by ipc::Route).
+  // Messages routed so far, by route (indexed by messaging::Route).
   const std::array<uint64_t, 7>& routed() const { return routed_; }
   // Messages refused for a worker that was not reading (its queue full).
   uint64_t refused() const { return refused_; }
@@ -108,7 +108,7 @@ class Router {
   // as an attempt).
   void fail_ack(Child& to, uint64_t id, std::string_view reason);
   // An ack frame from the master on behalf of `sender` (a worker's earlier success, or itself).
-  void send_ack(Child& to, uint64_t id, ipc::Role role, pid_t sender, std::string_view error,
+  void send_ack(Child& to, uint64_t id, Role role, pid_t sender, std::string_view error,
                 bool failed);
   // Whether a message for `to` may be queued: a worker past worker_queue_limit_ is not reading
   // (hung or far behind), so the sender is told instead. Always true for the agent.

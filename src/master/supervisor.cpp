@@ -148,8 +148,8 @@ int Supervisor::run() {
 
   policy_ = RestartPolicyConfig{config_.min_uptime, config_.restart_backoff_initial,
                                 config_.restart_backoff_max};
-  agent_slot_ = make_slot(ipc::Role::kAgent, 0);
-  for (unsigned i = 0; i < workers; ++i) worker_slots_.push_back(make_slot(ipc::Role::kWorker, i));
+  agent_slot_ = make_slot(Role::kAgent, 0);
+  for (unsigned i = 0; i < workers; ++i) worker_slots_.push_back(make_slot(Role::kWorker, i));
   wait_signals();
   wait_hangup();
   wait_reopen();
@@ -344,9 +344,9 @@ void Supervisor::on_hang(Child& c, Millis silent) {
 
 Child* Supervisor::spawn(Slot& slot, bool reload_candidate) {
   SpawnRequest request;
-  request.role = slot.role == ipc::Role::kAgent ? "agent" : "worker";
-  request.worker_index = slot.role == ipc::Role::kAgent ? -1 : slot.index;
-  request.listen_fd = slot.role != ipc::Role::kWorker ? -1
+  request.role = slot.role == Role::kAgent ? "agent" : "worker";
+  request.worker_index = slot.role == Role::kAgent ? -1 : slot.index;
+  request.listen_fd = slot.role != Role::kWorker ? -1
                       : config_.reuse_port            ? slot_listen_fds_.at(slot.index)
                                                       : listen_.fd;
   request.listen_port = listen_.port;
@@ -427,7 +427,7 @@ void Supervisor::on_control(Child& child, std::string_view op, std::string_view 
   } else if (op == "metrics") {
     std::string error;
     std::string slot = child.is_worker() ? std::to_string(child.slot) : "agent";
-    if (!app_metrics_.update(child.pid, std::string(ipc::to_string(child.role)), slot, payload,
+    if (!app_metrics_.update(child.pid, std::string(clutch::to_string(child.role)), slot, payload,
                              error)) {
       spdlog::warn("{} sent metrics the master cannot read ({}): ignored", child.describe(), error);
     }
@@ -468,7 +468,7 @@ void Supervisor::on_ready(Child& child) {
     if (slot.backoff.crashing()) {
       notify_systemd(fmt::format("STATUS=serving on {} with {} workers",
                                  endpoint_text(config_.host, listen_.port), worker_slots_.size()));
-      spdlog::info("{} {} is stable again", slot.role == ipc::Role::kAgent ? "agent" : "worker",
+      spdlog::info("{} {} is stable again", slot.role == Role::kAgent ? "agent" : "worker",
                    slot.index);
     }
     slot.backoff.on_stable();
@@ -478,7 +478,7 @@ void Supervisor::on_ready(Child& child) {
 
   switch (phase_) {
     case Phase::kStarting:
-      if (child.role == ipc::Role::kAgent && !workers_spawned_) {
+      if (child.role == Role::kAgent && !workers_spawned_) {
         workers_spawned_ = true;
         for (Slot& s : worker_slots_) spawn(s);
       }
@@ -492,12 +492,12 @@ void Supervisor::on_ready(Child& child) {
       router_.send_runtime(child, "clutch:ready", {});
       spdlog::info("{} ready (replacement)", child.describe());
       check_scale_done();
-      if (child.role == ipc::Role::kAgent && !agent_restart_reason_.empty()) {
+      if (child.role == Role::kAgent && !agent_restart_reason_.empty()) {
         restart_done(-1, true,
                      fmt::format("agent restarted (pid {}): {}", child.pid,
                                  std::exchange(agent_restart_reason_, {})));
       }
-      if (child.role == ipc::Role::kAgent && reload_.active && reload_.agent_restarting)
+      if (child.role == Role::kAgent && reload_.active && reload_.agent_restarting)
         reload_next();
       break;
     case Phase::kStopping:
@@ -569,7 +569,7 @@ void Supervisor::on_exit(pid_t pid, int status) {
   router_.on_child_gone(*c);
   router_.targets_changed();
   app_metrics_.retire(pid);
-  fail_asks(pid, "the " + std::string(ipc::to_string(c->role)) + " exited before answering");
+  fail_asks(pid, "the " + std::string(clutch::to_string(c->role)) + " exited before answering");
 
   Slot& slot = slot_of(*c);
   if (slot.current == pid) slot.current = 0;
@@ -604,7 +604,7 @@ void Supervisor::on_exit(pid_t pid, int status) {
                                  error.empty() ? "" : ": " + error));
         break;
       }
-      if (slot.role == ipc::Role::kAgent && upgrade_.agent_stopped) {
+      if (slot.role == Role::kAgent && upgrade_.agent_stopped) {
         spdlog::info("{} {} (stopped for the new master)", who, how);
         upgrade_agent_gone();
         break;
@@ -621,7 +621,7 @@ void Supervisor::on_exit(pid_t pid, int status) {
         break;
       }
       if (reload_.active && reload_.agent_restarting && !was_ready &&
-          slot.role == ipc::Role::kAgent) {
+          slot.role == Role::kAgent) {
         abort_reload(fmt::format("the new agent {} before it was ready", how));
       }
       if (!asked_to_stop && !slot.budget.on_exit(Clock::now())) {
@@ -676,7 +676,7 @@ void Supervisor::fail_start(const std::string& who, const std::string& error) {
 
 void Supervisor::give_up(const Slot& slot, const std::string& last) {
   std::string name =
-      slot.role == ipc::Role::kAgent ? "the agent" : fmt::format("worker {}", slot.index);
+      slot.role == Role::kAgent ? "the agent" : fmt::format("worker {}", slot.index);
   std::string why = fmt::format(
       "{} died {} times within {} ms (max_restarts = {}); last: {}: giving up, stopping the "
       "cluster",
@@ -750,7 +750,7 @@ void Supervisor::finish() {
   io_.stop();
 }
 
-Slot Supervisor::make_slot(ipc::Role role, unsigned index) {
+Slot Supervisor::make_slot(Role role, unsigned index) {
   Slot slot;
   slot.role = role;
   slot.index = static_cast<int>(index);
@@ -761,7 +761,7 @@ Slot Supervisor::make_slot(ipc::Role role, unsigned index) {
 }
 
 Slot& Supervisor::slot_of(const Child& child) {
-  return child.role == ipc::Role::kAgent ? agent_slot_ : worker_slots_.at(child.slot);
+  return child.role == Role::kAgent ? agent_slot_ : worker_slots_.at(child.slot);
 }
 
 std::size_t Supervisor::live_workers() {

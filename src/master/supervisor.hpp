@@ -136,7 +136,7 @@ class Supervisor {
   void finish();
   Slot& slot_of(const Child& child);
   // A slot with the configured restart policy and budget (policy_ must be set).
-  Slot make_slot(ipc::Role role, unsigned index);
+  Slot make_slot(Role role, unsigned index);
   std::size_t live_workers();
 
   asio::io_context& io_;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "clutch/mq.hpp"
+#include "runtime/component.hpp"
 #include "runtime/operator_commands.hpp"
 
 namespace clutch::mq {
@@ -15,6 +16,9 @@ using ConsumerList = std::vector<ConsumerDeclaration>;
 void install_agent_consumers(Context& ctx, const ConsumerList& consumers,
                              runtime::OperatorCommands* commands = nullptr);
 void install_worker_handlers(Context& ctx, const ConsumerList& consumers);
+
+// The queue consumers as a runtime component: consumers in the agent, handlers in the workers.
+std::unique_ptr<runtime::Component> component(ConsumerList consumers);
 
 // The messenger payload for one queue message: "id\nattempts\nbody". Pure.
 std::string encode_delivery(const QueueMessage& message);

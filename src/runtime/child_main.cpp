@@ -21,7 +21,6 @@
 #include "runtime/process_context.hpp"
 #include "runtime/process_hygiene.hpp"
 #include "runtime/uncaught.hpp"
-#include "schedule/scheduler.hpp"
 
 namespace clutch::runtime {
 namespace {
@@ -38,7 +37,7 @@ bool started_by_master() {
 }
 
 int child_main(const std::string& app_name, const Setup& agent_setup, const Setup& worker_setup,
-               const schedule::JobList& jobs, const mq::ConsumerList& consumers) {
+               const Components& components) {
   std::string role_name = std::getenv("CLUTCH_INTERNAL_ROLE");
   int master_pid = env_int("CLUTCH_INTERNAL_MASTER_PID", 0);
   const char* config_text = std::getenv("CLUTCH_INTERNAL_CONFIG");
@@ -126,12 +125,11 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
   try {
     const Setup& setup = id.role == Role::kAgent ? agent_setup : worker_setup;
     if (setup) setup(*context);
-    if (id.role == Role::kAgent) {
-      schedule::install_agent_clock(*context, jobs, &context->operator_commands());
-      mq::install_agent_consumers(*context, consumers, &context->operator_commands());
-    } else {
-      schedule::install_worker_runners(*context, jobs);
-      mq::install_worker_handlers(*context, consumers);
+    for (const auto& component : components) {
+      if (id.role == Role::kAgent)
+        component->install_in_agent(*context, context->operator_commands());
+      else
+        component->install_in_worker(*context);
     }
   } catch (const std::exception& e) {
     spdlog::error("setup failed: {}", e.what());

@@ -5,15 +5,15 @@
 #include <string>
 
 #include "clutch/app.hpp"
-#include "mq/consumer.hpp"
-#include "schedule/scheduler.hpp"
+#include "runtime/component.hpp"
 
 namespace clutch::runtime {
 
 // True when this process was started by a clutch master as a child.
 bool started_by_master();
 // Runs the child; returns its exit code.
+// `components` install themselves after the app's setup (schedules, queue consumers).
 int child_main(const std::string& app_name, const Setup& agent_setup, const Setup& worker_setup,
-               const schedule::JobList& jobs, const mq::ConsumerList& consumers);
+               const Components& components);
 
 }  // namespace clutch::runtime

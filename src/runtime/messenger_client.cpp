@@ -86,18 +86,15 @@ void call_user(const char* what, Fn& fn, Args&&... args) {
 
 using ipc::FrameHeader;
 using ipc::FrameKind;
-using ipc::Route;
+using messaging::Route;
 
 namespace {
-Role from_wire(ipc::Role role) {
-  switch (role) {
-    case ipc::Role::kMaster:
-      return Role::kMaster;
-    case ipc::Role::kAgent:
-      return Role::kAgent;
-    default:
-      return Role::kWorker;
-  }
+// Every frame a child receives was stamped by the master (its own frames included).
+Role sender_role(const FrameHeader& h) {
+  return messaging::role_of(h).value_or(Role::kWorker);
+}
+bool from_master(const FrameHeader& h) {
+  return messaging::role_of(h) == Role::kMaster;
 }
 }  // namespace
 
@@ -135,7 +132,7 @@ uint64_t MessengerClient::send(Route route, int target_pid, std::string_view act
   if (channel_->closed()) throw MessengerError("the master is gone: cannot send");
   FrameHeader h;
   h.kind = FrameKind::kMessage;
-  h.route = route;
+  messaging::set_route(h, route);
   h.flags = flags;
   h.target_pid = target_pid;
   h.id = next_id_++;
@@ -281,7 +278,7 @@ void MessengerClient::handle_frame(const ipc::FrameView& frame) {
   const FrameHeader& h = frame.header;
   switch (h.kind) {
     case FrameKind::kMessage:
-      if (h.sender_role == ipc::Role::kMaster) {
+      if (from_master(h)) {
         if (frame.action == "clutch:ready") {
           if (on_cluster_ready) on_cluster_ready();
         } else if (frame.action == "clutch:members") {
@@ -302,7 +299,7 @@ void MessengerClient::handle_frame(const ipc::FrameView& frame) {
       result.ok = (h.flags & ipc::kFlagFailed) == 0;
       result.error = std::string(frame.payload);
       // A failure the master reports itself means no handler ran: handled_by stays 0.
-      result.handled_by = h.sender_role == ipc::Role::kMaster ? 0 : h.sender_pid;
+      result.handled_by = from_master(h) ? 0 : h.sender_pid;
       call_user("on_ack", fn, result);
       break;
     }
@@ -310,7 +307,7 @@ void MessengerClient::handle_frame(const ipc::FrameView& frame) {
       Reply r;
       r.ok = (h.flags & ipc::kFlagFailed) == 0;
       (r.ok ? r.data : r.error) = std::string(frame.payload);
-      r.from = Sender{from_wire(h.sender_role), h.sender_pid};
+      r.from = Sender{sender_role(h), h.sender_pid};
       finish_request(h.id, std::move(r));
       break;
     }
@@ -353,8 +350,8 @@ void MessengerClient::dispatch(const ipc::FrameView& frame) {
   if (wants_ack || is_request) {
     state = std::make_shared<MessageState>(weak_from_this(), is_request, h.id, h.sender_pid);
   }
-  Message message(frame.action, frame.payload, Sender{from_wire(h.sender_role), h.sender_pid},
-                  wants_ack, is_request, state);
+  Message message(frame.action, frame.payload, Sender{sender_role(h), h.sender_pid}, wants_ack,
+                  is_request, state);
   auto it = handlers_.find(frame.action);
   if (it == handlers_.end() || it->second.empty()) {
     if (state) {

@@ -14,6 +14,7 @@
 #include "clutch/messenger.hpp"
 #include "clutch/metrics.hpp"
 #include "ipc/channel.hpp"
+#include "messaging/wire.hpp"
 
 namespace clutch::runtime {
 
@@ -84,8 +85,8 @@ class MessengerClient final : public Messenger,
     std::unique_ptr<asio::steady_timer> timer;
   };
 
-  uint64_t send(ipc::Route route, int target_pid, std::string_view action, std::string_view data,
-                uint8_t flags = 0, std::string_view key = {});
+  uint64_t send(messaging::Route route, int target_pid, std::string_view action,
+                std::string_view data, uint8_t flags = 0, std::string_view key = {});
   HandlerId add_handler(std::string_view action, Handler handler, bool once);
   void dispatch(const ipc::FrameView& frame);
   void apply_members(std::string_view json);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "clutch/schedule.hpp"
+#include "runtime/component.hpp"
 #include "runtime/operator_commands.hpp"
 
 namespace clutch::schedule {
@@ -20,5 +21,8 @@ void validate_job(const JobOptions& options);
 void install_agent_clock(Context& ctx, const JobList& jobs,
                          runtime::OperatorCommands* commands = nullptr);
 void install_worker_runners(Context& ctx, const JobList& jobs);
+
+// The schedules as a runtime component: the clock in the agent, the runners in the workers.
+std::unique_ptr<runtime::Component> component(JobList jobs);
 
 }  // namespace clutch::schedule

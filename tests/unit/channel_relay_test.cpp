@@ -19,6 +19,7 @@
 #include "ipc/byte_buffer.hpp"
 #include "ipc/channel.hpp"
 #include "ipc/frame.hpp"
+#include "messaging/wire.hpp"
 
 namespace clutch::ipc {
 namespace {
@@ -76,7 +77,7 @@ TEST(ChannelRelay, BorrowedAndCopiedFramesArriveWholeAndInOrder) {
                                            : rng() % 6000;
       FrameHeader h;
       h.kind = FrameKind::kMessage;
-      h.route = Route::kRandom;
+      messaging::set_route(h, messaging::Route::kRandom);
       h.id = seq;
       append_frame(all, h, "a", payload_for(seq, size));
     }

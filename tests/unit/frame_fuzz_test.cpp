@@ -6,6 +6,7 @@
 #include <random>
 
 #include "ipc/frame.hpp"
+#include "messaging/wire.hpp"
 
 namespace clutch::ipc {
 namespace {
@@ -51,7 +52,7 @@ TEST(FrameFuzz, GeneratedInputsAreErrorsOrValidFramesNeverCrashes) {
       case 1: {  // valid frames, truncated anywhere
         FrameHeader h;
         h.kind = FrameKind::kMessage;
-        h.route = Route::kRandom;
+        messaging::set_route(h, messaging::Route::kRandom);
         append_frame(input, h, "act", std::string(rng() % 300, 'x'));
         append_frame(input, h, "b", std::string(rng() % 50, 'y'));
         input.resize(rng() % (input.size() + 1));

@@ -1,0 +1,57 @@
+// The messenger's meaning for two bytes of the ipc frame header: where a message goes (its
+// route, chosen by the sender) and who sent it (its role, stamped by the master). ipc carries
+// them without knowing what they mean; the master and the children's messenger agree on them
+// here. Values are part of the wire format.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "clutch/messenger.hpp"
+#include "ipc/frame.hpp"
+
+namespace clutch::messaging {
+
+// Where a kMessage frame goes; resolved by the master.
+enum class Route : uint8_t {
+  kNone = 0,
+  kBroadcast = 1,  // every agent and worker, the sender included
+  kApp = 2,        // every worker
+  kOthers = 3,     // every worker but the sender
+  kAgent = 4,      // the agent
+  kRandom = 5,     // exactly one live worker
+  kPid = 6,        // the process `target_pid`
+};
+inline constexpr std::size_t kRouteCount = 7;
+
+// A header's route; nullopt for a value no sender may use.
+inline std::optional<Route> route_of(const ipc::FrameHeader& h) {
+  if (h.route == 0 || h.route >= kRouteCount) return std::nullopt;
+  return static_cast<Route>(h.route);
+}
+inline void set_route(ipc::FrameHeader& h, Route route) {
+  h.route = static_cast<uint8_t>(route);
+}
+
+// The public clutch::Role on the wire; 0 is "not stamped".
+inline constexpr uint8_t wire_role(Role role) {
+  return static_cast<uint8_t>(role) + 1;
+}
+inline std::optional<Role> role_of(const ipc::FrameHeader& h) {
+  if (h.sender_role == 0 || h.sender_role > wire_role(Role::kWorker)) return std::nullopt;
+  return static_cast<Role>(h.sender_role - 1);
+}
+inline void set_sender(ipc::FrameHeader& h, Role role, int32_t pid) {
+  h.sender_role = wire_role(role);
+  h.sender_pid = pid;
+}
+// Overwrites the sender of an encoded frame in place (the master stamps every frame it forwards).
+inline void stamp_sender(std::byte* encoded_header, Role role, int32_t pid) {
+  ipc::stamp_sender(encoded_header, wire_role(role), pid);
+}
+
+std::string_view to_string(Route route);
+// (Roles print with the public clutch::to_string(Role).)
+
+}  // namespace clutch::messaging
