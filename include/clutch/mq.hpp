@@ -123,6 +123,10 @@ class MessageSource {
   // Called by the agent's consumer: names this cluster instance (its consumer name, where the
   // URL did not give one), before any other call.
   virtual void name_instance(const std::string& instance) { (void)instance; }
+  // Called once by the agent's consumer: a source that reads on a thread of its own calls `wake`
+  // (from that thread) when messages arrive after a fetch came back empty, so the consumer fetches
+  // at once instead of at its next poll. `wake` must not be called once the source is destroyed.
+  virtual void set_waker(std::function<void()> wake) { (void)wake; }
   // Called by the agent's consumer about once a second: says this consumer lives, and takes over
   // what consumers that stopped saying so left unacknowledged (Redis). Never blocks for long.
   virtual void keep_alive() {}

@@ -206,6 +206,8 @@ void AmqpSession::close() {
 void AmqpSession::abandon() {
   if (!state_) return;
   std::shared_ptr<State> st = std::move(state_);
+  unsettled_.clear();  // the broker requeues them all
+  acked_.clear();
   amqp_destroy_connection(st->conn);
   st->conn = nullptr;
   // Publications the broker never confirmed: their originals stay unacknowledged, and the broker
@@ -214,10 +216,42 @@ void AmqpSession::abandon() {
 }
 
 void AmqpSession::ack(uint64_t tag) {
-  check_status(amqp_basic_ack(state_->conn, kConsumeChannel, tag, 0), "acknowledging");
+  if (unsettled_.erase(tag) == 0) return;
+  acked_.emplace(tag, std::chrono::steady_clock::now());
+}
+
+int AmqpSession::flush_acks(bool everything) {
+  if (acked_.empty() || !state_) return -1;
+  uint64_t lowest_unsettled = unsettled_.empty() ? UINT64_MAX : *unsettled_.begin();
+  // Every acked tag below the lowest unsettled one: one ack with `multiple` covers them all.
+  auto end = acked_.lower_bound(lowest_unsettled);
+  if (end != acked_.begin()) {
+    uint64_t last = std::prev(end)->first;
+    check_status(amqp_basic_ack(state_->conn, kConsumeChannel, last, 1), "acknowledging");
+    acked_.erase(acked_.begin(), end);
+  }
+  // Held behind a slower message: each goes on its own once it has waited long enough.
+  auto now = std::chrono::steady_clock::now();
+  int next_due_ms = -1;
+  for (auto it = acked_.begin(); it != acked_.end();) {
+    auto waited = now - it->second;
+    if (everything || waited >= kAckHold) {
+      check_status(amqp_basic_ack(state_->conn, kConsumeChannel, it->first, 0), "acknowledging");
+      it = acked_.erase(it);
+    } else {
+      int due =
+          static_cast<int>(
+              std::chrono::duration_cast<std::chrono::milliseconds>(kAckHold - waited).count()) +
+          1;
+      next_due_ms = next_due_ms < 0 ? due : std::min(next_due_ms, due);
+      ++it;
+    }
+  }
+  return next_due_ms;
 }
 
 void AmqpSession::reject(uint64_t tag, bool requeue) {
+  unsettled_.erase(tag);
   check_status(amqp_basic_reject(state_->conn, kConsumeChannel, tag, requeue ? 1 : 0), "rejecting");
 }
 
@@ -284,6 +318,7 @@ void AmqpSession::pump(int timeout_ms) {
       AmqpDelivery d;
       d.generation = generation_;
       d.tag = env.delivery_tag;
+      unsettled_.insert(env.delivery_tag);
       d.message.body = text_of(env.message.body);
       d.message.attempts = attempts_of(p);
       // The publisher's message id, stable across redeliveries (the master's once-only key);
@@ -294,6 +329,10 @@ void AmqpSession::pump(int timeout_ms) {
       amqp_destroy_envelope(&env);
       std::lock_guard lock(link_.mutex_);
       link_.deliveries_.push_back(std::move(d));
+      if (link_.caller_waiting_ && link_.wake_) {
+        link_.caller_waiting_ = false;
+        link_.wake_();  // under the lock: stop() clears it under the lock too
+      }
       continue;
     }
     if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION) {
@@ -431,10 +470,16 @@ AmqpLink::~AmqpLink() {
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
+void AmqpLink::set_waker(std::function<void()> wake) {
+  std::lock_guard lock(mutex_);
+  wake_ = std::move(wake);
+}
+
 void AmqpLink::stop(std::chrono::milliseconds timeout) {
   stopping_ = true;
   wake();
   std::unique_lock lock(mutex_);
+  wake_ = nullptr;
   drained_.wait_for(lock, timeout, [&] { return finished_; });
 }
 
@@ -460,6 +505,7 @@ std::vector<AmqpDelivery> AmqpLink::take_deliveries(std::size_t max) {
     out.push_back(std::move(deliveries_.front()));
     deliveries_.pop_front();
   }
+  caller_waiting_ = out.empty();
   return out;
 }
 
@@ -528,12 +574,14 @@ void AmqpLink::run() {
       run_commands(session);
       if (stopping_) break;
       pollfd fds[2] = {{session.socket_fd(), POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-      ::poll(fds, 2, session.has_buffered() ? 0 : 200);
+      int acks_due_ms = session.flush_acks();
+      ::poll(fds, 2, session.has_buffered() ? 0 : acks_due_ms >= 0 ? acks_due_ms : 200);
       if (fds[1].revents & POLLIN) {
         uint64_t count;
         [[maybe_unused]] ssize_t n = ::read(wake_fd_, &count, sizeof count);
       }
       session.pump(0);
+      session.flush_acks();
       session.refresh_counts();
     } catch (const std::exception& e) {
       log(true, fmt::format("AMQP connection lost ({}); reconnecting", e.what()));
@@ -548,6 +596,7 @@ void AmqpLink::run() {
   if (session.state_) {
     try {
       run_commands(session);
+      session.flush_acks(true);
       session.close();
     } catch (const std::exception&) {
       session.abandon();

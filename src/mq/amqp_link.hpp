@@ -18,8 +18,10 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -70,6 +72,9 @@ class AmqpLink : public std::enable_shared_from_this<AmqpLink> {
   std::vector<AmqpDelivery> take_deliveries(std::size_t max);
   // Lines the thread wants logged, as (is_error, text): the caller's loop owns the logger.
   std::vector<std::pair<bool, std::string>> take_log();
+  // `wake` is called (on the link's thread) when deliveries arrive after take_deliveries came back
+  // empty; cleared by stop().
+  void set_waker(std::function<void()> wake);
   // Waits (at most `timeout`) until the commands posted so far have run; false on timeout.
   bool drain(std::chrono::milliseconds timeout);
 
@@ -96,6 +101,8 @@ class AmqpLink : public std::enable_shared_from_this<AmqpLink> {
   std::deque<Command> commands_;
   uint64_t posted_ = 0, ran_ = 0;  // commands posted / run or dropped, for drain()
   std::deque<AmqpDelivery> deliveries_;
+  std::function<void()> wake_;
+  bool caller_waiting_ = false;
   std::vector<std::pair<bool, std::string>> log_;
   std::atomic<uint64_t> generation_{0};
   std::atomic<bool> connected_{false}, stopping_{false}, consume_{false};
@@ -109,7 +116,14 @@ class AmqpSession {
  public:
   uint64_t generation() const { return generation_; }
   bool connected() const { return state_ != nullptr; }
+  // Acks are gathered: the ones below every unsettled delivery go as one basic.ack with
+  // `multiple` (far less work for the broker than one per message); one held back behind a
+  // slower message goes on its own once it has waited kAckHold.
   void ack(uint64_t tag);
+  // Sends the acks that may go now (`everything`: all of them, at stop); returns how long until
+  // held ones are due, in ms (-1: none held).
+  int flush_acks(bool everything = false);
+  static constexpr std::chrono::milliseconds kAckHold{5};
   void reject(uint64_t tag, bool requeue);
   // Publishes (persistent) and calls `confirmed(ok)` when the broker confirms or refuses it, or
   // with false if the connection is lost first.
@@ -149,6 +163,8 @@ class AmqpSession {
   std::shared_ptr<State> state_;  // the rabbitmq-c connection and what hangs off it
   uint64_t generation_ = 0;
   bool consuming_ = false;
+  std::set<uint64_t> unsettled_;  // delivered on this connection, neither acked nor rejected
+  std::map<uint64_t, std::chrono::steady_clock::time_point> acked_;  // acked, not yet sent
 };
 
 }  // namespace clutch::mq

@@ -32,6 +32,7 @@ class AmqpSource final : public MessageSource {
   void ack(const QueueMessage& message) override;
   void ack_many(const std::vector<QueueMessage>& messages) override;
   void avoid_blocking() override { blocking_ = false; }
+  void set_waker(std::function<void()> wake) override { link_->set_waker(std::move(wake)); }
   void flush() override { emit_log(); }
   void close() override;
   void retry(const QueueMessage& message, std::chrono::milliseconds delay,

@@ -103,6 +103,15 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
     // Unique per cluster instance (its master), stable across this agent's restarts under it.
     source_->name_instance(std::to_string(ctx_.master_pid()));
     source_->recover_in_flight();
+    // Sources that read on their own thread say when messages arrive: fetch then, not at the
+    // next poll. Context::post may be called from any thread.
+    std::weak_ptr<Consumer> weak = shared_from_this();
+    Context* ctx = &ctx_;
+    source_->set_waker([weak, ctx] {
+      ctx->post([weak] {
+        if (auto self = weak.lock()) self->pump();
+      });
+    });
     auto self = shared_from_this();
     // Once a second: the handled count for the rate; every 5 s: what the queue holds, which asks
     // the broker (kept rare while those calls block the loop).

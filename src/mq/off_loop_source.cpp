@@ -36,6 +36,8 @@ struct Shared {
   std::deque<QueueMessage> ready;
   std::size_t target = 0;
   bool dry = false;   // the last read found nothing: read again when the caller asks, not before
+  std::function<void()> wake;   // tells the caller's loop that messages arrived (set_waker)
+  bool caller_waiting = false;  // the caller's last fetch came back empty
   std::string error;  // the last read's failure, reported once by fetch()
   std::size_t pending = 0, dead_letters = 0;
   int64_t oldest_age_ms = -1;
@@ -81,6 +83,10 @@ void run(const std::shared_ptr<Shared>& shared) {
       lock.lock();
       s.dry = got.empty();
       for (QueueMessage& m : got) s.ready.push_back(std::move(m));
+      if (!s.ready.empty() && s.caller_waiting && s.wake) {
+        s.caller_waiting = false;
+        s.wake();  // under the lock: the destructor clears `wake` under it too
+      }
       if (!error.empty()) s.error = std::move(error);
     }
     if (std::chrono::steady_clock::now() >= next_figures) {
@@ -111,6 +117,7 @@ class OffLoopSource final : public MessageSource {
     {
       std::lock_guard lock(shared_->mutex);
       shared_->stopping = true;
+      shared_->wake = nullptr;
     }
     shared_->work.notify_all();
     if (!thread_.joinable()) return;
@@ -138,6 +145,7 @@ class OffLoopSource final : public MessageSource {
       // Keep `max` read ahead; what this call could not have is there for a later one.
       shared_->target = max;
       shared_->dry = false;
+      shared_->caller_waiting = out.empty();
       error = std::exchange(shared_->error, {});
     }
     shared_->work.notify_one();
@@ -151,6 +159,10 @@ class OffLoopSource final : public MessageSource {
     post([batch = messages](MessageSource& s) { s.ack_many(batch); });
   }
   void avoid_blocking() override { shared_->inner->avoid_blocking(); }
+  void set_waker(std::function<void()> wake) override {
+    std::lock_guard lock(shared_->mutex);
+    shared_->wake = std::move(wake);
+  }
   void flush() override {
     post([](MessageSource& s) { s.flush(); });
   }
