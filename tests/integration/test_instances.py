@@ -55,8 +55,9 @@ class ManyInstances(ClusterTest):
         counts = handled()
         self.assertEqual(set(counts), {f"o-{i}" for i in range(1, total + 1)})  # none lost
         duplicates = sum(n - 1 for n in counts.values())
-        # Only what b's workers had in hand (2 x 16 at most) or had just finished may run again.
-        self.assertLessEqual(duplicates, 40, f"{duplicates} duplicates")
+        # Only what b's workers had in hand (2 x 16 at most) or had just finished (acks leave
+        # within ~5 ms, later on a loaded machine) may run again: two windows' worth at most.
+        self.assertLessEqual(duplicates, 64, f"{duplicates} duplicates")
         wait_for(lambda: "took over its" in a.stderr() + c.stderr(), 10, "the takeover logged")
         print(f"\n  takeover after {took:.1f} s, {duplicates} duplicate(s) of {total}")
 
