@@ -116,14 +116,11 @@ class AmqpSession {
  public:
   uint64_t generation() const { return generation_; }
   bool connected() const { return state_ != nullptr; }
-  // Acks are gathered: the ones below every unsettled delivery go as one basic.ack with
-  // `multiple` (far less work for the broker than one per message); one held back behind a
-  // slower message goes on its own once it has waited kAckHold.
+  // Acks are gathered per turn of the link's loop and sent by flush_acks: the ones below every
+  // unsettled delivery as one basic.ack with `multiple` (far less work for the broker than one
+  // per message), the others one by one.
   void ack(uint64_t tag);
-  // Sends the acks that may go now (`everything`: all of them, at stop); returns how long until
-  // held ones are due, in ms (-1: none held).
-  int flush_acks(bool everything = false);
-  static constexpr std::chrono::milliseconds kAckHold{5};
+  void flush_acks();
   void reject(uint64_t tag, bool requeue);
   // Publishes (persistent) and calls `confirmed(ok)` when the broker confirms or refuses it, or
   // with false if the connection is lost first.
@@ -164,7 +161,7 @@ class AmqpSession {
   uint64_t generation_ = 0;
   bool consuming_ = false;
   std::set<uint64_t> unsettled_;  // delivered on this connection, neither acked nor rejected
-  std::map<uint64_t, std::chrono::steady_clock::time_point> acked_;  // acked, not yet sent
+  std::set<uint64_t> acked_;      // acked, not yet sent
 };
 
 }  // namespace clutch::mq
