@@ -190,8 +190,9 @@ class OffLoopSource final : public MessageSource {
   }
   void recover_in_flight() override { shared_->inner->recover_in_flight(); }
   std::size_t pending() override {
+    // The inner source's count already includes what was read ahead (Redis: XPENDING).
     std::lock_guard lock(shared_->mutex);
-    return shared_->pending + shared_->ready.size();
+    return shared_->pending;
   }
   std::size_t dead_letters() override {
     std::lock_guard lock(shared_->mutex);
