@@ -25,7 +25,10 @@ static double now_s(void) {
 static void write_all(int fd, const char* p, size_t n) {
   while (n > 0) {
     ssize_t w = write(fd, p, n);
-    if (w <= 0) { perror("write"); exit(1); }
+    if (w <= 0) {
+      perror("write");
+      exit(1);
+    }
     p += w;
     n -= (size_t)w;
   }
@@ -34,7 +37,10 @@ static void write_all(int fd, const char* p, size_t n) {
 static void read_all(int fd, char* p, size_t n) {
   while (n > 0) {
     ssize_t r = read(fd, p, n);
-    if (r <= 0) { perror("read"); exit(1); }
+    if (r <= 0) {
+      perror("read");
+      exit(1);
+    }
     p += r;
     n -= (size_t)r;
   }
@@ -83,7 +89,10 @@ int main(int argc, char** argv) {
     size_t batch = argc > 4 ? strtoul(argv[4], 0, 10) : 1;
     size_t total = size * count;
     pid_t m = fork();
-    if (m == 0) { middle(am[1], mb[0], batch == 1 ? size : 0, total); _exit(0); }
+    if (m == 0) {
+      middle(am[1], mb[0], batch == 1 ? size : 0, total);
+      _exit(0);
+    }
     pid_t b = fork();
     if (b == 0) {
       char* buf = malloc(1 << 18);

@@ -90,8 +90,9 @@ std::string Supervisor::metrics_text() {
 
   m.family("clutch_messenger_messages_total", "counter", "Messages the master routed, by route.");
   const auto& routed = router_.routed();
-  for (messaging::Route r : {messaging::Route::kBroadcast, messaging::Route::kApp, messaging::Route::kOthers,
-                       messaging::Route::kAgent, messaging::Route::kRandom, messaging::Route::kPid}) {
+  for (messaging::Route r :
+       {messaging::Route::kBroadcast, messaging::Route::kApp, messaging::Route::kOthers,
+        messaging::Route::kAgent, messaging::Route::kRandom, messaging::Route::kPid}) {
     m.sample("clutch_messenger_messages_total",
              static_cast<double>(routed[static_cast<std::size_t>(r)]),
              {{"route", std::string(messaging::to_string(r))}});

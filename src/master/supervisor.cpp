@@ -347,8 +347,8 @@ Child* Supervisor::spawn(Slot& slot, bool reload_candidate) {
   request.role = slot.role == Role::kAgent ? "agent" : "worker";
   request.worker_index = slot.role == Role::kAgent ? -1 : slot.index;
   request.listen_fd = slot.role != Role::kWorker ? -1
-                      : config_.reuse_port            ? slot_listen_fds_.at(slot.index)
-                                                      : listen_.fd;
+                      : config_.reuse_port       ? slot_listen_fds_.at(slot.index)
+                                                 : listen_.fd;
   request.listen_port = listen_.port;
   request.config_text = config_text_;
   request.argv = argv_;
@@ -497,8 +497,7 @@ void Supervisor::on_ready(Child& child) {
                      fmt::format("agent restarted (pid {}): {}", child.pid,
                                  std::exchange(agent_restart_reason_, {})));
       }
-      if (child.role == Role::kAgent && reload_.active && reload_.agent_restarting)
-        reload_next();
+      if (child.role == Role::kAgent && reload_.active && reload_.agent_restarting) reload_next();
       break;
     case Phase::kStopping:
       terminate(child);
@@ -620,8 +619,7 @@ void Supervisor::on_exit(pid_t pid, int status) {
         spdlog::info("{} (replaced by pid {}) {}", who, slot.current, how);
         break;
       }
-      if (reload_.active && reload_.agent_restarting && !was_ready &&
-          slot.role == Role::kAgent) {
+      if (reload_.active && reload_.agent_restarting && !was_ready && slot.role == Role::kAgent) {
         abort_reload(fmt::format("the new agent {} before it was ready", how));
       }
       if (!asked_to_stop && !slot.budget.on_exit(Clock::now())) {
@@ -675,8 +673,7 @@ void Supervisor::fail_start(const std::string& who, const std::string& error) {
 }
 
 void Supervisor::give_up(const Slot& slot, const std::string& last) {
-  std::string name =
-      slot.role == Role::kAgent ? "the agent" : fmt::format("worker {}", slot.index);
+  std::string name = slot.role == Role::kAgent ? "the agent" : fmt::format("worker {}", slot.index);
   std::string why = fmt::format(
       "{} died {} times within {} ms (max_restarts = {}); last: {}: giving up, stopping the "
       "cluster",

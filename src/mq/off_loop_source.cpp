@@ -35,10 +35,10 @@ struct Shared {
   // back to this consumer's successor if the process dies.)
   std::deque<QueueMessage> ready;
   std::size_t target = 0;
-  bool dry = false;   // the last read found nothing: read again when the caller asks, not before
+  bool dry = false;  // the last read found nothing: read again when the caller asks, not before
   std::function<void()> wake;   // tells the caller's loop that messages arrived (set_waker)
   bool caller_waiting = false;  // the caller's last fetch came back empty
-  std::string error;  // the last read's failure, reported once by fetch()
+  std::string error;            // the last read's failure, reported once by fetch()
   std::size_t pending = 0, dead_letters = 0;
   int64_t oldest_age_ms = -1;
   bool stopping = false, finished = false;
