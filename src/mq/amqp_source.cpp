@@ -3,9 +3,10 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include <future>
 #include <set>
 #include <stdexcept>
+
+#include "mq/ask_thread.hpp"
 
 namespace clutch::mq {
 namespace {
@@ -176,31 +177,21 @@ void AmqpSource::publish_many(const std::vector<std::string>& bodies) {
 
 template <typename T>
 T AmqpSource::ask(std::function<T(AmqpSession&)> fn, const char* doing) {
-  auto promise = std::make_shared<std::promise<T>>();
-  auto cancelled = std::make_shared<std::atomic<bool>>(false);
-  std::future<T> answer = promise->get_future();
-  link_->post([fn = std::move(fn), promise, cancelled](AmqpSession& s) {
-    if (*cancelled) return;  // the caller gave up: do not act behind its back
-    try {
-      promise->set_value(fn(s));
-    } catch (...) {
-      promise->set_exception(std::current_exception());
-      throw;  // the connection is suspect: the link reconnects
-    }
-  });
-  if (answer.wait_for(kWait) != std::future_status::ready) {
-    *cancelled = true;
-    emit_log();
-    throw std::runtime_error(fmt::format("mq: {} on AMQP {}:{}: no answer within {} s", doing,
-                                         link_->url().host, link_->url().port, kWait.count()));
-  }
-  emit_log();
+  auto post = [this](std::function<void(AmqpSession&)> job) { link_->post(std::move(job)); };
+  std::optional<T> answer;
   try {
-    return answer.get();
+    // Rethrown on the link's thread too: the connection is suspect, and the link reconnects.
+    answer = ask_thread<T>(post, std::move(fn), kWait, true);
   } catch (const std::exception& e) {
+    emit_log();
     throw std::runtime_error(fmt::format("mq: {} on AMQP {}:{}: {}", doing, link_->url().host,
                                          link_->url().port, e.what()));
   }
+  emit_log();
+  if (!answer)
+    throw std::runtime_error(fmt::format("mq: {} on AMQP {}:{}: no answer within {} s", doing,
+                                         link_->url().host, link_->url().port, kWait.count()));
+  return std::move(*answer);
 }
 
 std::size_t AmqpSource::pending() {

@@ -516,24 +516,9 @@ void install_worker_handlers(Context& ctx, const ConsumerList& consumers) {
   }
 }
 
-namespace {
-
-class Consumers final : public runtime::Component {
- public:
-  explicit Consumers(ConsumerList consumers) : consumers_(std::move(consumers)) {}
-  void install_in_agent(Context& ctx, runtime::OperatorCommands& commands) override {
-    install_agent_consumers(ctx, consumers_, &commands);
-  }
-  void install_in_worker(Context& ctx) override { install_worker_handlers(ctx, consumers_); }
-
- private:
-  ConsumerList consumers_;
-};
-
-}  // namespace
-
 std::unique_ptr<runtime::Component> component(ConsumerList consumers) {
-  return std::make_unique<Consumers>(std::move(consumers));
+  return runtime::make_component(std::move(consumers), &install_agent_consumers,
+                                 &install_worker_handlers);
 }
 
 }  // namespace clutch::mq

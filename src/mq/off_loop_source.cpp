@@ -7,9 +7,10 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
-#include <future>
 #include <mutex>
 #include <thread>
+
+#include "mq/ask_thread.hpp"
 
 namespace clutch::mq {
 namespace {
@@ -237,23 +238,12 @@ class OffLoopSource final : public MessageSource {
 
   template <typename T>
   T ask(std::function<T(MessageSource&)> fn) {
-    auto promise = std::make_shared<std::promise<T>>();
-    auto cancelled = std::make_shared<std::atomic<bool>>(false);
-    std::future<T> answer = promise->get_future();
-    post([fn = std::move(fn), promise, cancelled](MessageSource& s) {
-      if (*cancelled) return;  // the caller gave up: do not act behind its back
-      try {
-        promise->set_value(fn(s));
-      } catch (...) {
-        promise->set_exception(std::current_exception());
-      }
-    });
-    if (answer.wait_for(kWait) != std::future_status::ready) {
-      *cancelled = true;
+    auto post_it = [this](std::function<void(MessageSource&)> job) { post(std::move(job)); };
+    std::optional<T> answer = ask_thread<T>(post_it, std::move(fn), kWait);
+    if (!answer)
       throw std::runtime_error(
           fmt::format("mq: the queue did not answer within {} s", kWait.count()));
-    }
-    return answer.get();
+    return std::move(*answer);
   }
 
   std::shared_ptr<Shared> shared_;

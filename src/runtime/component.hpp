@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "clutch/context.hpp"
@@ -22,5 +23,29 @@ class Component {
 };
 
 using Components = std::vector<std::unique_ptr<Component>>;
+
+// A feature whose two halves are plain functions of its declarations (the app's jobs, its
+// consumers): `agent(ctx, declarations, commands)` and `worker(ctx, declarations)`.
+template <typename Declarations>
+std::unique_ptr<Component> make_component(Declarations declarations,
+                                          void (*agent)(Context&, const Declarations&,
+                                                        OperatorCommands*),
+                                          void (*worker)(Context&, const Declarations&)) {
+  class Feature final : public Component {
+   public:
+    Feature(Declarations d, decltype(agent) a, decltype(worker) w)
+        : declarations_(std::move(d)), agent_(a), worker_(w) {}
+    void install_in_agent(Context& ctx, OperatorCommands& commands) override {
+      agent_(ctx, declarations_, &commands);
+    }
+    void install_in_worker(Context& ctx) override { worker_(ctx, declarations_); }
+
+   private:
+    Declarations declarations_;
+    decltype(agent) agent_;
+    decltype(worker) worker_;
+  };
+  return std::make_unique<Feature>(std::move(declarations), agent, worker);
+}
 
 }  // namespace clutch::runtime

@@ -457,24 +457,8 @@ void install_worker_runners(Context& ctx, const JobList& jobs) {
   }
 }
 
-namespace {
-
-class Schedules final : public runtime::Component {
- public:
-  explicit Schedules(JobList jobs) : jobs_(std::move(jobs)) {}
-  void install_in_agent(Context& ctx, runtime::OperatorCommands& commands) override {
-    install_agent_clock(ctx, jobs_, &commands);
-  }
-  void install_in_worker(Context& ctx) override { install_worker_runners(ctx, jobs_); }
-
- private:
-  JobList jobs_;
-};
-
-}  // namespace
-
 std::unique_ptr<runtime::Component> component(JobList jobs) {
-  return std::make_unique<Schedules>(std::move(jobs));
+  return runtime::make_component(std::move(jobs), &install_agent_clock, &install_worker_runners);
 }
 
 }  // namespace clutch::schedule

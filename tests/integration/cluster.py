@@ -249,6 +249,15 @@ class RabbitServer:
                            capture_output=True, text=True, timeout=60)
         return r.stdout
 
+    def queue_info(self, queue, *fields):
+        """The broker's integer `fields` (list_queues columns) for `queue` as a tuple, or None
+        while the queue does not exist."""
+        for line in self.ctl("list_queues", "name", *fields).splitlines():
+            parts = line.split("\t")
+            if parts[0] == queue:
+                return tuple(int(v) for v in parts[1:])
+        return None
+
     def stop(self):
         if self.proc.poll() is None:
             beam = self.beam_pid()

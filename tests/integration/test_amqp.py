@@ -33,12 +33,7 @@ class Amqp(ClusterTest):
 
     def queue_counts(self, queue):
         """(ready, unacknowledged) as the broker sees them."""
-        for line in self.rabbit.ctl("list_queues", "name", "messages_ready",
-                                    "messages_unacknowledged").splitlines():
-            parts = line.split("\t")
-            if parts[0] == queue:
-                return int(parts[1]), int(parts[2])
-        return None
+        return self.rabbit.queue_info(queue, "messages_ready", "messages_unacknowledged")
 
     def test_20k_messages_with_workers_and_the_agent_killed_none_lost(self):
         url = self.rabbit.url("kills")
@@ -139,11 +134,8 @@ class Amqp(ClusterTest):
         print(f"\n  dead consumer gone after {took:.1f} s, {duplicates} duplicate(s) of {total}")
 
     def consumer_count(self, queue):
-        for line in self.rabbit.ctl("list_queues", "name", "consumers").splitlines():
-            parts = line.split("\t")
-            if parts[0] == queue:
-                return int(parts[1])
-        return None
+        info = self.rabbit.queue_info(queue, "consumers")
+        return info and info[0]
 
     def test_bad_amqp_url_fails_the_start(self):
         c = self.start(workers=1, env={"PROBE_QUEUE": "amqp://127.0.0.1:5672/%2F"})

@@ -101,11 +101,8 @@ class AmqpInstances(ThreeInstances, ClusterTest):
         url = self.rabbit.url("orders", prefetch=64)
 
         def consumers():
-            for line in self.rabbit.ctl("list_queues", "name", "consumers").splitlines():
-                parts = line.split("\t")
-                if parts[0] == "orders":
-                    return int(parts[1])
-            return None
+            info = self.rabbit.queue_info("orders", "consumers")
+            return info and info[0]
         # The kernel closes the dead instance's connection and the broker requeues what it held.
         took = self.run_scenario(url, lambda _: consumers() == 2)
         self.assertLess(took, 15)
