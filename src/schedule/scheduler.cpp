@@ -9,6 +9,8 @@
 #include <memory>
 #include <optional>
 
+#include <unistd.h>
+
 #include "common/off_loop_worker.hpp"
 #include "common/units.hpp"
 #include "runtime/metrics_access.hpp"
@@ -26,6 +28,11 @@ constexpr std::string_view kRunPrefix = "schedule:run:";
 constexpr std::string_view kListAction = "schedule:list";
 constexpr std::string_view kRunNowAction = "schedule:run-now";
 constexpr uint64_t kMaxQueuedTicks = 16;
+// Cluster scope: how often an agent says it is alive and audits other instances' ticks, and how
+// long a silent agent counts as alive (a few renewals, so one slow answer is not a death).
+constexpr Millis kAuditEvery{1000};
+constexpr Millis kAliveFor{3000};
+constexpr std::size_t kMaxWatched = 1024;
 
 std::string describe(const JobOptions& o) {
   return o.cron.empty() ? "every " + o.interval : "cron '" + o.cron + "'";
@@ -56,7 +63,13 @@ struct Job {
   std::shared_ptr<TickLock> lock;
   std::unique_ptr<OffLoopWorker> lock_worker;
   uint64_t run_elsewhere = 0;  // cluster scope: ticks another instance claimed
+  // Cluster scope: claims in flight on lock_worker (more than two means the broker is slow).
+  std::size_t claims_pending = 0;
+  // Cluster scope: ticks another instance claimed, audited until they end (see TickLock).
+  std::deque<std::string> watched;
+  uint64_t lost = 0;  // ticks whose claimer died before they ended, as reported here
   Counter* skipped_counter = nullptr;
+  Counter* lost_counter = nullptr;
   Counter* timeout_counter = nullptr;
 };
 
@@ -81,6 +94,10 @@ class Clock : public std::enable_shared_from_this<Clock> {
       job->lock_worker = std::make_unique<OffLoopWorker>(
           [ctx](OffLoopWorker::Completion fn) { ctx->post(std::move(fn)); });
     }
+    job->lost_counter = &detail::MetricsAccess::counter(
+        ctx_.metrics(), "clutch_schedule_lost_total",
+        "Cluster ticks claimed by an instance that died before they ended (reported once).",
+        {{"job", options.name}});
     using A = detail::MetricsAccess;
     job->skipped_counter =
         &A::counter(ctx_.metrics(), "clutch_schedule_skipped_total",
@@ -133,6 +150,7 @@ class Clock : public std::enable_shared_from_this<Clock> {
         if (job->options.immediate && !self->ctx_.replacement()) self->tick(*job, "immediate");
         if (!job->cron && job->interval.count() == 0) continue;  // a run-once job
         self->arm(job);
+        if (job->lock) self->watch_cluster(job);
       }
     });
   }
@@ -180,36 +198,120 @@ class Clock : public std::enable_shared_from_this<Clock> {
     });
   }
 
+  // This agent, as named in the claims it makes: unique across hosts and across its own restarts
+  // (a restarted agent does not know what its predecessor claimed).
+  const std::string& owner() {
+    if (owner_.empty()) {
+      char host[256] = {};
+      gethostname(host, sizeof(host) - 1);
+      owner_ = fmt::format("{}/{}/{}", host, ctx_.master_pid(), ctx_.pid());
+    }
+    return owner_;
+  }
+
   // Cluster scope: claims the tick named `id` (the same name in every instance) on the lock's
   // thread, and runs it here if this instance won it.
   void claim_then(const std::shared_ptr<Job>& job, std::string id, const char* why) {
-    if (job->lock_worker->busy() >= 2) {
+    if (job->claims_pending >= 2) {
       // The broker has not answered the claims of earlier ticks: do not pile more behind them.
       return skip_unclaimed(*job, id, "the lock's Redis has not answered the earlier claims");
     }
-    std::string key = fmt::format("clutch:tick:{}:{}", job->options.name, id);
-    // Kept well past the tick, so that clocks a little apart still find it claimed.
-    Millis ttl = std::max(Millis(60'000), job->interval * 2);
-    std::string owner = fmt::format("{}", ctx_.master_pid());
+    ++job->claims_pending;
+    std::string key = tick_key(*job, id);
     std::weak_ptr<Clock> weak = shared_from_this();
-    job->lock_worker->run([weak, job, lock = job->lock, key, owner, ttl, id = std::move(id),
-                           why]() -> OffLoopWorker::Completion {
+    job->lock_worker->run([weak, job, lock = job->lock, key, owner = owner(), ttl = claim_ttl(*job),
+                           id = std::move(id), why]() -> OffLoopWorker::Completion {
       std::string error;
-      TickLock::Claim claim = lock->claim(key, owner, ttl, error);
-      return [weak, job, claim, id, error, why] {
+      // Alive before claiming: an auditor must never find our fresh claim with no live owner.
+      TickLock::Claim claim = lock->keep_alive(owner, kAliveFor, error)
+                                  ? lock->claim(key, owner, ttl, error)
+                                  : TickLock::Claim::kUnavailable;
+      return [weak, job, claim, key, id, error, why] {
         auto self = weak.lock();
         if (!self) return;
+        --job->claims_pending;
         switch (claim) {
           case TickLock::Claim::kOurs:
-            return self->tick(*job, why);
+            return self->run(*job, ++job->ticks, why,
+                             [weak, job, key](const nlohmann::json& outcome) {
+                               if (auto self = weak.lock()) self->mark_done(job, key, outcome);
+                             });
           case TickLock::Claim::kTheirs:
             ++job->run_elsewhere;
             spdlog::debug("job {}: tick {} is another instance's", job->options.name, id);
+            job->watched.push_back(key);
+            if (job->watched.size() > kMaxWatched) job->watched.pop_front();
             return;
           case TickLock::Claim::kUnavailable:
             return self->skip_unclaimed(*job, id, error);
         }
       };
+    });
+  }
+
+  static std::string tick_key(const Job& job, const std::string& id) {
+    return fmt::format("clutch:tick:{}:{}", job.options.name, id);
+  }
+  // Kept well past the tick, so that clocks a little apart still find it claimed.
+  static Millis claim_ttl(const Job& job) { return std::max(Millis(60'000), job.interval * 2); }
+
+  // Tells the other instances how our claimed tick ended, so that they do not report it lost.
+  void mark_done(const std::shared_ptr<Job>& job, const std::string& key,
+                 const nlohmann::json& outcome) {
+    std::string said = outcome.value("ok", false) ? outcome.value("outcome", std::string("ok"))
+                                                  : outcome.value("error", std::string("failed"));
+    job->lock_worker->run(
+        [job, lock = job->lock, key, said, ttl = claim_ttl(*job)]() -> OffLoopWorker::Completion {
+          std::string error;
+          if (lock->mark_done(key, said, ttl, error)) return nullptr;
+          return [job, key, error] {
+            spdlog::warn(
+                "job {}: could not record that {} ended ({}); another instance may report it "
+                "lost",
+                job->options.name, key, error);
+          };
+        });
+  }
+
+  // Cluster scope, every second: renews this agent's liveness and audits the ticks other
+  // instances claimed, reporting those whose claimer died before they ended.
+  void watch_cluster(const std::shared_ptr<Job>& job) {
+    std::weak_ptr<Clock> weak = shared_from_this();
+    ctx_.set_interval(kAuditEvery, [weak, job] {
+      auto self = weak.lock();
+      if (!self || job->lock_worker->busy() > 0) return;  // claims renew liveness meanwhile
+      std::vector<std::string> keys(job->watched.begin(), job->watched.end());
+      job->lock_worker->run([weak, job, lock = job->lock, keys, owner = self->owner(),
+                             ttl = claim_ttl(*job)]() -> OffLoopWorker::Completion {
+        std::string error;
+        if (!lock->keep_alive(owner, kAliveFor, error)) return nullptr;  // claims will say why
+        struct Finding {
+          std::string key, owner;
+          TickLock::Audit audit;
+        };
+        std::vector<Finding> findings;
+        for (const auto& key : keys) {
+          Finding f{key, {}, TickLock::Audit::kUnavailable};
+          f.audit = lock->audit(key, owner, ttl, f.owner, error);
+          if (f.audit == TickLock::Audit::kUnavailable) break;
+          findings.push_back(std::move(f));
+        }
+        return [weak, job, findings = std::move(findings)] {
+          auto self = weak.lock();
+          if (!self) return;
+          for (const auto& f : findings) {
+            if (f.audit == TickLock::Audit::kRunning) continue;
+            std::erase(job->watched, f.key);
+            if (f.audit != TickLock::Audit::kLost) continue;
+            ++job->lost;
+            job->lost_counter->inc();
+            spdlog::error(
+                "job {}: tick {} was claimed by {}, which stopped before the tick ended; it may "
+                "not have run (reported once across the cluster)",
+                job->options.name, f.key, f.owner);
+          }
+        };
+      });
     });
   }
 
@@ -362,13 +464,15 @@ class Clock : public std::enable_shared_from_this<Clock> {
                      {"skipped", job->skipped},
                      {"queued", job->queued.size()},
                      {"scope", job->lock ? "cluster" : "instance"},
-                     {"run_elsewhere", job->run_elsewhere}});
+                     {"run_elsewhere", job->run_elsewhere},
+                     {"lost", job->lost}});
     }
     return out;
   }
 
   Context& ctx_;
   std::vector<std::shared_ptr<Job>> jobs_;
+  std::string owner_;
 };
 
 }  // namespace

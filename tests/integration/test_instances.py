@@ -5,8 +5,10 @@ survivors within seconds (its liveness key expires) rather than after the 30 s v
 timeout, and only what was in flight at the crash may run twice."""
 
 import collections
+import json
 import math
 import os
+import re
 import signal
 import subprocess
 import time
@@ -95,6 +97,43 @@ class ClusterSchedules(ClusterTest):
         self.assertEqual(twice, {}, "ticks run by more than one instance")
         self.assertGreaterEqual(len({e["master"] for e in runs()}), 2)  # spread, not one leader
         self.assertIn('"scope":"cluster"', ctl_json(instances[1]))
+
+    def test_a_tick_whose_claimer_dies_before_it_ends_is_reported_lost_once(self):
+        redis = RedisServer()
+        self.addCleanup(redis.stop)
+        env = {"PROBE_JOBS": "clusterslow", "PROBE_LOCK_URL": f"redis://127.0.0.1:{redis.port}"}
+        instances = [self.start(workers=2, env=env) for _ in range(3)]
+        for c in instances:
+            c.wait_ready()
+
+        def mid_run():  # an instance running a tick now: a start with no end after it
+            for c in instances:
+                ev = [e["ev"] for e in c.events()
+                      if e["ev"] in ("job-start", "job-end") and e.get("job") == "clusterslow"]
+                if ev and ev[-1] == "job-start":
+                    return c
+            return None
+        victim = wait_for(mid_run, 30, "an instance running a cluster tick")
+        for pid in [victim.pid, *victim.child_pids()]:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        survivors = [c for c in instances if c is not victim]
+
+        def reports():
+            return [line for c in survivors for line in c.stderr().splitlines()
+                    if "which stopped before the tick ended" in line]
+        wait_for(lambda: reports(), 30, "the dead instance's tick reported lost")
+        # Both survivors keep auditing; give them a few more rounds in which to double-report.
+        runs = lambda: sum(len(c.events("job-start")) for c in survivors)
+        seen = runs()
+        wait_for(lambda: runs() >= seen + 4, 30, "the survivors running more ticks")
+        lost = reports()
+        victim_owner = re.compile(rf"claimed by [^/\s]+/{victim.pid}/\d+,")
+        self.assertTrue(all(victim_owner.search(line) for line in lost), lost)
+        keys = [re.search(r"tick (\S+) was claimed", line).group(1) for line in lost]
+        self.assertEqual(len(keys), len(set(keys)), f"a lost tick reported twice: {lost}")
+        counted = sum(j["lost"] for c in survivors for j in json.loads(ctl_json(c))["jobs"])
+        self.assertEqual(counted, len(lost))
 
     def test_a_hung_lock_broker_skips_cluster_ticks_without_stalling_the_agent(self):
         redis = RedisServer()
