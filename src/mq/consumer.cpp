@@ -302,7 +302,9 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
       if (r.ok) {
         handled_->inc();
         // Acks gathered over a loop turn go to the queue together (one XACK, one transaction).
-        acks_.push_back(std::move(m));
+        // An ack needs the id, not the body: the body is freed here rather than carried on (and
+        // copied to a source's thread).
+        acks_.push_back(QueueMessage{std::move(m.id), {}, m.attempts});
         if (!ack_flush_posted_) {
           ack_flush_posted_ = true;
           auto self = shared_from_this();
