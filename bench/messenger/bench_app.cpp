@@ -1,6 +1,7 @@
 // The clutch side of bench/messenger: the agent drives one measurement (BENCH_MODE) against the
 // workers and prints "BENCH key value" lines on stdout for bench/messenger/run to collect.
 #include <clutch/app.hpp>
+#include <cstring>
 
 #include <algorithm>
 #include <chrono>
@@ -109,7 +110,22 @@ int main(int argc, char** argv) {
   });
   app.worker([](clutch::Context& ctx) {
     auto count = std::make_shared<std::size_t>(0);
-    ctx.messenger().on("x", [count](const clutch::Message&) { ++*count; });
+    // BENCH_TOUCH=1: the handler reads every byte (as the relay's receiver copies every byte out
+    // of its socket), so that a payload mapped from shared memory is not counted as free.
+    bool touch = env("BENCH_TOUCH", "0") == "1";
+    ctx.messenger().on("x", [count, touch](const clutch::Message& m) {
+      ++*count;
+      if (!touch) return;
+      uint64_t sum = 0;
+      const char* p = m.data().data();
+      for (std::size_t i = 0; i + 8 <= m.data().size(); i += 8) {
+        uint64_t word;
+        std::memcpy(&word, p + i, 8);
+        sum += word;
+      }
+      volatile uint64_t sink = sum;
+      (void)sink;
+    });
     ctx.messenger().on("flush", [&ctx, count](const clutch::Message&) {
       ctx.messenger().send_to_agent("count", std::to_string(*count));
       *count = 0;

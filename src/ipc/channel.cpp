@@ -17,6 +17,15 @@ constexpr std::size_t kReadChunk = 256 * 1024;
 // Below this a frame is copied: one more iovec costs about what copying a few KiB does.
 constexpr std::size_t kBorrowMin = 2048;
 constexpr std::size_t kMaxBorrowed = 512;  // iovecs per commit, under IOV_MAX (1024)
+// Descriptors per sendmsg: the kernel's SCM_MAX_FD.
+constexpr std::size_t kMaxFdsPerWrite = 253;
+// Descriptors received ahead of their frames; more means a peer sends them for nothing.
+constexpr std::size_t kMaxUnclaimedFds = 1024;
+
+void close_all(auto& fds) {
+  for (int fd : fds) ::close(fd);
+  fds.clear();
+}
 }  // namespace
 
 Channel::Channel(asio::io_context& io, int fd, std::size_t max_payload)
@@ -49,19 +58,62 @@ void Channel::read_more() {
     if (in_end_ == in_.size()) in_.resize(in_.size() * 2);
   }
   reading_ = true;
-  socket_.async_read_some(
-      asio::buffer(in_.data() + in_end_, in_.size() - in_end_),
-      [self = shared_from_this()](const asio::error_code& ec, std::size_t n) {
-        self->reading_ = false;
-        if (self->closed_) return;
-        if (ec) {
-          self->fail(ec == asio::error::eof ? "peer closed the channel" : ec.message(), false);
-          return;
-        }
-        self->in_end_ += n;
-        self->process_input();
-        self->read_more();
-      });
+  // Read at once (like Asio's speculative read) and handle the bytes on the next turn; wait for
+  // the socket only once it is drained (its readiness is edge-triggered).
+  ssize_t n = receive_some();
+  if (n > 0) {
+    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+      self->reading_ = false;
+      if (self->closed_) return;
+      self->process_input();
+      self->read_more();
+    });
+    return;
+  }
+  if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+    std::string why = n == 0 ? "peer closed the channel" : std::strerror(errno);
+    asio::post(socket_.get_executor(), [self = shared_from_this(), why] {
+      self->reading_ = false;
+      self->fail(why, false);
+    });
+    return;
+  }
+  socket_.async_wait(asio::socket_base::wait_read,
+                     [self = shared_from_this()](const asio::error_code& ec) {
+                       self->reading_ = false;
+                       if (self->closed_) return;
+                       if (ec) return self->fail(ec.message(), false);
+                       self->read_more();
+                     });
+}
+
+ssize_t Channel::receive_some() {
+  iovec iov{in_.data() + in_end_, in_.size() - in_end_};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerWrite)];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  ssize_t n = ::recvmsg(socket_.native_handle(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  if (n < 0) return n;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < count; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+      in_fds_.push_back(fd);
+    }
+  }
+  if ((msg.msg_flags & MSG_CTRUNC) != 0 || in_fds_.size() > kMaxUnclaimedFds) {
+    // More descriptors than any frame claims: a broken or hostile peer. Checked after taking
+    // them, so that none leaks.
+    errno = EPROTO;
+    return -1;
+  }
+  in_end_ += static_cast<std::size_t>(n);
+  return n;
 }
 
 namespace {
@@ -113,8 +165,18 @@ void Channel::process_input() {
       return;
     }
     std::byte* raw = in_.data() + in_begin_;
+    FrameView view = view_frame(header, raw);
+    if (header.flags & kFlagSharedPayload) {
+      if (in_fds_.empty()) {
+        fail("a shared-payload frame came without its descriptor", true);
+        return;
+      }
+      view.fd = in_fds_.front();
+      in_fds_.pop_front();
+    }
     in_begin_ += header.frame_size();
-    on_frame_(view_frame(header, raw), raw);
+    on_frame_(view, raw);
+    if (view.fd >= 0) ::close(view.fd);
   }
   end_batch();
   if (in_begin_ == in_end_ && !reading_) {
@@ -125,13 +187,10 @@ void Channel::process_input() {
 }
 
 void Channel::read_pending_now() {
-  int fd = socket_.native_handle();
   paused_ = false;
   for (int turn = 0; turn < 4096 && !closed_; ++turn) {
     if (in_end_ == in_.size()) in_.resize(in_.size() * 2);
-    ssize_t n = ::recv(fd, in_.data() + in_end_, in_.size() - in_end_, MSG_DONTWAIT);
-    if (n <= 0) break;
-    in_end_ += static_cast<std::size_t>(n);
+    if (receive_some() <= 0) break;
     process_input();
   }
 }
@@ -150,6 +209,21 @@ void Channel::send(const FrameHeader& header, std::string_view action, std::stri
                    std::string_view key) {
   append_frame(output(), header, action, payload, key);
   flush_soon();
+}
+
+void Channel::attach_fd(int fd, std::size_t holds_bytes) {
+  if (closed_) {
+    ::close(fd);
+    return;
+  }
+  output();  // borrowed frames first: they go before this descriptor's frame
+  out_fds_.push_back(fd);
+  held_bytes_ += holds_bytes;
+}
+
+void Channel::release_held_bytes(std::size_t bytes) {
+  held_bytes_ -= std::min(bytes, held_bytes_);
+  notify_drain_if_low();
 }
 
 bool Channel::send_borrowed(const std::byte* frame, std::size_t size) {
@@ -222,22 +296,77 @@ void Channel::flush() {
   writing_.swap(out_);
   out_.clear();
   out_.trim(std::size_t{32} << 20);
+  writing_fds_.swap(out_fds_);
+  written_ = 0;
   writing_active_ = true;
-  asio::async_write(socket_, asio::buffer(writing_.data(), writing_.size()),
-                    [self = shared_from_this()](const asio::error_code& ec, std::size_t) {
-                      self->writing_active_ = false;
-                      if (self->closed_) return;
-                      if (ec) {
-                        self->fail("write failed: " + ec.message(), false);
-                        return;
-                      }
-                      self->writing_.clear();
-                      // Keep the buffer for the next turns (refaulting fresh pages is what costs);
-                      // give back only what a one-off huge message left behind.
-                      self->writing_.trim(std::size_t{32} << 20);
-                      self->flush();
-                      self->notify_drain_if_low();
-                    });
+  write_some();
+}
+
+// One sendmsg of what is left of writing_. Descriptors go with the first bytes (at most
+// kMaxFdsPerWrite per sendmsg; with more, one byte carries each group), so that each arrives no
+// later than its frame. Returns what sendmsg did: bytes written, or -1 with errno.
+ssize_t Channel::send_step() {
+  std::size_t fds = std::min(writing_fds_.size(), kMaxFdsPerWrite);
+  std::size_t length = writing_.size() - written_;
+  if (writing_fds_.size() > kMaxFdsPerWrite) length = 1;
+  iovec iov{writing_.data() + written_, length};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerWrite)];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (fds > 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds);
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds);
+    std::memcpy(CMSG_DATA(c), writing_fds_.data(), sizeof(int) * fds);
+  }
+  ssize_t n = ::sendmsg(socket_.native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (n > 0) {
+    written_ += static_cast<std::size_t>(n);
+    // Sent: the kernel holds its own references until the peer reads them.
+    for (std::size_t i = 0; i < fds; ++i) ::close(writing_fds_[i]);
+    writing_fds_.erase(writing_fds_.begin(), writing_fds_.begin() + static_cast<long>(fds));
+  }
+  return n;
+}
+
+// Writes what it can now; waits for the socket if it is full.
+void Channel::write_some() {
+  while (written_ < writing_.size()) {
+    ssize_t n = send_step();
+    if (n > 0 || (n < 0 && errno == EINTR)) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      socket_.async_wait(asio::socket_base::wait_write,
+                         [self = shared_from_this()](const asio::error_code& ec) {
+                           if (self->closed_) return;
+                           if (ec) return self->fail("write failed: " + ec.message(), false);
+                           self->write_some();
+                         });
+      return;
+    }
+    std::string why = n == 0 ? "wrote nothing" : std::strerror(errno);
+    asio::post(socket_.get_executor(),
+               [self = shared_from_this(), why] { self->fail("write failed: " + why, false); });
+    return;
+  }
+  // Done: finished on the next turn, as an asynchronous write would be (the drain callback must
+  // not run inside whatever called flush()).
+  asio::post(socket_.get_executor(), [self = shared_from_this()] { self->write_done(); });
+}
+
+void Channel::write_done() {
+  writing_active_ = false;
+  if (closed_) return;
+  writing_.clear();
+  written_ = 0;
+  // Keep the buffer for the next turns (refaulting fresh pages is what costs); give back only
+  // what a one-off huge message left behind.
+  writing_.trim(std::size_t{32} << 20);
+  flush();
+  notify_drain_if_low();
 }
 
 void Channel::wait_for_drain() {
@@ -267,6 +396,9 @@ void Channel::fail(const std::string& reason, bool protocol_error) {
 void Channel::close() {
   if (closed_) return;
   closed_ = true;
+  close_all(in_fds_);
+  close_all(out_fds_);
+  close_all(writing_fds_);
   asio::error_code ignored;
   socket_.cancel(ignored);
   socket_.close(ignored);
@@ -274,24 +406,20 @@ void Channel::close() {
 
 void Channel::flush_blocking_and_close() {
   if (closed_) return;
-  int fd = socket_.native_handle();
-  auto write_all = [fd](const ByteBuffer& buf) {
-    std::size_t done = 0;
-    while (done < buf.size()) {
-      ssize_t n = ::send(fd, buf.data() + done, buf.size() - done, MSG_NOSIGNAL);
-      if (n > 0) {
-        done += static_cast<std::size_t>(n);
-      } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-        pollfd p{fd, POLLOUT, 0};
-        if (::poll(&p, 1, 1000) <= 0) return;  // the master is not reading: give up
-      } else {
-        return;
-      }
+  // An async write may be half done; only write when nothing is in flight.
+  if (!writing_active_ && !out_.empty()) {
+    writing_.swap(out_);
+    writing_fds_.swap(out_fds_);
+    written_ = 0;
+    int fd = socket_.native_handle();
+    for (int turn = 0; turn < 4096 && written_ < writing_.size(); ++turn) {
+      ssize_t n = send_step();
+      if (n > 0 || (n < 0 && errno == EINTR)) continue;
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) break;
+      pollfd p{fd, POLLOUT, 0};
+      if (::poll(&p, 1, 1000) <= 0) break;  // the master is not reading: give up
     }
-  };
-  // An async write may be half done; its bytes are in writing_, the remainder of which is lost
-  // on an async cancel, so only write when nothing is in flight.
-  if (!writing_active_) write_all(out_);
+  }
   close();
 }
 

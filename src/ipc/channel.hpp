@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -63,11 +64,21 @@ class Channel : public std::enable_shared_from_this<Channel> {
   // Appends a frame and schedules the flush.
   void send(const FrameHeader& header, std::string_view action, std::string_view payload,
             std::string_view key = {});
+  // Queues `fd` (ownership taken) to travel with the next frame appended to output(): the
+  // receiver's channel hands it out with that frame. Descriptors and their frames must be queued
+  // in the same order; they leave with the first write that carries any of the frames' bytes.
+  // `holds_bytes` (a shared payload's size) counts as pending output until the peer says it has
+  // read them (release_held_bytes): a peer that does not read must fill its queue with large
+  // messages as it would with inline ones, or memory would grow behind a hung receiver.
+  void attach_fd(int fd, std::size_t holds_bytes = 0);
+  void release_held_bytes(std::size_t bytes);
   // Writes everything appended so far at the end of this loop turn (coalescing many frames).
   void flush_soon();
   // Writes now without waiting for the end of the loop turn.
   void flush();
-  std::size_t pending_output() const { return out_.size() + writing_.size() + borrowed_bytes_; }
+  std::size_t pending_output() const {
+    return out_.size() + writing_.size() + borrowed_bytes_ + held_bytes_;
+  }
   bool over_high_water() const { return pending_output() > high_water_; }
   // Asks for one on_drain call once the pending output is below the low-water mark (at once, on
   // the loop, if it already is).
@@ -94,6 +105,12 @@ class Channel : public std::enable_shared_from_this<Channel> {
 
  private:
   void read_more();
+  // One recvmsg into the read buffer, taking the descriptors that came with the bytes: >0 bytes
+  // read, 0 at end of stream, -1 with errno.
+  ssize_t receive_some();
+  ssize_t send_step();
+  void write_some();
+  void write_done();
   void process_input();
   void fail(const std::string& reason, bool protocol_error);
   void notify_drain_if_low();
@@ -113,6 +130,12 @@ class Channel : public std::enable_shared_from_this<Channel> {
   ByteBuffer in_;
   std::size_t in_begin_ = 0, in_end_ = 0;
   ByteBuffer out_, writing_;
+  std::size_t written_ = 0;     // of writing_
+  std::size_t held_bytes_ = 0;  // shared payloads sent and not yet read by the peer
+  // Descriptors received and not yet claimed by their frames, oldest first; those queued for the
+  // frames in out_, and those going with writing_ (sent with its first bytes).
+  std::deque<int> in_fds_;
+  std::vector<int> out_fds_, writing_fds_;
   std::size_t high_water_ = std::size_t{1} << 20;
   bool reading_ = false, writing_active_ = false, flush_posted_ = false;
   bool paused_ = false, closed_ = false, drain_wanted_ = false, continue_posted_ = false;

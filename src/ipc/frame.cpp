@@ -48,6 +48,8 @@ std::string_view to_string(DecodeStatus status) {
       return "payload larger than max_message_size";
     case DecodeStatus::kBadKey:
       return "idempotency key longer than its payload";
+    case DecodeStatus::kBadShared:
+      return "shared-payload frame without a 16-byte reference";
   }
   return "unknown";
 }
@@ -89,6 +91,12 @@ DecodeStatus decode_header(std::span<const std::byte> bytes, std::size_t max_pay
     if (key_length == 0 || key_length > kMaxKeyLength || 1 + key_length > h.payload_length)
       return DecodeStatus::kBadKey;
   }
+  if (h.flags & kFlagSharedPayload) {
+    std::size_t key_prefix =
+        (h.flags & kFlagKeyed) ? 1 + std::to_integer<std::size_t>(p[kHeaderSize + h.action_length])
+                               : 0;
+    if (h.payload_length != key_prefix + kSharedRefSize) return DecodeStatus::kBadShared;
+  }
   return DecodeStatus::kOk;
 }
 
@@ -111,6 +119,10 @@ void stamp_sender(std::byte* encoded_header, uint8_t role, int32_t pid) {
   store<int32_t>(encoded_header + kOffSender, pid);
 }
 
+uint8_t flags_of(const std::byte* encoded_header) {
+  return load<uint8_t>(encoded_header + kOffFlags);
+}
+
 void stamp_id(std::byte* encoded_header, uint64_t id) {
   store<uint64_t>(encoded_header + kOffId, id);
 }
@@ -128,6 +140,24 @@ FrameView view_frame(const FrameHeader& header, const std::byte* frame_start) {
     view.payload.remove_prefix(1 + key_length);
   }
   return view;
+}
+
+SharedRef read_shared_ref(const FrameView& view) {
+  const auto* p = reinterpret_cast<const std::byte*>(view.payload.data());
+  return SharedRef{load<uint64_t>(p), load<uint64_t>(p + 8)};
+}
+
+std::string encode_shared_ref(uint64_t size) {
+  std::string out(kSharedRefSize, '\0');
+  auto* p = reinterpret_cast<std::byte*>(out.data());
+  store<uint64_t>(p, 0);
+  store<uint64_t>(p + 8, size);
+  return out;
+}
+
+void stamp_shared_token(std::byte* frame_start, const FrameView& view, uint64_t token) {
+  auto offset = reinterpret_cast<const std::byte*>(view.payload.data()) - frame_start;
+  store<uint64_t>(frame_start + offset, token);
 }
 
 }  // namespace clutch::ipc

@@ -36,6 +36,18 @@ enum FrameFlags : uint8_t {
   kFlagRequest = 1 << 1,  // the sender waits for a kReply with the same id
   kFlagFailed = 1 << 2,   // on kAck / kReply: the handler failed; payload is the error text
   kFlagKeyed = 1 << 3,    // the payload starts with an idempotency key: [u8 length][key bytes]
+  // The payload's bytes are not in the frame but in a sealed memfd that travels with it over the
+  // socket (SCM_RIGHTS); the frame's payload (after any key) is a SharedRef. For large payloads:
+  // written once by the sender, read once by the receiver, whatever the master does in between.
+  kFlagSharedPayload = 1 << 4,
+};
+
+// What a shared-payload frame carries in place of its payload: the master's token for the
+// descriptor (0 from a sender; the master renumbers it, as it does ids) and the payload's size.
+inline constexpr std::size_t kSharedRefSize = 16;
+struct SharedRef {
+  uint64_t token = 0;
+  uint64_t size = 0;
 };
 
 struct FrameHeader {
@@ -64,6 +76,7 @@ enum class DecodeStatus {
   kBadAction,  // action longer than kMaxActionLength
   kTooLarge,   // payload longer than the configured limit
   kBadKey,     // kFlagKeyed with a key prefix that does not fit in the payload
+  kBadShared,  // kFlagSharedPayload with a payload that is not a SharedRef
 };
 
 std::string_view to_string(DecodeStatus status);
@@ -79,6 +92,8 @@ void encode_header(const FrameHeader& header, std::byte* out);
 // Overwrites the sender fields of an encoded header in place; the master stamps every frame it
 // forwards so a receiver always learns who really sent it.
 void stamp_sender(std::byte* encoded_header, uint8_t role, int32_t pid);
+// The flags of an encoded header (no checks: for frames already decoded once).
+uint8_t flags_of(const std::byte* encoded_header);
 // Overwrites the id of an encoded header in place (the master renumbers acknowledged messages).
 void stamp_id(std::byte* encoded_header, uint64_t id);
 
@@ -111,9 +126,19 @@ void append_frame(Buffer& out, FrameHeader header, std::string_view action,
 struct FrameView {
   FrameHeader header;
   std::string_view action;
-  std::string_view payload;
+  std::string_view payload;  // for kFlagSharedPayload: the SharedRef's bytes
   std::string_view key;
+  // kFlagSharedPayload: the descriptor that came with the frame, open until the frame callback
+  // returns (dup it to keep it); -1 otherwise.
+  int fd = -1;
 };
 FrameView view_frame(const FrameHeader& header, const std::byte* frame_start);
+
+// The SharedRef of a shared-payload frame's view (decode_header checked its size).
+SharedRef read_shared_ref(const FrameView& view);
+// The 16 bytes a sender puts in place of a payload of `size` bytes.
+std::string encode_shared_ref(uint64_t size);
+// Overwrites the token of the frame at `frame_start` (whose view is `view`) in place.
+void stamp_shared_token(std::byte* frame_start, const FrameView& view, uint64_t token);
 
 }  // namespace clutch::ipc

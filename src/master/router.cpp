@@ -6,6 +6,10 @@
 #include <algorithm>
 #include <cstring>
 
+#include <fcntl.h>
+
+#include "ipc/shared_payload.hpp"
+
 namespace clutch::master {
 
 using ipc::FrameHeader;
@@ -26,6 +30,17 @@ void for_each_frame(const std::vector<std::byte>& buffer, Fn&& fn) {
     fn(h, buffer.data() + at);
     at += h.frame_size();
   }
+}
+FrameHeader header_of(const std::byte* raw) {
+  FrameHeader h;
+  ipc::decode_header(std::span<const std::byte>(raw, ipc::kHeaderSize), UINT32_MAX, h);
+  return h;
+}
+
+// The token of the shared payload the frame at `raw` carries, or 0.
+uint64_t shared_token_of(const std::byte* raw) {
+  if ((ipc::flags_of(raw) & ipc::kFlagSharedPayload) == 0) return 0;
+  return ipc::read_shared_ref(ipc::view_frame(header_of(raw), raw)).token;
 }
 }  // namespace
 
@@ -48,6 +63,58 @@ void Router::on_frame(Child& from, const ipc::FrameView& frame, std::byte* raw) 
   current_ = frame;
   // Whatever the child wrote there, receivers learn the sender from the master.
   messaging::stamp_sender(raw, from.role, from.pid);
+  if ((frame.header.flags & ipc::kFlagSharedPayload) == 0) {
+    route_frame(from, frame, raw);
+  } else {
+    if (uint64_t token = adopt_shared(from, frame, raw); token != 0) {
+      route_frame(from, frame, raw);
+      payloads_.release(token);  // routed: only the copies kept (holds, redeliveries) keep it now
+    }
+    send_control(from, messaging::kPayloadTaken, std::to_string(ipc::read_shared_ref(frame).size));
+  }
+  sender_ = nullptr;
+}
+
+uint64_t Router::adopt_shared(Child& from, const ipc::FrameView& frame, std::byte* raw) {
+  const FrameHeader& h = frame.header;
+  if (h.kind != FrameKind::kMessage && h.kind != FrameKind::kReply) {
+    on_violation_(from, "sent a shared payload on a frame that carries no payload");
+    return 0;
+  }
+  ipc::SharedRef ref = ipc::read_shared_ref(frame);
+  std::string why = ipc::check_shared_payload(frame.fd, ref.size, max_message_size_);
+  uint64_t token = why.empty() ? payloads_.adopt(frame.fd, ref.size) : 0;
+  if (why.empty() && token == 0) {
+    why = fmt::format("not delivered: the master already holds {} MiB of large payloads (limit {})",
+                      payloads_.bytes() >> 20, payloads_.limit() >> 20);
+  }
+  if (token != 0) {
+    ipc::stamp_shared_token(raw, frame, token);
+    return token;
+  }
+  if (h.kind == FrameKind::kReply) {
+    // The requester is the one waiting: it hears now rather than at its timeout.
+    spdlog::warn("{}: reply refused: {}", from.describe(), why);
+    if (Child* to = children_.find(h.target_pid); to != nullptr && to->connected())
+      send_error(*to, h.id, {}, why, false);
+  } else if (h.flags & ipc::kFlagWantAck) {
+    spdlog::warn("{}: '{}' refused: {}", from.describe(), frame.action, why);
+    fail_ack(from, h.id, why);
+  } else {
+    send_error(from, h.id, frame.action, why);
+  }
+  return 0;
+}
+
+void Router::retain_shared(const std::byte* raw) {
+  if (uint64_t token = shared_token_of(raw)) payloads_.retain(token);
+}
+
+void Router::release_shared(const std::byte* raw) {
+  if (uint64_t token = shared_token_of(raw)) payloads_.release(token);
+}
+
+void Router::route_frame(Child& from, const ipc::FrameView& frame, std::byte* raw) {
   switch (frame.header.kind) {
     case FrameKind::kMessage:
       route_message(from, frame, raw);
@@ -59,13 +126,18 @@ void Router::on_frame(Child& from, const ipc::FrameView& frame, std::byte* raw) 
       route_reply(from, frame, raw);
       break;
     case FrameKind::kControl:
+      if (frame.action == messaging::kPayloadRead) {
+        // A receiver let go of large payloads: they no longer count against its queue.
+        from.channel->release_held_bytes(
+            std::strtoull(std::string(frame.payload).c_str(), nullptr, 10));
+        break;
+      }
       on_control_(from, frame.action, frame.payload);
       break;
     case FrameKind::kError:
       on_violation_(from, "sent an error frame, which only the master may send");
       break;
   }
-  sender_ = nullptr;
 }
 
 void Router::route_message(Child& from, const ipc::FrameView& frame, std::byte* raw) {
@@ -101,6 +173,7 @@ void Router::route_message(Child& from, const ipc::FrameView& frame, std::byte* 
       } else {
         // The agent is restarting: keep the message for the next one.
         agent_hold_.insert(agent_hold_.end(), raw, raw + size);
+        retain_shared(raw);
         if (agent_hold_.size() > hold_limit_) {
           from.channel->pause_reading();
           hold_blocked_senders_.push_back(from.pid);
@@ -136,6 +209,7 @@ void Router::route_message(Child& from, const ipc::FrameView& frame, std::byte* 
         AckedMessage& m = acked_[id];
         m.waiters.push_back({from.pid, h.id});
         m.frame.assign(raw, raw + size);
+        retain_shared(raw);
         if (!frame.key.empty()) {
           m.key = std::string(frame.key);
           keyed_.emplace(m.key, id);
@@ -170,6 +244,7 @@ void Router::route_ack(Child& from, const ipc::FrameView& frame, std::byte* raw)
   if (it == acked_.end() || it->second.assigned != from.pid) return;
   AckedMessage m = std::move(it->second);
   acked_.erase(it);
+  release_shared(m.frame.data());
   if (from.unacked > 0) --from.unacked;
   if (!m.key.empty()) {
     keyed_.erase(m.key);
@@ -205,6 +280,7 @@ void Router::drop_acked(uint64_t master_id) {
   if (it == acked_.end()) return;
   if (!it->second.key.empty()) keyed_.erase(it->second.key);
   if (it->second.assigned == 0) acked_waiting_bytes_ -= it->second.frame.size();
+  release_shared(it->second.frame.data());
   acked_.erase(it);  // a stale id left in acked_waiting_ is skipped when it comes up
   ++dropped_without_sender_;
 }
@@ -224,6 +300,17 @@ void Router::route_reply(Child& from, const ipc::FrameView& frame, std::byte* ra
 }
 
 void Router::deliver(Child& to, const std::byte* raw, std::size_t size, bool from_input) {
+  if (ipc::flags_of(raw) & ipc::kFlagSharedPayload) {
+    // Its memfd goes with it (the channel sends it with the frame's bytes).
+    int fd = payloads_.fd(shared_token_of(raw));
+    int copy = fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (copy < 0) {
+      spdlog::error("a large message for {} not delivered: its payload {}", to.describe(),
+                    fd < 0 ? "is gone" : fmt::format("cannot be passed on ({})", strerror(errno)));
+      return;
+    }
+    to.channel->attach_fd(copy, ipc::read_shared_ref(ipc::view_frame(header_of(raw), raw)).size);
+  }
   if (from_input) {
     // The frame is in the sender's read buffer: the channel may write it from there.
     // Registered for the commit once per batch, on its first borrowed frame.
@@ -249,6 +336,9 @@ void Router::set_max_message_size(std::size_t bytes) {
   // Room for at least two of the largest messages, so a limit never refuses one on its own.
   std::size_t limit = std::max(std::size_t{64} << 20, 2 * (bytes + 64 * 1024));
   hold_limit_ = worker_queue_limit_ = limit;
+  max_message_size_ = bytes;
+  // Large payloads held for redelivery or for a missing target: as much as the holds allow.
+  payloads_.set_limit(std::max(std::size_t{256} << 20, 4 * limit));
 }
 
 bool Router::some_worker_keeps_up() const {
@@ -302,6 +392,7 @@ void Router::hold_for_workers(Child& from, const ipc::FrameView& frame, const st
     return;
   }
   workers_hold_.insert(workers_hold_.end(), raw, raw + size);
+  retain_shared(raw);
 }
 
 void Router::cluster_ready() {
@@ -317,6 +408,7 @@ void Router::commit_borrowed() {
 Child* Router::deliver_random(const std::byte* raw, std::size_t size, bool from_input) {
   if (random_targets_.empty()) {
     random_hold_.insert(random_hold_.end(), raw, raw + size);
+    retain_shared(raw);
     if (random_hold_.size() > hold_limit_ && sender_ != nullptr) {
       sender_->channel->pause_reading();
       hold_blocked_senders_.push_back(sender_->pid);
@@ -489,9 +581,12 @@ void Router::flush_holds() {
   sender_ = nullptr;
   if (!agent_hold_.empty()) {
     if (agent_ != nullptr && agent_->connected()) {
-      deliver(*agent_, agent_hold_.data(), agent_hold_.size());
-      agent_hold_.clear();
-      agent_hold_.shrink_to_fit();
+      std::vector<std::byte> held;
+      held.swap(agent_hold_);
+      for_each_frame(held, [&](const FrameHeader& h, const std::byte* raw) {
+        deliver(*agent_, raw, h.frame_size());
+        release_shared(raw);
+      });
     }
   }
   if (!holding_for_workers() && !workers_hold_.empty()) {
@@ -500,6 +595,7 @@ void Router::flush_holds() {
     for_each_frame(held, [&](const FrameHeader& h, const std::byte* raw) {
       deliver_to_workers(raw, h.frame_size(),
                          messaging::route_of(h) == Route::kOthers ? h.sender_pid : 0);
+      release_shared(raw);
     });
   }
   if (!random_targets_.empty()) {
@@ -508,6 +604,7 @@ void Router::flush_holds() {
       held.swap(random_hold_);
       for_each_frame(held, [&](const FrameHeader& h, const std::byte* raw) {
         deliver_random(raw, h.frame_size());
+        release_shared(raw);
       });
     }
     while (!acked_waiting_.empty() && !random_targets_.empty()) {
@@ -588,6 +685,7 @@ std::size_t Router::fail_unacknowledged(std::string_view reason) {
       if (origin != nullptr && origin->connected()) fail_ack(*origin, w.id, reason);
     }
   }
+  for (auto& [id, m] : acked_) release_shared(m.frame.data());
   acked_.clear();
   acked_waiting_.clear();
   acked_waiting_bytes_ = 0;

@@ -17,6 +17,7 @@
 
 #include "master/child.hpp"
 #include "master/recent_keys.hpp"
+#include "master/shared_payloads.hpp"
 
 namespace clutch::master {
 
@@ -66,6 +67,8 @@ class Router {
   const std::array<uint64_t, 7>& routed() const { return routed_; }
   // Messages refused for a worker that was not reading (its queue full).
   uint64_t refused() const { return refused_; }
+  // Large payloads (memfds) the master holds for frames it may still deliver.
+  const SharedPayloads& shared_payloads() const { return payloads_; }
 
  private:
   // A sender owed an acknowledged message's outcome, under its own id for it.
@@ -81,6 +84,13 @@ class Router {
     std::vector<std::byte> frame;
   };
 
+  void route_frame(Child& from, const ipc::FrameView& frame, std::byte* raw);
+  // A shared-payload frame: checks its memfd and puts it under a token the frame then carries.
+  // 0 when refused (the sender, or for a reply the requester, is told why).
+  uint64_t adopt_shared(Child& from, const ipc::FrameView& frame, std::byte* raw);
+  // A copy of the frame at `raw` is kept, or let go: its shared payload (if any) with it.
+  void retain_shared(const std::byte* raw);
+  void release_shared(const std::byte* raw);
   void route_message(Child& from, const ipc::FrameView& frame, std::byte* raw);
   void route_ack(Child& from, const ipc::FrameView& frame, std::byte* raw);
   void route_reply(Child& from, const ipc::FrameView& frame, std::byte* raw);
@@ -118,6 +128,8 @@ class Router {
 
   ChildTable& children_;
   pid_t master_pid_;
+  SharedPayloads payloads_;
+  std::size_t max_message_size_ = std::size_t{64} << 20;
   ControlFn on_control_;
   ViolationFn on_violation_;
   std::vector<std::shared_ptr<ipc::Channel>> borrowers_;  // borrowed in this input batch

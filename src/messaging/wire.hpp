@@ -25,6 +25,14 @@ enum class Route : uint8_t {
 };
 inline constexpr std::size_t kRouteCount = 7;
 
+// Control op, child -> master: "I have read and let go of N bytes of shared payloads" (their
+// memfds), so that they stop counting against what the master queues for this child.
+inline constexpr std::string_view kPayloadRead = "payload-read";
+// Control op, master -> child: "I have taken N bytes of your shared payloads off your hands"
+// (routed or refused), so that they stop counting against the child's own send queue: a sender
+// whose receivers fall behind (the master stops reading it) then fills its queue and is told.
+inline constexpr std::string_view kPayloadTaken = "payload-taken";
+
 // A header's route; nullopt for a value no sender may use.
 inline std::optional<Route> route_of(const ipc::FrameHeader& h) {
   if (h.route == 0 || h.route >= kRouteCount) return std::nullopt;

@@ -2,12 +2,15 @@
 
 #include "runtime/uncaught.hpp"
 
+#include "ipc/shared_payload.hpp"
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstring>
 
 namespace clutch {
 
@@ -136,8 +139,25 @@ uint64_t MessengerClient::send(Route route, int target_pid, std::string_view act
   h.flags = flags;
   h.target_pid = target_pid;
   h.id = next_id_++;
-  channel_->send(h, action, data, key);
+  send_frame(h, action, data, key);
   return h.id;
+}
+
+void MessengerClient::send_frame(FrameHeader h, std::string_view action, std::string_view data,
+                                 std::string_view key) {
+  if (data.size() >= ipc::kSharedPayloadMin) {
+    int fd = ipc::make_shared_payload(data);
+    if (fd >= 0) {
+      h.flags |= ipc::kFlagSharedPayload;
+      // Counted as queued until the master says it took it (kPayloadTaken).
+      channel_->attach_fd(fd, data.size());
+      channel_->send(h, action, ipc::encode_shared_ref(data.size()), key);
+      return;
+    }
+    // Out of descriptors or memory for a memfd: the socket still carries it.
+    spdlog::debug("large payload sent inline: no memfd ({})", std::strerror(errno));
+  }
+  channel_->send(h, action, data, key);
 }
 
 void MessengerClient::broadcast(std::string_view a, std::string_view d) {
@@ -270,11 +290,42 @@ void MessengerClient::send_answer(bool is_request, uint64_t id, int to_pid, bool
   h.flags = ok ? 0 : ipc::kFlagFailed;
   h.id = id;
   h.target_pid = to_pid;
-  // An ack carries only the error, if any; a reply carries the data.
-  channel_->send(h, {}, (is_request || !ok) ? data : std::string_view{});
+  // An ack carries only the error, if any; a reply carries the data (a large one in a memfd).
+  if (is_request && ok)
+    send_frame(h, {}, data);
+  else
+    channel_->send(h, {}, (is_request || !ok) ? data : std::string_view{});
+}
+
+void MessengerClient::handle_shared(const ipc::FrameView& in) {
+  const FrameHeader& h = in.header;
+  ipc::SharedRef ref = ipc::read_shared_ref(in);
+  ipc::MappedPayload mapped(in.fd, ref.size, max_message_size_);
+  if (!mapped.error().empty()) {
+    // Never dropped silently: whoever waits for it hears why.
+    std::string why =
+        fmt::format("large message from pid {} unreadable: {}", h.sender_pid, mapped.error());
+    spdlog::error("{}", why);
+    bool is_request = (h.flags & ipc::kFlagRequest) != 0;
+    if (h.kind == FrameKind::kMessage && (is_request || (h.flags & ipc::kFlagWantAck)))
+      send_answer(is_request, h.id, h.sender_pid, false, why);
+    if (h.kind == FrameKind::kReply) finish_request(h.id, Reply{false, {}, why, {}});
+    send_control(messaging::kPayloadRead, std::to_string(ref.size));
+    return;
+  }
+  ipc::FrameView frame = in;
+  frame.payload = mapped.bytes();
+  frame.header.flags &= ~ipc::kFlagSharedPayload;
+  frame.header.payload_length = static_cast<uint32_t>(ref.size);
+  frame.fd = -1;
+  handle_frame(frame);
+  // Unmapped on return and its descriptor closed by the channel right after: the master may
+  // count these bytes as gone from this process's queue.
+  send_control(messaging::kPayloadRead, std::to_string(ref.size));
 }
 
 void MessengerClient::handle_frame(const ipc::FrameView& frame) {
+  if (frame.header.flags & ipc::kFlagSharedPayload) return handle_shared(frame);
   const FrameHeader& h = frame.header;
   switch (h.kind) {
     case FrameKind::kMessage:
@@ -332,7 +383,10 @@ void MessengerClient::handle_frame(const ipc::FrameView& frame) {
       break;
     }
     case FrameKind::kControl:
-      if (frame.action == "drain-ok") {
+      if (frame.action == messaging::kPayloadTaken) {
+        channel_->release_held_bytes(
+            std::strtoull(std::string(frame.payload).c_str(), nullptr, 10));
+      } else if (frame.action == "drain-ok") {
         if (on_drain_ok) on_drain_ok();
       } else if (on_master_control) {
         on_master_control(frame.action, frame.payload);

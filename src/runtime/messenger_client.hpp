@@ -89,6 +89,11 @@ class MessengerClient final : public Messenger,
                 std::string_view data, uint8_t flags = 0, std::string_view key = {});
   HandlerId add_handler(std::string_view action, Handler handler, bool once);
   void dispatch(const ipc::FrameView& frame);
+  // A frame whose payload came in a memfd: mapped for as long as it is handled.
+  void handle_shared(const ipc::FrameView& frame);
+  // Appends a frame, its payload in a memfd when that is large (ipc/shared_payload.hpp).
+  void send_frame(ipc::FrameHeader h, std::string_view action, std::string_view data,
+                  std::string_view key = {});
   void apply_members(std::string_view json);
   void apply_member_changes(std::string_view json);  // clutch:members-delta
   void finish_request(uint64_t id, Reply reply);

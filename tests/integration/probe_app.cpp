@@ -205,6 +205,14 @@ void agent_setup(clutch::Context& ctx) {
       record(fmt::format(R"("ev":"big-sent","size":{},"sum":{})", everyone.size(),
                          checksum(everyone)));
       m.send_to_app("big", everyone);
+    } else if (scenario == "bigkill") {
+      // One acknowledged 20 MiB message to a worker that reads it slowly: the test kills that
+      // worker mid-read, and another must get it whole.
+      std::string data = pattern(std::size_t{20} << 20);
+      record(fmt::format(R"("ev":"big-sent","size":{},"sum":{})", data.size(), checksum(data)));
+      m.send_random("bigslow", data, [](const clutch::AckResult& r) {
+        record(fmt::format(R"("ev":"big-ack","ok":{},"by":{})", r.ok, r.handled_by));
+      });
     } else if (scenario == "flood") {
       // 128 KiB to every worker, 2 per 5 ms, PROBE_COUNT in all: far past any high-water mark.
       auto sent = std::make_shared<int>(0);
@@ -348,6 +356,14 @@ void worker_setup(clutch::Context& ctx) {
   m.on("big", [](const clutch::Message& msg) {
     record(
         fmt::format(R"("ev":"big","size":{},"sum":{})", msg.data().size(), checksum(msg.data())));
+  });
+  m.on("bigslow", [&ctx](const clutch::Message& msg) {
+    // Half the payload read, then a pause in which the test kills this worker.
+    std::string_view first_half = msg.data().substr(0, msg.data().size() / 2);
+    record(fmt::format(R"("ev":"big-start","pid":{},"half":{})", ctx.pid(), checksum(first_half)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    record(fmt::format(R"("ev":"big","pid":{},"size":{},"sum":{})", ctx.pid(), msg.data().size(),
+                       checksum(msg.data())));
   });
   m.on("work", [work_us](const clutch::Message& msg) {
     if (work_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(work_us));
@@ -549,7 +565,7 @@ void declare_jobs(clutch::App& app) {
                  [](clutch::Context& ctx) {
                    record(fmt::format(R"("ev":"job-start","job":"clusterslow","master":{})",
                                       ctx.master_pid()));
-                   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+                   std::this_thread::sleep_for(std::chrono::milliseconds(2500));
                    record(fmt::format(R"("ev":"job-end","job":"clusterslow","master":{})",
                                       ctx.master_pid()));
                  });

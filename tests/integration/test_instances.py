@@ -122,7 +122,13 @@ class ClusterSchedules(ClusterTest):
         def reports():
             return [line for c in survivors for line in c.stderr().splitlines()
                     if "which stopped before the tick ended" in line]
-        wait_for(lambda: reports(), 30, "the dead instance's tick reported lost")
+        last = [e["ev"] for e in victim.events() if e.get("job") == "clusterslow"][-1]
+        self.assertEqual(last, "job-start", "the kill missed the run it aimed at (the machine stalled)")
+        try:
+            wait_for(lambda: reports(), 60, "the dead instance's tick reported lost")
+        except AssertionError:
+            logs = "\n".join(line for c in survivors for line in c.stderr().splitlines()[-20:])
+            raise AssertionError(f"no lost tick reported; the survivors' last lines:\n{logs}")
         # Both survivors keep auditing; give them a few more rounds in which to double-report.
         runs = lambda: sum(len(c.events("job-start")) for c in survivors)
         seen = runs()

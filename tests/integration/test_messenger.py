@@ -135,6 +135,34 @@ class Messenger(ClusterTest):
         self.assertEqual(sizes, sorted([100 << 10, 3 << 20, 20 << 20] + [5 << 20] * 3))
         self.assertTrue(all(e["ok"] for e in c.events("big-ack")))
 
+    def test_a_large_message_to_a_worker_killed_mid_read_is_redelivered_whole(self):
+        # 20 MiB takes the shared-memory path (a sealed memfd passed with a small frame).
+        c = self.cluster(workers=2, env={"PROBE_SCENARIO": "bigkill"})
+        ready = c.wait_ready()
+        first = wait_for(lambda: c.events("big-start"), 30, "a worker reading the message")[0]
+        os.kill(first["pid"], signal.SIGKILL)
+        ack = wait_for(lambda: c.events("big-ack"), 30, "the message handled by another worker")[0]
+        sent = c.events("big-sent")[0]
+        done = c.events("big")
+        self.assertTrue(ack["ok"], ack)
+        self.assertEqual([(e["size"], e["sum"]) for e in done], [(sent["size"], sent["sum"])])
+        self.assertNotEqual(done[0]["pid"], first["pid"])
+        self.assertEqual(ack["by"], done[0]["pid"])
+        # No region outlives its use: once acknowledged, no process of the cluster holds one.
+        def regions():
+            held = {}
+            for pid in [c.pid, ready["agent"], *c.child_pids()]:
+                try:
+                    links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+                except OSError:
+                    continue  # exited meanwhile
+                n = sum("memfd:clutch-payload" in link for link in links)
+                if n:
+                    held[pid] = n
+            return held
+        wait_for(lambda: not regions(), 10, "every process to let go of the message's memfd")
+        self.assertIn("exited with 1 unacknowledged message(s)", c.stderr())
+
     def test_crash_looping_worker_backs_off_while_the_others_serve(self):
         crash_file = os.path.join("/tmp", f"clutch-crash-{os.getpid()}")
         self.addCleanup(lambda: os.path.exists(crash_file) and os.remove(crash_file))

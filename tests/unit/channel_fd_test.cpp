@@ -1,0 +1,172 @@
+// Descriptors travelling with frames (the shared-payload path): each arrives with its own frame,
+// in order, however many go in one loop turn (more than the kernel takes in one sendmsg) and
+// however the bytes are split; a frame that claims a descriptor it did not bring is a protocol
+// error; none leaks.
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <asio/io_context.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "ipc/channel.hpp"
+#include "ipc/frame.hpp"
+#include "ipc/shared_payload.hpp"
+
+namespace clutch::ipc {
+namespace {
+
+std::size_t open_fds() {
+  std::size_t n = 0;
+  DIR* d = opendir("/proc/self/fd");
+  while (readdir(d) != nullptr) ++n;
+  closedir(d);
+  return n;
+}
+
+int memfd_with(const std::string& text) {
+  int fd = memfd_create("channel-fd-test", MFD_CLOEXEC);
+  EXPECT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  return fd;
+}
+
+std::string read_fd(int fd) {
+  char buf[64] = {};
+  ssize_t n = ::pread(fd, buf, sizeof buf, 0);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+}
+
+FrameHeader header(uint64_t seq, bool shared) {
+  FrameHeader h;
+  h.kind = FrameKind::kMessage;
+  h.id = seq;
+  if (shared) h.flags = kFlagSharedPayload;
+  return h;
+}
+
+TEST(ChannelFds, EachDescriptorArrivesWithItsFrameInOrder) {
+  std::size_t fds_before = open_fds();
+  {
+    int pair[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, pair), 0);
+    asio::io_context io;
+    auto sender = std::make_shared<Channel>(io, pair[0], 1 << 20);
+    auto receiver = std::make_shared<Channel>(io, pair[1], 1 << 20);
+    constexpr uint64_t kFrames = 3000;
+    uint64_t received = 0, shared = 0, mismatched = 0, shared_sent = 0;
+    std::string closed;
+    receiver->start(
+        [&](const FrameView& frame, std::byte*) {
+          if (frame.header.id != received) ++mismatched;
+          ++received;
+          if (frame.header.flags & kFlagSharedPayload) {
+            ++shared;
+            if (read_fd(frame.fd) != "frame " + std::to_string(frame.header.id)) ++mismatched;
+            if (read_shared_ref(frame).size != frame.header.id) ++mismatched;
+          }
+          if (received == kFrames) io.stop();
+        },
+        [&](const std::string& reason, bool) { closed = reason; });
+    sender->start([](const FrameView&, std::byte*) {}, [](const std::string&, bool) {});
+    // The first 600 in one turn: more descriptors than one sendmsg carries (253). Then a mix,
+    // with payloads large enough that frames straddle reads.
+    for (uint64_t seq = 0; seq < kFrames; ++seq) {
+      bool is_shared = seq < 600 || seq % 7 == 0;
+      if (is_shared) {
+        ++shared_sent;
+        sender->attach_fd(memfd_with("frame " + std::to_string(seq)));
+        sender->send(header(seq, true), "big", encode_shared_ref(seq));
+      } else {
+        sender->send(header(seq, false), "small", std::string(seq % 50'000, 'x'));
+      }
+      if (seq >= 600 && seq % 100 == 0) io.poll();  // let some go out, so writes interleave
+    }
+    io.run_for(std::chrono::seconds(30));
+    EXPECT_EQ(closed, "");
+    EXPECT_EQ(received, kFrames);
+    EXPECT_EQ(shared, shared_sent);
+    EXPECT_EQ(mismatched, 0u);
+    sender->close();
+    receiver->close();
+  }
+  EXPECT_EQ(open_fds(), fds_before) << "a descriptor leaked";
+}
+
+TEST(ChannelFds, AFrameClaimingADescriptorItDidNotBringIsAProtocolError) {
+  int pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, pair), 0);
+  asio::io_context io;
+  auto sender = std::make_shared<Channel>(io, pair[0], 1 << 20);
+  auto receiver = std::make_shared<Channel>(io, pair[1], 1 << 20);
+  std::string closed;
+  bool protocol = false;
+  receiver->start([](const FrameView&, std::byte*) {},
+                  [&](const std::string& reason, bool protocol_error) {
+                    closed = reason;
+                    protocol = protocol_error;
+                    io.stop();
+                  });
+  sender->start([](const FrameView&, std::byte*) {}, [](const std::string&, bool) {});
+  sender->send(header(1, true), "big", encode_shared_ref(10));  // no attach_fd
+  io.run_for(std::chrono::seconds(10));
+  EXPECT_TRUE(protocol);
+  EXPECT_NE(closed.find("without its descriptor"), std::string::npos) << closed;
+}
+
+TEST(ChannelFds, ASharedPayloadFrameMustCarryAReference) {
+  std::vector<std::byte> buf;
+  FrameHeader h = header(1, true);
+  append_frame(buf, h, "big", "not sixteen");
+  FrameHeader out;
+  EXPECT_EQ(decode_header(buf, 1 << 20, out), DecodeStatus::kBadShared);
+  buf.clear();
+  append_frame(buf, h, "big", encode_shared_ref(5), "key-1");
+  ASSERT_EQ(decode_header(buf, 1 << 20, out), DecodeStatus::kOk);
+  FrameView view = view_frame(out, buf.data());
+  EXPECT_EQ(view.key, "key-1");
+  stamp_shared_token(buf.data(), view, 42);
+  EXPECT_EQ(read_shared_ref(view_frame(out, buf.data())).token, 42u);
+  EXPECT_EQ(read_shared_ref(view).size, 5u);
+}
+
+TEST(SharedPayload, WrittenOnceSealedAndMappedReadOnly) {
+  std::string bytes(200'000, 'p');
+  bytes[199'999] = 'z';
+  int fd = make_shared_payload(bytes);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(check_shared_payload(fd, bytes.size(), 1 << 20), "");
+  // Sealed: nobody (not even the sender) can change or truncate it under a reader.
+  EXPECT_LT(::pwrite(fd, "x", 1, 0), 0);
+  EXPECT_NE(ftruncate(fd, 10), 0);
+  {
+    MappedPayload mapped(fd, bytes.size(), 1 << 20);
+    EXPECT_EQ(mapped.error(), "");
+    EXPECT_EQ(mapped.bytes(), bytes);
+  }
+  EXPECT_NE(check_shared_payload(fd, bytes.size() + 1, 1 << 20).find("frame says"),
+            std::string::npos);
+  EXPECT_NE(check_shared_payload(fd, bytes.size(), 1000).find("over max_message_size"),
+            std::string::npos);
+  ::close(fd);
+}
+
+TEST(SharedPayload, AnUnsealedOrForeignDescriptorIsRefused) {
+  int unsealed = memfd_with("changeable");
+  EXPECT_NE(check_shared_payload(unsealed, 10, 1 << 20).find("not sealed"), std::string::npos);
+  MappedPayload mapped(unsealed, 10, 1 << 20);
+  EXPECT_NE(mapped.error(), "");
+  EXPECT_TRUE(mapped.bytes().empty());
+  ::close(unsealed);
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  EXPECT_NE(check_shared_payload(pipe_fds[0], 0, 1 << 20).find("not a memfd"), std::string::npos);
+  ::close(pipe_fds[0]);
+  ::close(pipe_fds[1]);
+}
+
+}  // namespace
+}  // namespace clutch::ipc
