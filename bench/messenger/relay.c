@@ -48,7 +48,9 @@ static void read_all(int fd, char* p, size_t n) {
 
 /* M: forwards from `in` to `out`; with split = message size, one write per message. */
 static void middle(int in, int out, size_t split, size_t total) {
-  size_t cap = 1 << 18, have = 0, done = 0;
+  /* Room for two whole messages when they are large (a router holds a message before it
+   * forwards it). */
+  size_t cap = split > (1u << 17) ? 2 * split : 1u << 18, have = 0, done = 0;
   char* buf = malloc(cap);
   while (done < total) {
     ssize_t r = read(in, buf + have, cap - have);

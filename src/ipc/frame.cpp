@@ -147,10 +147,10 @@ SharedRef read_shared_ref(const FrameView& view) {
   return SharedRef{load<uint64_t>(p), load<uint64_t>(p + 8)};
 }
 
-std::string encode_shared_ref(uint64_t size) {
+std::string encode_shared_ref(uint64_t token, uint64_t size) {
   std::string out(kSharedRefSize, '\0');
   auto* p = reinterpret_cast<std::byte*>(out.data());
-  store<uint64_t>(p, 0);
+  store<uint64_t>(p, token);
   store<uint64_t>(p + 8, size);
   return out;
 }

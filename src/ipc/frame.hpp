@@ -42,8 +42,9 @@ enum FrameFlags : uint8_t {
   kFlagSharedPayload = 1 << 4,
 };
 
-// What a shared-payload frame carries in place of its payload: the master's token for the
-// descriptor (0 from a sender; the master renumbers it, as it does ids) and the payload's size.
+// What a shared-payload frame carries in place of its payload: a number for the descriptor (the
+// sender's for its region; the master renumbers it with its own token, as it does ids) and the
+// payload's size.
 inline constexpr std::size_t kSharedRefSize = 16;
 struct SharedRef {
   uint64_t token = 0;
@@ -136,8 +137,9 @@ FrameView view_frame(const FrameHeader& header, const std::byte* frame_start);
 
 // The SharedRef of a shared-payload frame's view (decode_header checked its size).
 SharedRef read_shared_ref(const FrameView& view);
-// The 16 bytes a sender puts in place of a payload of `size` bytes.
-std::string encode_shared_ref(uint64_t size);
+// The 16 bytes a sender puts in place of a payload of `size` bytes; `token` is the sender's
+// number for the region (the master replaces it with its own).
+std::string encode_shared_ref(uint64_t token, uint64_t size);
 // Overwrites the token of the frame at `frame_start` (whose view is `view`) in place.
 void stamp_shared_token(std::byte* frame_start, const FrameView& view, uint64_t token);
 

@@ -45,6 +45,9 @@ struct Child {
   Clock::time_point last_seen;  // when its channel last delivered anything (a heartbeat at least)
   std::string fatal_error;      // what the child reported before dying, if anything
   std::vector<pid_t> blocked_senders;  // paused because this child's output is over high water
+  // Shared payloads (master tokens) sent to it that it has not said it read: each holds a
+  // reference, released when it says so (kPayloadRead) or dies.
+  std::vector<uint64_t> shared_unread;
   // Requests delivered to it and not yet answered: (requester pid, its request id).
   std::vector<std::pair<pid_t, uint64_t>> owed_replies;
   // Its RSS and CPU time as last read from /proc (status and scrapes reuse a recent reading:

@@ -56,6 +56,10 @@ Router::Router(ChildTable& children, pid_t master_pid, ControlFn on_control,
       on_control_(std::move(on_control)),
       on_violation_(std::move(on_violation)) {
   rng_state_ ^= static_cast<uint64_t>(master_pid) * 0x100000001B3ULL;
+  payloads_.on_free = [this](pid_t sender, uint64_t sender_seq) {
+    if (Child* c = children_.find(sender); c != nullptr && c->connected())
+      send_control(*c, messaging::kPayloadFree, std::to_string(sender_seq));
+  };
 }
 
 void Router::on_frame(Child& from, const ipc::FrameView& frame, std::byte* raw) {
@@ -83,7 +87,7 @@ uint64_t Router::adopt_shared(Child& from, const ipc::FrameView& frame, std::byt
   }
   ipc::SharedRef ref = ipc::read_shared_ref(frame);
   std::string why = ipc::check_shared_payload(frame.fd, ref.size, max_message_size_);
-  uint64_t token = why.empty() ? payloads_.adopt(frame.fd, ref.size) : 0;
+  uint64_t token = why.empty() ? payloads_.adopt(frame.fd, ref.size, from.pid, ref.token) : 0;
   if (why.empty() && token == 0) {
     why = fmt::format("not delivered: the master already holds {} MiB of large payloads (limit {})",
                       payloads_.bytes() >> 20, payloads_.limit() >> 20);
@@ -92,6 +96,7 @@ uint64_t Router::adopt_shared(Child& from, const ipc::FrameView& frame, std::byt
     ipc::stamp_shared_token(raw, frame, token);
     return token;
   }
+  send_control(from, messaging::kPayloadFree, std::to_string(ref.token));  // not kept: reusable
   if (h.kind == FrameKind::kReply) {
     // The requester is the one waiting: it hears now rather than at its timeout.
     spdlog::warn("{}: reply refused: {}", from.describe(), why);
@@ -127,9 +132,16 @@ void Router::route_frame(Child& from, const ipc::FrameView& frame, std::byte* ra
       break;
     case FrameKind::kControl:
       if (frame.action == messaging::kPayloadRead) {
-        // A receiver let go of large payloads: they no longer count against its queue.
-        from.channel->release_held_bytes(
-            std::strtoull(std::string(frame.payload).c_str(), nullptr, 10));
+        // A receiver let go of a large payload: it no longer counts against its queue, nor holds
+        // the region (only a token actually sent to it counts: a child cannot free others').
+        uint64_t token = 0, size = 0;
+        std::sscanf(std::string(frame.payload).c_str(), "%lu %lu", &token, &size);
+        auto& unread = from.shared_unread;
+        if (auto it = std::find(unread.begin(), unread.end(), token); it != unread.end()) {
+          unread.erase(it);
+          from.channel->release_held_bytes(size);
+          payloads_.release(token);
+        }
         break;
       }
       on_control_(from, frame.action, frame.payload);
@@ -309,7 +321,10 @@ void Router::deliver(Child& to, const std::byte* raw, std::size_t size, bool fro
                     fd < 0 ? "is gone" : fmt::format("cannot be passed on ({})", strerror(errno)));
       return;
     }
-    to.channel->attach_fd(copy, ipc::read_shared_ref(ipc::view_frame(header_of(raw), raw)).size);
+    ipc::SharedRef ref = ipc::read_shared_ref(ipc::view_frame(header_of(raw), raw));
+    to.channel->attach_fd(copy, ref.size);
+    to.shared_unread.push_back(ref.token);
+    payloads_.retain(ref.token);
   }
   if (from_input) {
     // The frame is in the sender's read buffer: the channel may write it from there.
@@ -626,6 +641,8 @@ void Router::flush_holds() {
 
 void Router::on_child_gone(Child& child) {
   std::erase(random_targets_, &child);
+  // The payloads it had not read: its copies died with it.
+  for (uint64_t token : std::exchange(child.shared_unread, {})) payloads_.release(token);
   resume_blocked(child);
   // Requests it was handling: their senders hear now rather than at their timeout.
   for (const auto& [pid, id] : std::exchange(child.owed_replies, {})) {

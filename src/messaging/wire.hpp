@@ -25,13 +25,17 @@ enum class Route : uint8_t {
 };
 inline constexpr std::size_t kRouteCount = 7;
 
-// Control op, child -> master: "I have read and let go of N bytes of shared payloads" (their
-// memfds), so that they stop counting against what the master queues for this child.
+// Control op, child -> master: "I have read and let go of shared payload TOKEN, of N bytes"
+// (payload "TOKEN N"), so that it stops counting against what the master queues for this child
+// and, once nobody else holds it, its sender may reuse the region.
 inline constexpr std::string_view kPayloadRead = "payload-read";
 // Control op, master -> child: "I have taken N bytes of your shared payloads off your hands"
 // (routed or refused), so that they stop counting against the child's own send queue: a sender
 // whose receivers fall behind (the master stops reading it) then fills its queue and is told.
 inline constexpr std::string_view kPayloadTaken = "payload-taken";
+// Control op, master -> child: "every receiver has read your shared payload SEQ": its region may
+// be written again (ipc::PayloadPool::give_back).
+inline constexpr std::string_view kPayloadFree = "payload-free";
 
 // A header's route; nullopt for a value no sender may use.
 inline std::optional<Route> route_of(const ipc::FrameHeader& h) {

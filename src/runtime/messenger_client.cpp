@@ -146,12 +146,12 @@ uint64_t MessengerClient::send(Route route, int target_pid, std::string_view act
 void MessengerClient::send_frame(FrameHeader h, std::string_view action, std::string_view data,
                                  std::string_view key) {
   if (data.size() >= ipc::kSharedPayloadMin) {
-    int fd = ipc::make_shared_payload(data);
-    if (fd >= 0) {
+    ipc::PayloadPool::Lent lent = payload_pool_.lend(data);
+    if (lent.fd >= 0) {
       h.flags |= ipc::kFlagSharedPayload;
       // Counted as queued until the master says it took it (kPayloadTaken).
-      channel_->attach_fd(fd, data.size());
-      channel_->send(h, action, ipc::encode_shared_ref(data.size()), key);
+      channel_->attach_fd(lent.fd, data.size());
+      channel_->send(h, action, ipc::encode_shared_ref(lent.seq, data.size()), key);
       return;
     }
     // Out of descriptors or memory for a memfd: the socket still carries it.
@@ -310,7 +310,7 @@ void MessengerClient::handle_shared(const ipc::FrameView& in) {
     if (h.kind == FrameKind::kMessage && (is_request || (h.flags & ipc::kFlagWantAck)))
       send_answer(is_request, h.id, h.sender_pid, false, why);
     if (h.kind == FrameKind::kReply) finish_request(h.id, Reply{false, {}, why, {}});
-    send_control(messaging::kPayloadRead, std::to_string(ref.size));
+    send_control(messaging::kPayloadRead, fmt::format("{} {}", ref.token, ref.size));
     return;
   }
   ipc::FrameView frame = in;
@@ -321,7 +321,7 @@ void MessengerClient::handle_shared(const ipc::FrameView& in) {
   handle_frame(frame);
   // Unmapped on return and its descriptor closed by the channel right after: the master may
   // count these bytes as gone from this process's queue.
-  send_control(messaging::kPayloadRead, std::to_string(ref.size));
+  send_control(messaging::kPayloadRead, fmt::format("{} {}", ref.token, ref.size));
 }
 
 void MessengerClient::handle_frame(const ipc::FrameView& frame) {
@@ -383,7 +383,9 @@ void MessengerClient::handle_frame(const ipc::FrameView& frame) {
       break;
     }
     case FrameKind::kControl:
-      if (frame.action == messaging::kPayloadTaken) {
+      if (frame.action == messaging::kPayloadFree) {
+        payload_pool_.give_back(std::strtoull(std::string(frame.payload).c_str(), nullptr, 10));
+      } else if (frame.action == messaging::kPayloadTaken) {
         channel_->release_held_bytes(
             std::strtoull(std::string(frame.payload).c_str(), nullptr, 10));
       } else if (frame.action == "drain-ok") {

@@ -14,6 +14,7 @@
 #include "clutch/messenger.hpp"
 #include "clutch/metrics.hpp"
 #include "ipc/channel.hpp"
+#include "ipc/shared_payload.hpp"
 #include "messaging/wire.hpp"
 
 namespace clutch::runtime {
@@ -102,6 +103,7 @@ class MessengerClient final : public Messenger,
   std::shared_ptr<ipc::Channel> channel_;
   Role role_;
   std::size_t max_message_size_;
+  ipc::PayloadPool payload_pool_;  // this process's regions for large payloads
   std::size_t queue_limit_;
   uint64_t next_id_ = 1;
   HandlerId next_handler_id_ = 1;

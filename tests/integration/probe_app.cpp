@@ -214,11 +214,12 @@ void agent_setup(clutch::Context& ctx) {
         record(fmt::format(R"("ev":"big-ack","ok":{},"by":{})", r.ok, r.handled_by));
       });
     } else if (scenario == "flood") {
-      // 128 KiB to every worker, 2 per 5 ms, PROBE_COUNT in all: far past any high-water mark.
+      // 128 KiB (PROBE_FLOOD_KIB) to every worker, 2 per 5 ms, PROBE_COUNT in all: far past any
+      // high-water mark.
       auto sent = std::make_shared<int>(0);
       auto timer = std::make_shared<clutch::TimerId>(0);
       *timer = ctx.set_interval(std::chrono::milliseconds(5), [&ctx, sent, timer, count] {
-        static const std::string data(128 * 1024, 'f');
+        static const std::string data(std::size_t(env_int("PROBE_FLOOD_KIB", 128)) * 1024, 'f');
         for (int n = 0; n < 2 && *sent < count; ++n, ++*sent)
           ctx.messenger().send_to_app("app", data);
         if (*sent >= count) ctx.cancel_timer(*timer);

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <asio/io_context.hpp>
@@ -79,7 +80,7 @@ TEST(ChannelFds, EachDescriptorArrivesWithItsFrameInOrder) {
       if (is_shared) {
         ++shared_sent;
         sender->attach_fd(memfd_with("frame " + std::to_string(seq)));
-        sender->send(header(seq, true), "big", encode_shared_ref(seq));
+        sender->send(header(seq, true), "big", encode_shared_ref(0, seq));
       } else {
         sender->send(header(seq, false), "small", std::string(seq % 50'000, 'x'));
       }
@@ -111,7 +112,7 @@ TEST(ChannelFds, AFrameClaimingADescriptorItDidNotBringIsAProtocolError) {
                     io.stop();
                   });
   sender->start([](const FrameView&, std::byte*) {}, [](const std::string&, bool) {});
-  sender->send(header(1, true), "big", encode_shared_ref(10));  // no attach_fd
+  sender->send(header(1, true), "big", encode_shared_ref(0, 10));  // no attach_fd
   io.run_for(std::chrono::seconds(10));
   EXPECT_TRUE(protocol);
   EXPECT_NE(closed.find("without its descriptor"), std::string::npos) << closed;
@@ -124,7 +125,7 @@ TEST(ChannelFds, ASharedPayloadFrameMustCarryAReference) {
   FrameHeader out;
   EXPECT_EQ(decode_header(buf, 1 << 20, out), DecodeStatus::kBadShared);
   buf.clear();
-  append_frame(buf, h, "big", encode_shared_ref(5), "key-1");
+  append_frame(buf, h, "big", encode_shared_ref(0, 5), "key-1");
   ASSERT_EQ(decode_header(buf, 1 << 20, out), DecodeStatus::kOk);
   FrameView view = view_frame(out, buf.data());
   EXPECT_EQ(view.key, "key-1");
@@ -133,25 +134,41 @@ TEST(ChannelFds, ASharedPayloadFrameMustCarryAReference) {
   EXPECT_EQ(read_shared_ref(view).size, 5u);
 }
 
-TEST(SharedPayload, WrittenOnceSealedAndMappedReadOnly) {
-  std::string bytes(200'000, 'p');
-  bytes[199'999] = 'z';
-  int fd = make_shared_payload(bytes);
-  ASSERT_GE(fd, 0);
-  EXPECT_EQ(check_shared_payload(fd, bytes.size(), 1 << 20), "");
-  // Sealed: nobody (not even the sender) can change or truncate it under a reader.
-  EXPECT_LT(::pwrite(fd, "x", 1, 0), 0);
-  EXPECT_NE(ftruncate(fd, 10), 0);
+TEST(SharedPayload, APoolReusesARegionOnceItIsGivenBackAndReadersSeeEachPayload) {
+  PayloadPool pool;
+  std::string first(200'000, 'a'), second(150'000, 'b');
+  PayloadPool::Lent one = pool.lend(first);
+  ASSERT_GE(one.fd, 0);
+  EXPECT_EQ(check_shared_payload(one.fd, first.size(), 1 << 20), "");
+  // Sealed against shrinking: a reader's mapping can never be cut short under it.
+  EXPECT_NE(ftruncate(one.fd, 10), 0);
   {
-    MappedPayload mapped(fd, bytes.size(), 1 << 20);
+    MappedPayload mapped(one.fd, first.size(), 1 << 20);
     EXPECT_EQ(mapped.error(), "");
-    EXPECT_EQ(mapped.bytes(), bytes);
+    EXPECT_EQ(mapped.bytes(), first);
   }
-  EXPECT_NE(check_shared_payload(fd, bytes.size() + 1, 1 << 20).find("frame says"),
+  // Not given back yet: the next payload gets a region of its own.
+  PayloadPool::Lent two = pool.lend(second);
+  struct stat a {
+  }, b{};
+  fstat(one.fd, &a);
+  fstat(two.fd, &b);
+  EXPECT_NE(a.st_ino, b.st_ino);
+  pool.give_back(one.seq);
+  EXPECT_EQ(pool.free_regions(), 1u);
+  // Given back: the same pages carry the next payload.
+  PayloadPool::Lent three = pool.lend(second);
+  struct stat c {};
+  fstat(three.fd, &c);
+  EXPECT_EQ(c.st_ino, a.st_ino);
+  MappedPayload mapped(three.fd, second.size(), 1 << 20);
+  EXPECT_EQ(mapped.bytes(), second);
+  EXPECT_NE(check_shared_payload(three.fd, first.size() + 1, 1 << 20).find("frame says"),
             std::string::npos);
-  EXPECT_NE(check_shared_payload(fd, bytes.size(), 1000).find("over max_message_size"),
+  EXPECT_NE(check_shared_payload(three.fd, second.size(), 1000).find("over max_message_size"),
             std::string::npos);
-  ::close(fd);
+  pool.give_back(12345);  // unknown: ignored
+  for (int fd : {one.fd, two.fd, three.fd}) ::close(fd);
 }
 
 TEST(SharedPayload, AnUnsealedOrForeignDescriptorIsRefused) {
