@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
+#include <asio/error.hpp>
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
 
@@ -10,6 +11,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
+#include <system_error>
 
 #include "common/config_keys.hpp"
 #include "common/log.hpp"
@@ -36,8 +38,27 @@ bool started_by_master() {
   return std::getenv("CLUTCH_INTERNAL_ROLE") != nullptr;
 }
 
+namespace {
+// Under UBSan, the first member call on an error category checks its dynamic type, and that check
+// probes memory through a pipe: in a worker out of descriptors (EMFILE on accept, where Asio
+// compares error codes) it fails and reports a false "invalid vptr". The messenger no longer
+// makes such comparisons at start-up (it reads with recvmsg), so make them here, while
+// descriptors are plentiful. Costs nothing in any build.
+void settle_error_categories() {
+  // The check is on the left operand's category: one of each.
+  const asio::error_code codes[] = {asio::error::would_block, asio::error::eof,
+                                    asio::error::host_not_found, asio::error::service_not_found,
+                                    std::make_error_code(std::errc::too_many_files_open)};
+  int same = 0;
+  for (const auto& code : codes) same += code == asio::error_code() ? 1 : 0;
+  volatile int sink = same;
+  (void)sink;
+}
+}  // namespace
+
 int child_main(const std::string& app_name, const Setup& agent_setup, const Setup& worker_setup,
                const Components& components) {
+  settle_error_categories();
   std::string role_name = std::getenv("CLUTCH_INTERNAL_ROLE");
   int master_pid = env_int("CLUTCH_INTERNAL_MASTER_PID", 0);
   const char* config_text = std::getenv("CLUTCH_INTERNAL_CONFIG");
