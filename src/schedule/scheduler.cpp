@@ -65,6 +65,7 @@ struct Job {
   uint64_t run_elsewhere = 0;  // cluster scope: ticks another instance claimed
   // Cluster scope: claims in flight on lock_worker (more than two means the broker is slow).
   std::size_t claims_pending = 0;
+  bool audit_pending = false;  // an audit is queued or running on lock_worker
   // Cluster scope: ticks another instance claimed, audited until they end (see TickLock).
   std::deque<std::string> watched;
   uint64_t lost = 0;  // ticks whose claimer died before they ended, as reported here
@@ -279,24 +280,29 @@ class Clock : public std::enable_shared_from_this<Clock> {
     std::weak_ptr<Clock> weak = shared_from_this();
     ctx_.set_interval(kAuditEvery, [weak, job] {
       auto self = weak.lock();
-      if (!self || job->lock_worker->busy() > 0) return;  // claims renew liveness meanwhile
+      // One audit at a time, queued behind the claims (not skipped while they run: on a busy
+      // machine the lock's thread is rarely idle, and audits must not starve).
+      if (!self || job->audit_pending) return;
+      job->audit_pending = true;
       std::vector<std::string> keys(job->watched.begin(), job->watched.end());
       job->lock_worker->run([weak, job, lock = job->lock, keys, owner = self->owner(),
                              ttl = claim_ttl(*job)]() -> OffLoopWorker::Completion {
         std::string error;
-        if (!lock->keep_alive(owner, kAliveFor, error)) return nullptr;  // claims will say why
         struct Finding {
           std::string key, owner;
           TickLock::Audit audit;
         };
         std::vector<Finding> findings;
-        for (const auto& key : keys) {
+        // Without a live key of our own, audit nothing (the claims will say why Redis fails).
+        bool alive = lock->keep_alive(owner, kAliveFor, error);
+        for (const auto& key : alive ? keys : std::vector<std::string>{}) {
           Finding f{key, {}, TickLock::Audit::kUnavailable};
           f.audit = lock->audit(key, owner, ttl, f.owner, error);
           if (f.audit == TickLock::Audit::kUnavailable) break;
           findings.push_back(std::move(f));
         }
         return [weak, job, findings = std::move(findings)] {
+          job->audit_pending = false;
           auto self = weak.lock();
           if (!self) return;
           for (const auto& f : findings) {
