@@ -12,15 +12,9 @@
 #include <string_view>
 #include <unordered_map>
 
-namespace clutch::master {
+#include "common/string_hash.hpp"
 
-// Lets unordered maps of strings be searched with a string_view, without building a string.
-struct StringHash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view text) const {
-    return std::hash<std::string_view>{}(text);
-  }
-};
+namespace clutch::master {
 
 class RecentKeys {
  public:

@@ -13,6 +13,7 @@
 
 #include "clutch/messenger.hpp"
 #include "clutch/metrics.hpp"
+#include "common/string_hash.hpp"
 #include "ipc/channel.hpp"
 #include "ipc/shared_payload.hpp"
 #include "messaging/wire.hpp"
@@ -107,7 +108,10 @@ class MessengerClient final : public Messenger,
   std::size_t queue_limit_;
   uint64_t next_id_ = 1;
   HandlerId next_handler_id_ = 1;
-  std::map<std::string, std::vector<std::shared_ptr<Entry>>, std::less<>> handlers_;
+  // Looked up once per message: hashed, by string_view. Node-based, so a dispatch loop's
+  // reference to an action's entries survives a handler adding another action.
+  std::unordered_map<std::string, std::vector<std::shared_ptr<Entry>>, StringHash, std::equal_to<>>
+      handlers_;
   std::unordered_map<uint64_t, std::function<void(const AckResult&)>> pending_acks_;
   std::unordered_map<uint64_t, PendingRequest> pending_requests_;
   std::vector<int> workers_;
