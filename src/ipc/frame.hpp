@@ -36,9 +36,10 @@ enum FrameFlags : uint8_t {
   kFlagRequest = 1 << 1,  // the sender waits for a kReply with the same id
   kFlagFailed = 1 << 2,   // on kAck / kReply: the handler failed; payload is the error text
   kFlagKeyed = 1 << 3,    // the payload starts with an idempotency key: [u8 length][key bytes]
-  // The payload's bytes are not in the frame but in a sealed memfd that travels with it over the
-  // socket (SCM_RIGHTS); the frame's payload (after any key) is a SharedRef. For large payloads:
-  // written once by the sender, read once by the receiver, whatever the master does in between.
+  // The payload's bytes are not in the frame but in a memfd (sealed against shrinking) that
+  // travels with it over the socket (SCM_RIGHTS); the frame's payload (after any key) is a
+  // SharedRef. For large payloads: written once by the sender, read once by the receiver,
+  // whatever the master does in between (ipc/shared_payload.hpp).
   kFlagSharedPayload = 1 << 4,
 };
 

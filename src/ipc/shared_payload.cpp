@@ -34,6 +34,13 @@ PayloadPool::~PayloadPool() {
 }
 
 PayloadPool::Lent PayloadPool::lend(std::string_view bytes) {
+  // The region is dropped (not pooled again) on any failure; errno stays the failure's.
+  auto fail = [](int fd) {
+    int saved = errno == 0 ? EIO : errno;
+    if (fd >= 0) ::close(fd);
+    errno = saved;
+    return Lent{};
+  };
   // The smallest free region that holds it; else the largest, which grows; else a new one.
   Region region;
   auto fits = std::find_if(free_.begin(), free_.end(),
@@ -45,35 +52,19 @@ PayloadPool::Lent PayloadPool::lend(std::string_view bytes) {
     free_.erase(fits);
   } else {
     region.fd = memfd_create("clutch-payload", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (region.fd < 0) return {};
-    if (fcntl(region.fd, F_ADD_SEALS, F_SEAL_SHRINK) != 0) {
-      int saved = errno;
-      ::close(region.fd);
-      errno = saved;
-      return {};
-    }
+    if (region.fd < 0 || fcntl(region.fd, F_ADD_SEALS, F_SEAL_SHRINK) != 0) return fail(region.fd);
   }
   std::size_t done = 0;
   while (done < bytes.size()) {
     ssize_t n =
         ::pwrite(region.fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      int saved = errno == 0 ? EIO : errno;
-      ::close(region.fd);
-      errno = saved;
-      return {};
-    }
+    if (n <= 0) return fail(region.fd);
     done += static_cast<std::size_t>(n);
   }
   region.capacity = std::max(region.capacity, bytes.size());
   int copy = fcntl(region.fd, F_DUPFD_CLOEXEC, 3);
-  if (copy < 0) {
-    int saved = errno;
-    ::close(region.fd);
-    errno = saved;
-    return {};
-  }
+  if (copy < 0) return fail(region.fd);
   uint64_t seq = next_seq_++;
   lent_[seq] = region;
   return {copy, seq};

@@ -50,7 +50,6 @@ class PayloadPool {
   // The master says every receiver has read region `seq`: it may be written again.
   void give_back(uint64_t seq);
 
-  std::size_t lent() const { return lent_.size(); }
   std::size_t free_regions() const { return free_.size(); }
 
  private:

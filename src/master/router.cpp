@@ -37,10 +37,10 @@ FrameHeader header_of(const std::byte* raw) {
   return h;
 }
 
-// The token of the shared payload the frame at `raw` carries, or 0.
-uint64_t shared_token_of(const std::byte* raw) {
-  if ((ipc::flags_of(raw) & ipc::kFlagSharedPayload) == 0) return 0;
-  return ipc::read_shared_ref(ipc::view_frame(header_of(raw), raw)).token;
+// The reference of the shared payload the frame at `raw` carries (token 0 if none).
+ipc::SharedRef shared_ref_of(const std::byte* raw) {
+  if ((ipc::flags_of(raw) & ipc::kFlagSharedPayload) == 0) return {};
+  return ipc::read_shared_ref(ipc::view_frame(header_of(raw), raw));
 }
 }  // namespace
 
@@ -112,11 +112,11 @@ uint64_t Router::adopt_shared(Child& from, const ipc::FrameView& frame, std::byt
 }
 
 void Router::retain_shared(const std::byte* raw) {
-  if (uint64_t token = shared_token_of(raw)) payloads_.retain(token);
+  if (uint64_t token = shared_ref_of(raw).token) payloads_.retain(token);
 }
 
 void Router::release_shared(const std::byte* raw) {
-  if (uint64_t token = shared_token_of(raw)) payloads_.release(token);
+  if (uint64_t token = shared_ref_of(raw).token) payloads_.release(token);
 }
 
 void Router::route_frame(Child& from, const ipc::FrameView& frame, std::byte* raw) {
@@ -134,8 +134,7 @@ void Router::route_frame(Child& from, const ipc::FrameView& frame, std::byte* ra
       if (frame.action == messaging::kPayloadRead) {
         // A receiver let go of a large payload: it no longer counts against its queue, nor holds
         // the region (only a token actually sent to it counts: a child cannot free others').
-        uint64_t token = 0, size = 0;
-        std::sscanf(std::string(frame.payload).c_str(), "%lu %lu", &token, &size);
+        auto [token, size] = messaging::parse_payload_read(frame.payload);
         auto& unread = from.shared_unread;
         if (auto it = std::find(unread.begin(), unread.end(), token); it != unread.end()) {
           unread.erase(it);
@@ -314,14 +313,14 @@ void Router::route_reply(Child& from, const ipc::FrameView& frame, std::byte* ra
 void Router::deliver(Child& to, const std::byte* raw, std::size_t size, bool from_input) {
   if (ipc::flags_of(raw) & ipc::kFlagSharedPayload) {
     // Its memfd goes with it (the channel sends it with the frame's bytes).
-    int fd = payloads_.fd(shared_token_of(raw));
+    ipc::SharedRef ref = shared_ref_of(raw);
+    int fd = payloads_.fd(ref.token);
     int copy = fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 3);
     if (copy < 0) {
       spdlog::error("a large message for {} not delivered: its payload {}", to.describe(),
                     fd < 0 ? "is gone" : fmt::format("cannot be passed on ({})", strerror(errno)));
       return;
     }
-    ipc::SharedRef ref = ipc::read_shared_ref(ipc::view_frame(header_of(raw), raw));
     to.channel->attach_fd(copy, ref.size);
     to.shared_unread.push_back(ref.token);
     payloads_.retain(ref.token);

@@ -4,9 +4,12 @@
 // here. Values are part of the wire format.
 #pragma once
 
+#include <charconv>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <utility>
 
 #include "clutch/messenger.hpp"
 #include "ipc/frame.hpp"
@@ -36,6 +39,22 @@ inline constexpr std::string_view kPayloadTaken = "payload-taken";
 // Control op, master -> child: "every receiver has read your shared payload SEQ": its region may
 // be written again (ipc::PayloadPool::give_back).
 inline constexpr std::string_view kPayloadFree = "payload-free";
+
+// The numbers those control ops carry, as decimal text ("N", or "TOKEN N" for kPayloadRead).
+// A malformed one reads as 0, which names no payload and releases no bytes.
+inline uint64_t parse_count(std::string_view text) {
+  uint64_t value = 0;
+  std::from_chars(text.data(), text.data() + text.size(), value);
+  return value;
+}
+inline std::string payload_read_text(uint64_t token, uint64_t size) {
+  return std::to_string(token) + " " + std::to_string(size);
+}
+inline std::pair<uint64_t, uint64_t> parse_payload_read(std::string_view text) {
+  auto space = text.find(' ');
+  if (space == std::string_view::npos) return {0, 0};
+  return {parse_count(text.substr(0, space)), parse_count(text.substr(space + 1))};
+}
 
 // A header's route; nullopt for a value no sender may use.
 inline std::optional<Route> route_of(const ipc::FrameHeader& h) {

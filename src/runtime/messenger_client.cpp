@@ -300,28 +300,29 @@ void MessengerClient::send_answer(bool is_request, uint64_t id, int to_pid, bool
 void MessengerClient::handle_shared(const ipc::FrameView& in) {
   const FrameHeader& h = in.header;
   ipc::SharedRef ref = ipc::read_shared_ref(in);
-  ipc::MappedPayload mapped(in.fd, ref.size, max_message_size_);
-  if (!mapped.error().empty()) {
-    // Never dropped silently: whoever waits for it hears why.
-    std::string why =
-        fmt::format("large message from pid {} unreadable: {}", h.sender_pid, mapped.error());
-    spdlog::error("{}", why);
-    bool is_request = (h.flags & ipc::kFlagRequest) != 0;
-    if (h.kind == FrameKind::kMessage && (is_request || (h.flags & ipc::kFlagWantAck)))
-      send_answer(is_request, h.id, h.sender_pid, false, why);
-    if (h.kind == FrameKind::kReply) finish_request(h.id, Reply{false, {}, why, {}});
-    send_control(messaging::kPayloadRead, fmt::format("{} {}", ref.token, ref.size));
-    return;
+  {
+    ipc::MappedPayload mapped(in.fd, ref.size, max_message_size_);
+    if (mapped.error().empty()) {
+      ipc::FrameView frame = in;
+      frame.payload = mapped.bytes();
+      frame.header.flags &= ~ipc::kFlagSharedPayload;
+      frame.header.payload_length = static_cast<uint32_t>(ref.size);
+      frame.fd = -1;
+      handle_frame(frame);
+    } else {
+      // Never dropped silently: whoever waits for it hears why.
+      std::string why =
+          fmt::format("large message from pid {} unreadable: {}", h.sender_pid, mapped.error());
+      spdlog::error("{}", why);
+      bool is_request = (h.flags & ipc::kFlagRequest) != 0;
+      if (h.kind == FrameKind::kMessage && (is_request || (h.flags & ipc::kFlagWantAck)))
+        send_answer(is_request, h.id, h.sender_pid, false, why);
+      if (h.kind == FrameKind::kReply) finish_request(h.id, Reply{false, {}, why, {}});
+    }
   }
-  ipc::FrameView frame = in;
-  frame.payload = mapped.bytes();
-  frame.header.flags &= ~ipc::kFlagSharedPayload;
-  frame.header.payload_length = static_cast<uint32_t>(ref.size);
-  frame.fd = -1;
-  handle_frame(frame);
-  // Unmapped on return and its descriptor closed by the channel right after: the master may
-  // count these bytes as gone from this process's queue.
-  send_control(messaging::kPayloadRead, fmt::format("{} {}", ref.token, ref.size));
+  // Unmapped now and its descriptor closed by the channel right after: the master may count
+  // these bytes as gone from this process's queue.
+  send_control(messaging::kPayloadRead, messaging::payload_read_text(ref.token, ref.size));
 }
 
 void MessengerClient::handle_frame(const ipc::FrameView& frame) {
@@ -384,10 +385,9 @@ void MessengerClient::handle_frame(const ipc::FrameView& frame) {
     }
     case FrameKind::kControl:
       if (frame.action == messaging::kPayloadFree) {
-        payload_pool_.give_back(std::strtoull(std::string(frame.payload).c_str(), nullptr, 10));
+        payload_pool_.give_back(messaging::parse_count(frame.payload));
       } else if (frame.action == messaging::kPayloadTaken) {
-        channel_->release_held_bytes(
-            std::strtoull(std::string(frame.payload).c_str(), nullptr, 10));
+        channel_->release_held_bytes(messaging::parse_count(frame.payload));
       } else if (frame.action == "drain-ok") {
         if (on_drain_ok) on_drain_ok();
       } else if (on_master_control) {

@@ -7,7 +7,6 @@ others at once (the broker requeues a closed connection's deliveries)."""
 
 import collections
 import os
-import signal
 import subprocess
 import time
 import unittest
@@ -114,9 +113,7 @@ class Amqp(ClusterTest):
         for cluster in (a, b, c):
             cluster.wait_ready()
         wait_for(lambda: len(b.events("mq")) >= 1000, 120, "instance b to be busy")
-        for pid in [b.pid, *b.child_pids()]:  # the whole tree at once, as a host crash
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        b.kill_tree()  # the whole tree at once, as a host crash
         killed_at = time.monotonic()
         # The kernel closes the dead instance's connection; the broker requeues its deliveries.
         wait_for(lambda: self.consumer_count("shared") == 2, 5, "the dead instance's consumer gone")

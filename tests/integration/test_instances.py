@@ -9,12 +9,11 @@ import json
 import math
 import os
 import re
-import signal
 import subprocess
 import time
 import unittest
 
-from cluster import BUILD_DIR, ClusterTest, RedisServer, alive, check_unstalled_while_broker_hangs, wait_for
+from cluster import BUILD_DIR, ClusterTest, RedisServer, check_unstalled_while_broker_hangs, wait_for
 
 CLUTCHCTL = os.path.join(BUILD_DIR, "clutchctl")
 
@@ -43,9 +42,7 @@ class ManyInstances(ClusterTest):
 
         wait_for(lambda: len(b.events("mq")) >= 200, 60, "instance b to be busy")
         victim = next(n for n in names if n.endswith(f"-{b.ready['master']}"))
-        for pid in [b.pid, *b.child_pids()]:  # the whole tree at once, as a host crash
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        b.kill_tree()  # the whole tree at once, as a host crash
         killed_at = time.monotonic()
         wait_for(lambda: self.pending_of(victim) == 0, 20,
                  "the dead instance's entries to be taken over (well before the 30 s visibility timeout)")
@@ -73,21 +70,24 @@ class ManyInstances(ClusterTest):
 
 
 class ClusterSchedules(ClusterTest):
-    def test_a_cluster_scope_job_runs_each_tick_once_across_instances_and_survives_one_dying(self):
+    def start_three(self, job):
+        """A Redis for the tick locks and three ready instances running the cluster-scope `job`."""
         redis = RedisServer()
         self.addCleanup(redis.stop)
-        env = {"PROBE_JOBS": "cluster200", "PROBE_LOCK_URL": f"redis://127.0.0.1:{redis.port}"}
+        env = {"PROBE_JOBS": job, "PROBE_LOCK_URL": f"redis://127.0.0.1:{redis.port}"}
         instances = [self.start(workers=2, env=env) for _ in range(3)]
         for c in instances:
             c.wait_ready()
+        return instances
+
+    def test_a_cluster_scope_job_runs_each_tick_once_across_instances_and_survives_one_dying(self):
+        instances = self.start_three("cluster200")
 
         def runs():
             return [e for c in instances for e in c.events("job-start") if e["job"] == "cluster200"]
         wait_for(lambda: len(runs()) >= 10, 30, "ten ticks across the instances")
         victim = instances[0]
-        for pid in [victim.pid, *victim.child_pids()]:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        victim.kill_tree()
         before = len(runs())
         wait_for(lambda: len(runs()) >= before + 10, 30, "ticks going on without the dead instance")
         # Each 200 ms tick ran once in the whole cluster: no two runs share a tick slot (a run
@@ -99,12 +99,7 @@ class ClusterSchedules(ClusterTest):
         self.assertIn('"scope":"cluster"', ctl_json(instances[1]))
 
     def test_a_tick_whose_claimer_dies_before_it_ends_is_reported_lost_once(self):
-        redis = RedisServer()
-        self.addCleanup(redis.stop)
-        env = {"PROBE_JOBS": "clusterslow", "PROBE_LOCK_URL": f"redis://127.0.0.1:{redis.port}"}
-        instances = [self.start(workers=2, env=env) for _ in range(3)]
-        for c in instances:
-            c.wait_ready()
+        instances = self.start_three("clusterslow")
 
         def mid_run():  # an instance running a tick now: a start with no end after it
             for c in instances:
@@ -114,9 +109,7 @@ class ClusterSchedules(ClusterTest):
                     return c
             return None
         victim = wait_for(mid_run, 30, "an instance running a cluster tick")
-        for pid in [victim.pid, *victim.child_pids()]:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        victim.kill_tree()
         survivors = [c for c in instances if c is not victim]
 
         def reports():

@@ -9,14 +9,13 @@ in hand."""
 import collections
 import json
 import os
-import signal
 import subprocess
 import tempfile
 import time
 import unittest
 import urllib.request
 
-from cluster import BUILD_DIR, ClusterTest, RabbitServer, RedisServer, alive, wait_for
+from cluster import BUILD_DIR, ClusterTest, RabbitServer, RedisServer, wait_for
 
 ORDERS = os.path.join(BUILD_DIR, "examples/orders/orders")
 TOTAL = 20_000
@@ -45,9 +44,7 @@ class ThreeInstances:
                 return []
         a, b, c = clusters
         wait_for(lambda: len(lines(ledgers[1])) >= 1000, 120, "instance b to be busy")
-        for pid in [b.pid, *b.child_pids()]:  # the whole tree at once, as a host crash
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        b.kill_tree()  # the whole tree at once, as a host crash
         killed_at = time.monotonic()
         wait_for(lambda: gone(b), 20, "the dead instance's messages to be taken over")
         took = time.monotonic() - killed_at
