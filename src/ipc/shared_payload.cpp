@@ -28,19 +28,51 @@ std::string check_shared_payload(int fd, uint64_t size, std::size_t max_size) {
   return "";
 }
 
+namespace {
+
+// Regions grow in steps, so payloads of slightly different sizes share one without remapping.
+constexpr std::size_t kRegionStep = 64 * 1024;
+
+std::size_t region_size_for(std::size_t bytes) {
+  return (bytes + kRegionStep - 1) / kRegionStep * kRegionStep;
+}
+
+}  // namespace
+
 PayloadPool::~PayloadPool() {
-  for (auto& [seq, region] : lent_) ::close(region.fd);
-  for (auto& region : free_) ::close(region.fd);
+  for (auto& [seq, region] : lent_) release(region);
+  for (auto& region : free_) release(region);
+}
+
+void PayloadPool::release(Region& region) {
+  if (region.data != nullptr) munmap(region.data, region.capacity);
+  if (region.fd >= 0) ::close(region.fd);
+  region = Region{};
+}
+
+bool PayloadPool::fit(Region& region, std::size_t bytes) {
+  if (region.fd >= 0 && region.capacity >= bytes) return true;
+  if (region.fd < 0) {
+    region.fd = memfd_create("clutch-payload", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (region.fd < 0 || fcntl(region.fd, F_ADD_SEALS, F_SEAL_SHRINK) != 0) return false;
+  }
+  // Grown, never shrunk (the seal): receivers' mappings of the old size stay valid.
+  std::size_t capacity = region_size_for(bytes);
+  if (ftruncate(region.fd, static_cast<off_t>(capacity)) != 0) return false;
+  if (region.data != nullptr) munmap(region.data, region.capacity);
+  region.data = nullptr;
+  region.capacity = 0;
+  // Written through a mapping kept with the region: a memcpy, where pwrite looked up and locked
+  // each page. Populated at once, so a new region takes no fault per page.
+  void* p =
+      mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, region.fd, 0);
+  if (p == MAP_FAILED) return false;
+  region.data = p;
+  region.capacity = capacity;
+  return true;
 }
 
 PayloadPool::Lent PayloadPool::lend(std::string_view bytes) {
-  // The region is dropped (not pooled again) on any failure; errno stays the failure's.
-  auto fail = [](int fd) {
-    int saved = errno == 0 ? EIO : errno;
-    if (fd >= 0) ::close(fd);
-    errno = saved;
-    return Lent{};
-  };
   // The smallest free region that holds it; else the largest, which grows; else a new one.
   Region region;
   auto fits = std::find_if(free_.begin(), free_.end(),
@@ -50,21 +82,19 @@ PayloadPool::Lent PayloadPool::lend(std::string_view bytes) {
     region = *fits;
     free_bytes_ -= region.capacity;
     free_.erase(fits);
-  } else {
-    region.fd = memfd_create("clutch-payload", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (region.fd < 0 || fcntl(region.fd, F_ADD_SEALS, F_SEAL_SHRINK) != 0) return fail(region.fd);
   }
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n =
-        ::pwrite(region.fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return fail(region.fd);
-    done += static_cast<std::size_t>(n);
+  int copy = -1;
+  if (fit(region, bytes.size())) {
+    std::memcpy(region.data, bytes.data(), bytes.size());
+    copy = fcntl(region.fd, F_DUPFD_CLOEXEC, 3);
   }
-  region.capacity = std::max(region.capacity, bytes.size());
-  int copy = fcntl(region.fd, F_DUPFD_CLOEXEC, 3);
-  if (copy < 0) return fail(region.fd);
+  if (copy < 0) {
+    // The region is dropped (not pooled again); errno stays the failure's.
+    int saved = errno == 0 ? EIO : errno;
+    release(region);
+    errno = saved;
+    return Lent{};
+  }
   uint64_t seq = next_seq_++;
   lent_[seq] = region;
   return {copy, seq};
@@ -76,7 +106,7 @@ void PayloadPool::give_back(uint64_t seq) {
   Region region = it->second;
   lent_.erase(it);
   if (free_.size() >= kMaxFree || free_bytes_ + region.capacity > kMaxFreeBytes) {
-    ::close(region.fd);  // its pages go once the last reader lets go
+    release(region);  // its pages go once the last reader lets go
     return;
   }
   auto at =
@@ -86,21 +116,57 @@ void PayloadPool::give_back(uint64_t seq) {
   free_bytes_ += region.capacity;
 }
 
-MappedPayload::MappedPayload(int fd, uint64_t size, std::size_t max_size) {
-  error_ = check_shared_payload(fd, size, max_size);
-  if (!error_.empty() || size == 0) return;
-  // Populated at once: one call instead of a page fault per 4 KiB the reader touches.
-  void* p = mmap(nullptr, size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
-  if (p == MAP_FAILED) {
-    error_ = std::string("cannot map a shared payload: ") + std::strerror(errno);
-    return;
-  }
-  data_ = p;
-  size_ = size;
+PayloadMappings::~PayloadMappings() {
+  for (auto* list : {&kept_, &retired_})
+    for (Mapping& m : *list) munmap(m.data, m.length);
 }
 
-MappedPayload::~MappedPayload() {
-  if (data_ != nullptr) munmap(data_, size_);
+PayloadMappings::View PayloadMappings::view(int fd, uint64_t size, std::size_t max_size) {
+  View out;
+  out.error = check_shared_payload(fd, size, max_size);
+  if (!out.error.empty() || size == 0) return out;
+  struct stat st {};
+  if (fstat(fd, &st) != 0) {
+    out.error = std::string("shared payload: ") + std::strerror(errno);
+    return out;
+  }
+  auto same = [&](const Mapping& m) {
+    return m.dev == static_cast<uint64_t>(st.st_dev) && m.ino == static_cast<uint64_t>(st.st_ino);
+  };
+  auto it = std::find_if(kept_.begin(), kept_.end(), same);
+  if (it != kept_.end() && it->length >= size) {
+    std::rotate(kept_.begin(), it, it + 1);  // most recently used first
+    out.bytes = {static_cast<const char*>(kept_.front().data), size};
+    return out;
+  }
+  if (it != kept_.end()) {  // the sender grew the region: map it again, whole
+    kept_bytes_ -= it->length;
+    retired_.push_back(*it);
+    kept_.erase(it);
+  }
+  // The whole region, populated at once: one call instead of a page fault per 4 KiB, and the
+  // next payload the sender writes into it needs no set-up at all.
+  auto length = static_cast<std::size_t>(st.st_size);
+  void* p = mmap(nullptr, length, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+  if (p == MAP_FAILED) {
+    out.error = std::string("cannot map a shared payload: ") + std::strerror(errno);
+    return out;
+  }
+  kept_.insert(kept_.begin(),
+               {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino), p, length});
+  kept_bytes_ += length;
+  out.bytes = {static_cast<const char*>(p), size};
+  return out;
+}
+
+void PayloadMappings::trim() {
+  for (Mapping& m : retired_) munmap(m.data, m.length);
+  retired_.clear();
+  while (!kept_.empty() && (kept_.size() > kMaxKept || kept_bytes_ > kMaxKeptBytes)) {
+    munmap(kept_.back().data, kept_.back().length);
+    kept_bytes_ -= kept_.back().length;
+    kept_.pop_back();
+  }
 }
 
 }  // namespace clutch::ipc

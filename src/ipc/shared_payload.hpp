@@ -55,31 +55,59 @@ class PayloadPool {
  private:
   struct Region {
     int fd = -1;
-    std::size_t capacity = 0;
+    std::size_t capacity = 0;  // the memfd's size, and its mapping's
+    void* data = nullptr;      // mapped for writing while the region lives
   };
+  // Makes `region` (a new one if it has no memfd) hold at least `bytes`; false with errno.
+  static bool fit(Region& region, std::size_t bytes);
+  static void release(Region& region);
   std::unordered_map<uint64_t, Region> lent_;
   std::vector<Region> free_;
   std::size_t free_bytes_ = 0;
   uint64_t next_seq_ = 1;
 };
 
-// A shared payload mapped read-only for as long as this lives.
-class MappedPayload {
+// A receiver's mappings of the regions payloads arrive in, kept for the next payload in the same
+// region: senders reuse their regions, so mapping (with its page-table set-up) and unmapping every
+// message would cost a large share of reading it (bench/messenger, 1 MiB: about a third of a
+// worker's time). Regions are named by inode, which cannot be reused while a mapping holds it.
+//
+// Bounded: after each payload is handled, trim() keeps at most kMaxKept mappings and
+// kMaxKeptBytes, least recently used first out. A kept mapping holds its region's pages even
+// after the sender lets the region go; the bounds cap that, and the process's exit ends it.
+class PayloadMappings {
  public:
-  MappedPayload() = default;
-  // Maps `fd` (checked with check_shared_payload first); on failure, error() says why.
-  MappedPayload(int fd, uint64_t size, std::size_t max_size);
-  ~MappedPayload();
-  MappedPayload(const MappedPayload&) = delete;
-  MappedPayload& operator=(const MappedPayload&) = delete;
+  static constexpr std::size_t kMaxKept = 8;
+  static constexpr std::size_t kMaxKeptBytes = std::size_t{64} << 20;
 
-  const std::string& error() const { return error_; }
-  std::string_view bytes() const { return {static_cast<const char*>(data_), size_}; }
+  PayloadMappings() = default;
+  ~PayloadMappings();
+  PayloadMappings(const PayloadMappings&) = delete;
+  PayloadMappings& operator=(const PayloadMappings&) = delete;
+
+  struct View {
+    std::string_view bytes;  // the payload; valid until trim()
+    std::string error;       // why it cannot be read, or ""
+  };
+  // The first `size` bytes of the region `fd` refers to, checked with check_shared_payload and
+  // mapped read-only.
+  View view(int fd, uint64_t size, std::size_t max_size);
+  // Lets go of the mappings past the bounds. Every view handed out since the last trim() ends.
+  void trim();
+
+  std::size_t kept() const { return kept_.size(); }
+  std::size_t kept_bytes() const { return kept_bytes_; }
 
  private:
-  void* data_ = nullptr;
-  std::size_t size_ = 0;
-  std::string error_;
+  struct Mapping {
+    uint64_t dev = 0;
+    uint64_t ino = 0;
+    void* data = nullptr;
+    std::size_t length = 0;
+  };
+  std::vector<Mapping> kept_;     // most recently used first
+  std::vector<Mapping> retired_;  // replaced by a larger mapping; unmapped at trim()
+  std::size_t kept_bytes_ = 0;
 };
 
 }  // namespace clutch::ipc

@@ -300,28 +300,27 @@ void MessengerClient::send_answer(bool is_request, uint64_t id, int to_pid, bool
 void MessengerClient::handle_shared(const ipc::FrameView& in) {
   const FrameHeader& h = in.header;
   ipc::SharedRef ref = ipc::read_shared_ref(in);
-  {
-    ipc::MappedPayload mapped(in.fd, ref.size, max_message_size_);
-    if (mapped.error().empty()) {
-      ipc::FrameView frame = in;
-      frame.payload = mapped.bytes();
-      frame.header.flags &= ~ipc::kFlagSharedPayload;
-      frame.header.payload_length = static_cast<uint32_t>(ref.size);
-      frame.fd = -1;
-      handle_frame(frame);
-    } else {
-      // Never dropped silently: whoever waits for it hears why.
-      std::string why =
-          fmt::format("large message from pid {} unreadable: {}", h.sender_pid, mapped.error());
-      spdlog::error("{}", why);
-      bool is_request = (h.flags & ipc::kFlagRequest) != 0;
-      if (h.kind == FrameKind::kMessage && (is_request || (h.flags & ipc::kFlagWantAck)))
-        send_answer(is_request, h.id, h.sender_pid, false, why);
-      if (h.kind == FrameKind::kReply) finish_request(h.id, Reply{false, {}, why, {}});
-    }
+  ipc::PayloadMappings::View mapped = mappings_.view(in.fd, ref.size, max_message_size_);
+  if (mapped.error.empty()) {
+    ipc::FrameView frame = in;
+    frame.payload = mapped.bytes;
+    frame.header.flags &= ~ipc::kFlagSharedPayload;
+    frame.header.payload_length = static_cast<uint32_t>(ref.size);
+    frame.fd = -1;
+    handle_frame(frame);
+  } else {
+    // Never dropped silently: whoever waits for it hears why.
+    std::string why =
+        fmt::format("large message from pid {} unreadable: {}", h.sender_pid, mapped.error);
+    spdlog::error("{}", why);
+    bool is_request = (h.flags & ipc::kFlagRequest) != 0;
+    if (h.kind == FrameKind::kMessage && (is_request || (h.flags & ipc::kFlagWantAck)))
+      send_answer(is_request, h.id, h.sender_pid, false, why);
+    if (h.kind == FrameKind::kReply) finish_request(h.id, Reply{false, {}, why, {}});
   }
-  // Unmapped now and its descriptor closed by the channel right after: the master may count
-  // these bytes as gone from this process's queue.
+  mappings_.trim();
+  // Handled, and its descriptor closed by the channel right after: the master may count these
+  // bytes as gone from this process's queue (a kept mapping is the sender's pages, not a copy).
   send_control(messaging::kPayloadRead, messaging::payload_read_text(ref.token, ref.size));
 }
 

@@ -91,7 +91,7 @@ class MessengerClient final : public Messenger,
                 std::string_view data, uint8_t flags = 0, std::string_view key = {});
   HandlerId add_handler(std::string_view action, Handler handler, bool once);
   void dispatch(const ipc::FrameView& frame);
-  // A frame whose payload came in a memfd: mapped for as long as it is handled.
+  // A frame whose payload came in a memfd: handled from a mapping of the region.
   void handle_shared(const ipc::FrameView& frame);
   // Appends a frame, its payload in a memfd when that is large (ipc/shared_payload.hpp).
   void send_frame(ipc::FrameHeader h, std::string_view action, std::string_view data,
@@ -105,6 +105,7 @@ class MessengerClient final : public Messenger,
   Role role_;
   std::size_t max_message_size_;
   ipc::PayloadPool payload_pool_;  // this process's regions for large payloads
+  ipc::PayloadMappings mappings_;  // the regions large payloads arrived in, kept mapped
   std::size_t queue_limit_;
   uint64_t next_id_ = 1;
   HandlerId next_handler_id_ = 1;

@@ -142,10 +142,12 @@ TEST(SharedPayload, APoolReusesARegionOnceItIsGivenBackAndReadersSeeEachPayload)
   EXPECT_EQ(check_shared_payload(one.fd, first.size(), 1 << 20), "");
   // Sealed against shrinking: a reader's mapping can never be cut short under it.
   EXPECT_NE(ftruncate(one.fd, 10), 0);
+  PayloadMappings mappings;
   {
-    MappedPayload mapped(one.fd, first.size(), 1 << 20);
-    EXPECT_EQ(mapped.error(), "");
-    EXPECT_EQ(mapped.bytes(), first);
+    PayloadMappings::View mapped = mappings.view(one.fd, first.size(), 1 << 20);
+    EXPECT_EQ(mapped.error, "");
+    EXPECT_EQ(mapped.bytes, first);
+    mappings.trim();
   }
   // Not given back yet: the next payload gets a region of its own.
   PayloadPool::Lent two = pool.lend(second);
@@ -161,9 +163,12 @@ TEST(SharedPayload, APoolReusesARegionOnceItIsGivenBackAndReadersSeeEachPayload)
   struct stat c {};
   fstat(three.fd, &c);
   EXPECT_EQ(c.st_ino, a.st_ino);
-  MappedPayload mapped(three.fd, second.size(), 1 << 20);
-  EXPECT_EQ(mapped.bytes(), second);
-  EXPECT_NE(check_shared_payload(three.fd, first.size() + 1, 1 << 20).find("frame says"),
+  // The reader's kept mapping of that region shows the new payload, without mapping it again.
+  EXPECT_EQ(mappings.view(three.fd, second.size(), 1 << 20).bytes, second);
+  EXPECT_EQ(mappings.kept(), 1u);
+  mappings.trim();
+  EXPECT_NE(check_shared_payload(three.fd, static_cast<uint64_t>(c.st_size) + 1, 1 << 20)
+                .find("frame says"),
             std::string::npos);
   EXPECT_NE(check_shared_payload(three.fd, second.size(), 1000).find("over max_message_size"),
             std::string::npos);
@@ -174,15 +179,55 @@ TEST(SharedPayload, APoolReusesARegionOnceItIsGivenBackAndReadersSeeEachPayload)
 TEST(SharedPayload, AnUnsealedOrForeignDescriptorIsRefused) {
   int unsealed = memfd_with("changeable");
   EXPECT_NE(check_shared_payload(unsealed, 10, 1 << 20).find("not sealed"), std::string::npos);
-  MappedPayload mapped(unsealed, 10, 1 << 20);
-  EXPECT_NE(mapped.error(), "");
-  EXPECT_TRUE(mapped.bytes().empty());
+  PayloadMappings mappings;
+  PayloadMappings::View mapped = mappings.view(unsealed, 10, 1 << 20);
+  EXPECT_NE(mapped.error, "");
+  EXPECT_TRUE(mapped.bytes.empty());
+  EXPECT_EQ(mappings.kept(), 0u);
   ::close(unsealed);
   int pipe_fds[2];
   ASSERT_EQ(pipe(pipe_fds), 0);
   EXPECT_NE(check_shared_payload(pipe_fds[0], 0, 1 << 20).find("not a memfd"), std::string::npos);
   ::close(pipe_fds[0]);
   ::close(pipe_fds[1]);
+}
+
+TEST(SharedPayload, AReaderKeepsBoundedMappingsAndRemapsARegionThatGrew) {
+  PayloadPool pool;
+  PayloadMappings mappings;
+  // Each region lent while the others are still out: kMaxKept + 2 regions of their own.
+  std::vector<PayloadPool::Lent> lent;
+  for (std::size_t i = 0; i < PayloadMappings::kMaxKept + 2; ++i) {
+    std::string bytes(100'000 + i, static_cast<char>('a' + i));
+    lent.push_back(pool.lend(bytes));
+    ASSERT_GE(lent.back().fd, 0);
+    EXPECT_EQ(mappings.view(lent.back().fd, bytes.size(), 1 << 20).bytes, bytes);
+    mappings.trim();
+  }
+  EXPECT_EQ(mappings.kept(), PayloadMappings::kMaxKept);
+  // The region grows under a kept mapping: it is mapped again, and the larger payload read whole.
+  pool.give_back(lent.back().seq);
+  std::string larger(600'000, 'z');
+  PayloadPool::Lent grown = pool.lend(larger);
+  struct stat a {
+  }, b{};
+  fstat(lent.back().fd, &a);
+  fstat(grown.fd, &b);
+  ASSERT_EQ(a.st_ino, b.st_ino);
+  EXPECT_EQ(mappings.view(grown.fd, larger.size(), 1 << 20).bytes, larger);
+  mappings.trim();
+  EXPECT_EQ(mappings.kept(), PayloadMappings::kMaxKept);
+  EXPECT_LE(mappings.kept_bytes(), PayloadMappings::kMaxKeptBytes);
+  // Past kMaxKeptBytes, mappings go least recently used first; one larger than that is not kept.
+  std::string huge(PayloadMappings::kMaxKeptBytes + 1, 'h');
+  PayloadPool::Lent big = pool.lend(huge);
+  EXPECT_EQ(mappings.view(big.fd, huge.size(), huge.size()).bytes.size(), huge.size());
+  mappings.trim();
+  EXPECT_EQ(mappings.kept(), 0u);
+  EXPECT_EQ(mappings.kept_bytes(), 0u);
+  for (auto& l : lent) ::close(l.fd);
+  ::close(grown.fd);
+  ::close(big.fd);
 }
 
 }  // namespace
