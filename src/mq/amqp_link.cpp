@@ -1,8 +1,7 @@
 #include "mq/amqp_link.hpp"
 
-#include <amqp.h>
-#include <amqp_framing.h>
-#include <amqp_tcp_socket.h>
+#include "mq/rabbitmq_api.hpp"
+
 #include <fmt/format.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -20,6 +19,11 @@ constexpr timeval kIoTimeout{5, 0};  // connect, handshake and every RPC
 constexpr std::chrono::milliseconds kMaxBackoff{5000};
 constexpr std::chrono::seconds kCountsEvery{2};
 constexpr std::chrono::seconds kConfirmTimeout{10};
+
+// rabbitmq-c's amqp_empty_table and amqp_empty_bytes, which are data in the library, not API
+// rabbitmq_api.hpp loads.
+constexpr amqp_table_t kNoArguments{0, nullptr};
+constexpr amqp_bytes_t kNoBytes{0, nullptr};
 
 amqp_bytes_t bytes_of(std::string_view s) {
   return amqp_bytes_t{s.size(), const_cast<char*>(s.data())};
@@ -75,7 +79,7 @@ std::string describe(const amqp_rpc_reply_t& r) {
     case AMQP_RESPONSE_NONE:
       return "no reply";
     case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-      return amqp_error_string2(r.library_error);
+      return rabbitmq().amqp_error_string2(r.library_error);
     case AMQP_RESPONSE_SERVER_EXCEPTION:
       if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
         auto* c = static_cast<amqp_connection_close_t*>(r.reply.decoded);
@@ -106,23 +110,23 @@ struct AmqpSession::State {
 namespace {
 
 void check(amqp_connection_state_t conn, const char* doing) {
-  amqp_rpc_reply_t r = amqp_get_rpc_reply(conn);
+  amqp_rpc_reply_t r = rabbitmq().amqp_get_rpc_reply(conn);
   if (r.reply_type != AMQP_RESPONSE_NORMAL)
     throw std::runtime_error(fmt::format("{}: {}", doing, describe(r)));
 }
 
 void check_status(int status, const char* doing) {
   if (status != AMQP_STATUS_OK)
-    throw std::runtime_error(fmt::format("{}: {}", doing, amqp_error_string2(status)));
+    throw std::runtime_error(fmt::format("{}: {}", doing, rabbitmq().amqp_error_string2(status)));
 }
 
 // queue.declare on the publish channel; passive first, so a queue the operator declared with
 // arguments of their own (quorum, TTL) is used as it is. Returns the ready count.
 uint32_t declare(amqp_connection_state_t conn, const std::string& queue, bool create) {
-  amqp_queue_declare_ok_t* ok =
-      amqp_queue_declare(conn, kPublishChannel, bytes_of(queue), 1, 0, 0, 0, amqp_empty_table);
+  amqp_queue_declare_ok_t* ok = rabbitmq().amqp_queue_declare(
+      conn, kPublishChannel, bytes_of(queue), 1, 0, 0, 0, kNoArguments);
   if (ok != nullptr) return ok->message_count;
-  amqp_rpc_reply_t r = amqp_get_rpc_reply(conn);
+  amqp_rpc_reply_t r = rabbitmq().amqp_get_rpc_reply(conn);
   bool not_found = r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
                    r.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
                    static_cast<amqp_channel_close_t*>(r.reply.decoded)->reply_code == 404;
@@ -130,11 +134,13 @@ uint32_t declare(amqp_connection_state_t conn, const std::string& queue, bool cr
     throw std::runtime_error(fmt::format("declaring queue '{}': {}", queue, describe(r)));
   // The broker closed the channel over the 404: acknowledge, reopen, create the queue durable.
   amqp_channel_close_ok_t close_ok{};
-  check_status(amqp_send_method(conn, kPublishChannel, AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok),
-               "closing the channel");
-  amqp_channel_open(conn, kPublishChannel);
+  check_status(
+      rabbitmq().amqp_send_method(conn, kPublishChannel, AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok),
+      "closing the channel");
+  rabbitmq().amqp_channel_open(conn, kPublishChannel);
   check(conn, "reopening the publish channel");
-  ok = amqp_queue_declare(conn, kPublishChannel, bytes_of(queue), 0, 1, 0, 0, amqp_empty_table);
+  ok = rabbitmq().amqp_queue_declare(conn, kPublishChannel, bytes_of(queue), 0, 1, 0, 0,
+                                     kNoArguments);
   if (ok == nullptr) check(conn, "creating the queue");
   return ok->message_count;
 }
@@ -142,38 +148,40 @@ uint32_t declare(amqp_connection_state_t conn, const std::string& queue, bool cr
 }  // namespace
 
 int AmqpSession::socket_fd() const {
-  return amqp_get_sockfd(state_->conn);
+  return rabbitmq().amqp_get_sockfd(state_->conn);
 }
 
 bool AmqpSession::has_buffered() const {
-  return amqp_data_in_buffer(state_->conn) || amqp_frames_enqueued(state_->conn);
+  return rabbitmq().amqp_data_in_buffer(state_->conn) ||
+         rabbitmq().amqp_frames_enqueued(state_->conn);
 }
 
 bool AmqpSession::open() {
   const AmqpUrl& url = link_.url_;
   auto st = std::make_shared<State>();
-  st->conn = amqp_new_connection();
+  st->conn = rabbitmq().amqp_new_connection();
   state_ = st;
   try {
-    amqp_socket_t* socket = amqp_tcp_socket_new(st->conn);
+    amqp_socket_t* socket = rabbitmq().amqp_tcp_socket_new(st->conn);
     if (socket == nullptr) throw std::runtime_error("cannot create a socket");
-    check_status(amqp_socket_open_noblock(socket, url.host.c_str(), url.port, &kIoTimeout),
-                 "connecting");
-    amqp_set_handshake_timeout(st->conn, &kIoTimeout);
-    amqp_set_rpc_timeout(st->conn, &kIoTimeout);
+    check_status(
+        rabbitmq().amqp_socket_open_noblock(socket, url.host.c_str(), url.port, &kIoTimeout),
+        "connecting");
+    rabbitmq().amqp_set_handshake_timeout(st->conn, &kIoTimeout);
+    rabbitmq().amqp_set_rpc_timeout(st->conn, &kIoTimeout);
     amqp_rpc_reply_t login =
-        amqp_login(st->conn, url.vhost.c_str(), 0, 131072, url.heartbeat_s, AMQP_SASL_METHOD_PLAIN,
-                   url.user.c_str(), url.password.c_str());
+        rabbitmq().amqp_login(st->conn, url.vhost.c_str(), 0, 131072, url.heartbeat_s,
+                              AMQP_SASL_METHOD_PLAIN, url.user.c_str(), url.password.c_str());
     if (login.reply_type != AMQP_RESPONSE_NORMAL)
       throw std::runtime_error(fmt::format("logging in as '{}' to vhost '{}': {}", url.user,
                                            url.vhost, describe(login)));
     for (amqp_channel_t ch : {kConsumeChannel, kPublishChannel}) {
-      amqp_channel_open(st->conn, ch);
+      rabbitmq().amqp_channel_open(st->conn, ch);
       check(st->conn, "opening a channel");
     }
     link_.ready_count_ = declare(st->conn, url.queue, true);
     link_.dead_count_ = declare(st->conn, url.dead_queue, true);
-    amqp_confirm_select(st->conn, kPublishChannel);
+    rabbitmq().amqp_confirm_select(st->conn, kPublishChannel);
     check(st->conn, "selecting publisher confirms");
     consuming_ = false;
     if (link_.consume_) start_consuming();
@@ -189,17 +197,18 @@ bool AmqpSession::open() {
 
 void AmqpSession::start_consuming() {
   const AmqpUrl& url = link_.url_;
-  amqp_basic_qos(state_->conn, kConsumeChannel, 0, static_cast<uint16_t>(url.prefetch), 0);
+  rabbitmq().amqp_basic_qos(state_->conn, kConsumeChannel, 0, static_cast<uint16_t>(url.prefetch),
+                            0);
   check(state_->conn, "setting the prefetch");
-  amqp_basic_consume(state_->conn, kConsumeChannel, bytes_of(url.queue), amqp_empty_bytes, 0, 0, 0,
-                     amqp_empty_table);
+  rabbitmq().amqp_basic_consume(state_->conn, kConsumeChannel, bytes_of(url.queue), kNoBytes, 0, 0,
+                                0, kNoArguments);
   check(state_->conn, fmt::format("consuming queue '{}'", url.queue).c_str());
   consuming_ = true;
 }
 
 void AmqpSession::close() {
   if (!state_) return;
-  amqp_connection_close(state_->conn, AMQP_REPLY_SUCCESS);  // bounded by the RPC timeout
+  rabbitmq().amqp_connection_close(state_->conn, AMQP_REPLY_SUCCESS);  // bounded by the RPC timeout
   abandon();
 }
 
@@ -208,7 +217,7 @@ void AmqpSession::abandon() {
   std::shared_ptr<State> st = std::move(state_);
   unsettled_.clear();  // the broker requeues them all
   acked_.clear();
-  amqp_destroy_connection(st->conn);
+  rabbitmq().amqp_destroy_connection(st->conn);
   st->conn = nullptr;
   // Publications the broker never confirmed: their originals stay unacknowledged, and the broker
   // redelivers them to the next connection.
@@ -226,33 +235,34 @@ void AmqpSession::flush_acks() {
   // Every acked tag below the lowest unsettled one: one ack with `multiple` covers them all.
   auto end = acked_.lower_bound(lowest_unsettled);
   if (end != acked_.begin()) {
-    check_status(amqp_basic_ack(state_->conn, kConsumeChannel, *std::prev(end), 1),
+    check_status(rabbitmq().amqp_basic_ack(state_->conn, kConsumeChannel, *std::prev(end), 1),
                  "acknowledging");
     acked_.erase(acked_.begin(), end);
   }
   // The rest (above a slower message) go one by one, now: holding them back even 5 ms cut
   // throughput by a third, since the broker refills its prefetch window only on acks.
   for (uint64_t tag : acked_)
-    check_status(amqp_basic_ack(state_->conn, kConsumeChannel, tag, 0), "acknowledging");
+    check_status(rabbitmq().amqp_basic_ack(state_->conn, kConsumeChannel, tag, 0), "acknowledging");
   acked_.clear();
 }
 
 void AmqpSession::reject(uint64_t tag, bool requeue) {
   unsettled_.erase(tag);
-  check_status(amqp_basic_reject(state_->conn, kConsumeChannel, tag, requeue ? 1 : 0), "rejecting");
+  check_status(rabbitmq().amqp_basic_reject(state_->conn, kConsumeChannel, tag, requeue ? 1 : 0),
+               "rejecting");
 }
 
 void AmqpSession::publish(const AmqpPublication& p, std::function<void(bool)> confirmed) {
   amqp_table_entry_t entries[3];
   int n = 0;
-  entries[n].key = amqp_cstring_bytes(kAttemptsHeader);
+  entries[n].key = bytes_of(kAttemptsHeader);
   entries[n].value.kind = AMQP_FIELD_KIND_I64;
   entries[n++].value.value.i64 = p.attempts;
   if (!p.error.empty()) {
-    entries[n].key = amqp_cstring_bytes(kErrorHeader);
+    entries[n].key = bytes_of(kErrorHeader);
     entries[n].value.kind = AMQP_FIELD_KIND_UTF8;
     entries[n++].value.value.bytes = bytes_of(p.error);
-    entries[n].key = amqp_cstring_bytes(kFailedAtHeader);
+    entries[n].key = bytes_of(kFailedAtHeader);
     entries[n].value.kind = AMQP_FIELD_KIND_I64;
     entries[n++].value.value.i64 = p.failed_at_ms;
   }
@@ -262,8 +272,8 @@ void AmqpSession::publish(const AmqpPublication& p, std::function<void(bool)> co
   props.delivery_mode = 2;  // persistent
   props.message_id = bytes_of(p.message_id);
   props.headers = amqp_table_t{n, entries};
-  check_status(amqp_basic_publish(state_->conn, kPublishChannel, amqp_empty_bytes,
-                                  bytes_of(p.queue), 0, 0, &props, bytes_of(p.body)),
+  check_status(rabbitmq().amqp_basic_publish(state_->conn, kPublishChannel, kNoBytes,
+                                             bytes_of(p.queue), 0, 0, &props, bytes_of(p.body)),
                "publishing");
   state_->confirms.emplace(state_->next_publish_seq++, std::move(confirmed));
 }
@@ -295,11 +305,11 @@ void AmqpSession::publish_confirmed(const AmqpPublication* p, std::size_t n) {
 void AmqpSession::pump(int timeout_ms) {
   // Bounded: a broker that floods us still lets the thread run its commands between batches.
   for (int i = 0; i < 4096 && state_; ++i) {
-    amqp_maybe_release_buffers(state_->conn);
+    rabbitmq().amqp_maybe_release_buffers(state_->conn);
     int wait_ms = i == 0 ? timeout_ms : 0;
     timeval tv{wait_ms / 1000, (wait_ms % 1000) * 1000};
     amqp_envelope_t env;
-    amqp_rpc_reply_t r = amqp_consume_message(state_->conn, &env, &tv, 0);
+    amqp_rpc_reply_t r = rabbitmq().amqp_consume_message(state_->conn, &env, &tv, 0);
     if (r.reply_type == AMQP_RESPONSE_NORMAL) {
       const amqp_basic_properties_t& p = env.message.properties;
       AmqpDelivery d;
@@ -313,7 +323,7 @@ void AmqpSession::pump(int timeout_ms) {
       d.message.id = (p._flags & AMQP_BASIC_MESSAGE_ID_FLAG) && p.message_id.len > 0
                          ? text_of(p.message_id)
                          : fmt::format("{}.{}", generation_, env.delivery_tag);
-      amqp_destroy_envelope(&env);
+      rabbitmq().amqp_destroy_envelope(&env);
       std::lock_guard lock(link_.mutex_);
       link_.deliveries_.push_back(std::move(d));
       if (link_.caller_waiting_ && link_.wake_) {
@@ -336,7 +346,7 @@ void AmqpSession::pump(int timeout_ms) {
 void AmqpSession::handle_frame() {
   amqp_frame_t frame;
   timeval zero{0, 0};
-  int rc = amqp_simple_wait_frame_noblock(state_->conn, &frame, &zero);
+  int rc = rabbitmq().amqp_simple_wait_frame_noblock(state_->conn, &frame, &zero);
   if (rc == AMQP_STATUS_TIMEOUT) return;
   check_status(rc, "receiving");
   if (frame.frame_type != AMQP_FRAME_METHOD) return;
@@ -365,8 +375,8 @@ void AmqpSession::handle_frame() {
     }
     case AMQP_BASIC_RETURN_METHOD: {  // not sent for our publications (never mandatory)
       amqp_message_t m;
-      amqp_rpc_reply_t r = amqp_read_message(state_->conn, frame.channel, &m, 0);
-      if (r.reply_type == AMQP_RESPONSE_NORMAL) amqp_destroy_message(&m);
+      amqp_rpc_reply_t r = rabbitmq().amqp_read_message(state_->conn, frame.channel, &m, 0);
+      if (r.reply_type == AMQP_RESPONSE_NORMAL) rabbitmq().amqp_destroy_message(&m);
       return;
     }
     case AMQP_CHANNEL_CLOSE_METHOD: {
@@ -374,7 +384,7 @@ void AmqpSession::handle_frame() {
       std::string why = fmt::format("the broker closed channel {}: {} {}", frame.channel,
                                     c->reply_code, text_of(c->reply_text));
       amqp_channel_close_ok_t ok{};
-      amqp_send_method(state_->conn, frame.channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+      rabbitmq().amqp_send_method(state_->conn, frame.channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
       throw std::runtime_error(why);
     }
     case AMQP_CONNECTION_CLOSE_METHOD: {
@@ -382,7 +392,7 @@ void AmqpSession::handle_frame() {
       std::string why = fmt::format("the broker closed the connection: {} {}", c->reply_code,
                                     text_of(c->reply_text));
       amqp_connection_close_ok_t ok{};
-      amqp_send_method(state_->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+      rabbitmq().amqp_send_method(state_->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
       throw std::runtime_error(why);
     }
     case AMQP_BASIC_CANCEL_METHOD:
@@ -402,16 +412,17 @@ void AmqpSession::refresh_counts() {
 
 void AmqpSession::browse_dead(std::size_t max, const std::function<bool(const Browsed&)>& visit) {
   amqp_connection_state_t conn = state_->conn;
-  amqp_channel_open(conn, kBrowseChannel);
+  rabbitmq().amqp_channel_open(conn, kBrowseChannel);
   check(conn, "opening the browse channel");
   for (std::size_t seen = 0; seen < max; ++seen) {
-    amqp_rpc_reply_t r = amqp_basic_get(conn, kBrowseChannel, bytes_of(link_.url_.dead_queue), 0);
+    amqp_rpc_reply_t r =
+        rabbitmq().amqp_basic_get(conn, kBrowseChannel, bytes_of(link_.url_.dead_queue), 0);
     if (r.reply_type != AMQP_RESPONSE_NORMAL)
       throw std::runtime_error(fmt::format("reading the dead letters: {}", describe(r)));
     if (r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD) break;
     uint64_t tag = static_cast<amqp_basic_get_ok_t*>(r.reply.decoded)->delivery_tag;
     amqp_message_t m;
-    r = amqp_read_message(conn, kBrowseChannel, &m, 0);
+    r = rabbitmq().amqp_read_message(conn, kBrowseChannel, &m, 0);
     if (r.reply_type != AMQP_RESPONSE_NORMAL)
       throw std::runtime_error(fmt::format("reading a dead letter: {}", describe(r)));
     Browsed b;
@@ -424,18 +435,19 @@ void AmqpSession::browse_dead(std::size_t max, const std::function<bool(const Br
       b.error = text_of(e->value.bytes);
     if (const amqp_field_value_t* t = header(m.properties, kFailedAtHeader))
       b.failed_at_ms = int_value(*t, 0);
-    amqp_destroy_message(&m);
+    rabbitmq().amqp_destroy_message(&m);
     if (visit(b))
-      check_status(amqp_basic_ack(conn, kBrowseChannel, tag, 0), "removing a dead letter");
+      check_status(rabbitmq().amqp_basic_ack(conn, kBrowseChannel, tag, 0),
+                   "removing a dead letter");
   }
   // What was read and not removed goes back to the queue, in its place.
-  amqp_channel_close(conn, kBrowseChannel, AMQP_REPLY_SUCCESS);
+  rabbitmq().amqp_channel_close(conn, kBrowseChannel, AMQP_REPLY_SUCCESS);
   check(conn, "closing the browse channel");
 }
 
 std::size_t AmqpSession::purge_dead() {
   amqp_queue_purge_ok_t* ok =
-      amqp_queue_purge(state_->conn, kPublishChannel, bytes_of(link_.url_.dead_queue));
+      rabbitmq().amqp_queue_purge(state_->conn, kPublishChannel, bytes_of(link_.url_.dead_queue));
   if (ok == nullptr) check(state_->conn, "purging the dead letters");
   return ok->message_count;
 }
@@ -443,6 +455,7 @@ std::size_t AmqpSession::purge_dead() {
 // ---- the caller's side ----
 
 std::shared_ptr<AmqpLink> AmqpLink::start(AmqpUrl url) {
+  rabbitmq();  // loaded here, so a missing library fails the start with its reason
   std::shared_ptr<AmqpLink> link(new AmqpLink(std::move(url)));
   std::thread([link] { link->run(); }).detach();
   return link;
