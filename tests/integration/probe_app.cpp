@@ -559,17 +559,19 @@ void declare_jobs(clutch::App& app) {
   }
   if (wanted("clusterslow")) {
     // Runs long enough that an instance killed while it runs one is surely mid-run.
-    app.schedule(JobOptions{.name = "clusterslow",
-                            .interval = "300ms",
-                            .scope = clutch::JobScope::kCluster,
-                            .lock_url = env("PROBE_LOCK_URL")},
-                 [](clutch::Context& ctx) {
-                   record(fmt::format(R"("ev":"job-start","job":"clusterslow","master":{})",
-                                      ctx.master_pid()));
-                   std::this_thread::sleep_for(std::chrono::milliseconds(2500));
-                   record(fmt::format(R"("ev":"job-end","job":"clusterslow","master":{})",
-                                      ctx.master_pid()));
-                 });
+    app.schedule(
+        JobOptions{.name = "clusterslow",
+                   .interval = "300ms",
+                   .scope = clutch::JobScope::kCluster,
+                   .lock_url = env("PROBE_LOCK_URL")},
+        [](clutch::Context& ctx) {
+          auto now = std::chrono::system_clock::now().time_since_epoch();
+          record(fmt::format(R"("ev":"job-start","job":"clusterslow","master":{},"t":{})",
+                             ctx.master_pid(), std::chrono::duration<double>(now).count()));
+          std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+          record(
+              fmt::format(R"("ev":"job-end","job":"clusterslow","master":{})", ctx.master_pid()));
+        });
   }
   if (wanted("once")) {
     app.schedule(JobOptions{.name = "once", .immediate = true}, [](clutch::Context& ctx) {

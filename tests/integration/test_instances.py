@@ -100,12 +100,16 @@ class ClusterSchedules(ClusterTest):
 
     def test_a_tick_whose_claimer_dies_before_it_ends_is_reported_lost_once(self):
         instances = self.start_three("clusterslow")
+        # Only instances that are already ticking audit a claim (they see it when they try the
+        # same tick), so the victim is chosen in a run that started once all three were ready
+        # and their agents ticking (a second later: a few 300 ms ticks).
+        ticking_since = time.time() + 1.0
 
-        def mid_run():  # an instance running a tick now: a start with no end after it
+        def mid_run():  # an instance running such a tick now: a start with no end after it
             for c in instances:
-                ev = [e["ev"] for e in c.events()
+                ev = [e for e in c.events()
                       if e["ev"] in ("job-start", "job-end") and e.get("job") == "clusterslow"]
-                if ev and ev[-1] == "job-start":
+                if ev and ev[-1]["ev"] == "job-start" and ev[-1]["t"] >= ticking_since:
                     return c
             return None
         victim = wait_for(mid_run, 30, "an instance running a cluster tick")
