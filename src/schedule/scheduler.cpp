@@ -32,7 +32,6 @@ constexpr uint64_t kMaxQueuedTicks = 16;
 // long a silent agent counts as alive (a few renewals, so one slow answer is not a death).
 constexpr Millis kAuditEvery{1000};
 constexpr Millis kAliveFor{3000};
-constexpr std::size_t kMaxWatched = 1024;
 
 std::string describe(const JobOptions& o) {
   return o.cron.empty() ? "every " + o.interval : "cron '" + o.cron + "'";
@@ -66,9 +65,7 @@ struct Job {
   // Cluster scope: claims in flight on lock_worker (more than two means the broker is slow).
   std::size_t claims_pending = 0;
   bool audit_pending = false;  // an audit is queued or running on lock_worker
-  // Cluster scope: ticks another instance claimed, audited until they end (see TickLock).
-  std::deque<std::string> watched;
-  uint64_t lost = 0;  // ticks whose claimer died before they ended, as reported here
+  uint64_t lost = 0;           // ticks whose claimer died before they ended, as reported here
   Counter* skipped_counter = nullptr;
   Counter* lost_counter = nullptr;
   Counter* timeout_counter = nullptr;
@@ -225,7 +222,7 @@ class Clock : public std::enable_shared_from_this<Clock> {
       std::string error;
       // Alive before claiming: an auditor must never find our fresh claim with no live owner.
       TickLock::Claim claim = lock->keep_alive(owner, kAliveFor, error)
-                                  ? lock->claim(key, owner, ttl, error)
+                                  ? lock->claim(job->options.name, key, owner, ttl, error)
                                   : TickLock::Claim::kUnavailable;
       return [weak, job, claim, key, id, error, why] {
         auto self = weak.lock();
@@ -240,8 +237,6 @@ class Clock : public std::enable_shared_from_this<Clock> {
           case TickLock::Claim::kTheirs:
             ++job->run_elsewhere;
             spdlog::debug("job {}: tick {} is another instance's", job->options.name, id);
-            job->watched.push_back(key);
-            if (job->watched.size() > kMaxWatched) job->watched.pop_front();
             return;
           case TickLock::Claim::kUnavailable:
             return self->skip_unclaimed(*job, id, error);
@@ -261,21 +256,21 @@ class Clock : public std::enable_shared_from_this<Clock> {
                  const nlohmann::json& outcome) {
     std::string said = outcome.value("ok", false) ? outcome.value("outcome", std::string("ok"))
                                                   : outcome.value("error", std::string("failed"));
-    job->lock_worker->run(
-        [job, lock = job->lock, key, said, ttl = claim_ttl(*job)]() -> OffLoopWorker::Completion {
-          std::string error;
-          if (lock->mark_done(key, said, ttl, error)) return nullptr;
-          return [job, key, error] {
-            spdlog::warn(
-                "job {}: could not record that {} ended ({}); another instance may report it "
-                "lost",
-                job->options.name, key, error);
-          };
-        });
+    job->lock_worker->run([job, lock = job->lock, key, said, owner = owner(),
+                           ttl = claim_ttl(*job)]() -> OffLoopWorker::Completion {
+      std::string error;
+      if (lock->mark_done(job->options.name, key, owner, said, ttl, error)) return nullptr;
+      return [job, key, error] {
+        spdlog::warn(
+            "job {}: could not record that {} ended ({}); another instance may report it "
+            "lost",
+            job->options.name, key, error);
+      };
+    });
   }
 
-  // Cluster scope, every second: renews this agent's liveness and audits the ticks other
-  // instances claimed, reporting those whose claimer died before they ended.
+  // Cluster scope, every second: renews this agent's liveness and reports the ticks claimed by
+  // instances that died before those ticks ended (TickLock::find_lost).
   void watch_cluster(const std::shared_ptr<Job>& job) {
     std::weak_ptr<Clock> weak = shared_from_this();
     ctx_.set_interval(kAuditEvery, [weak, job] {
@@ -284,37 +279,23 @@ class Clock : public std::enable_shared_from_this<Clock> {
       // machine the lock's thread is rarely idle, and audits must not starve).
       if (!self || job->audit_pending) return;
       job->audit_pending = true;
-      std::vector<std::string> keys(job->watched.begin(), job->watched.end());
-      job->lock_worker->run([weak, job, lock = job->lock, keys, owner = self->owner(),
+      job->lock_worker->run([weak, job, lock = job->lock, owner = self->owner(),
                              ttl = claim_ttl(*job)]() -> OffLoopWorker::Completion {
         std::string error;
-        struct Finding {
-          std::string key, owner;
-          TickLock::Audit audit;
-        };
-        std::vector<Finding> findings;
+        std::vector<TickLock::LostTick> lost;
         // Without a live key of our own, audit nothing (the claims will say why Redis fails).
-        bool alive = lock->keep_alive(owner, kAliveFor, error);
-        for (const auto& key : alive ? keys : std::vector<std::string>{}) {
-          Finding f{key, {}, TickLock::Audit::kUnavailable};
-          f.audit = lock->audit(key, owner, ttl, f.owner, error);
-          if (f.audit == TickLock::Audit::kUnavailable) break;
-          findings.push_back(std::move(f));
-        }
-        return [weak, job, findings = std::move(findings)] {
+        if (lock->keep_alive(owner, kAliveFor, error))
+          lock->find_lost(job->options.name, owner, ttl, lost, error);
+        return [weak, job, lost = std::move(lost)] {
           job->audit_pending = false;
-          auto self = weak.lock();
-          if (!self) return;
-          for (const auto& f : findings) {
-            if (f.audit == TickLock::Audit::kRunning) continue;
-            std::erase(job->watched, f.key);
-            if (f.audit != TickLock::Audit::kLost) continue;
+          if (!weak.lock()) return;
+          for (const auto& tick : lost) {
             ++job->lost;
             job->lost_counter->inc();
             spdlog::error(
                 "job {}: tick {} was claimed by {}, which stopped before the tick ended; it may "
                 "not have run (reported once across the cluster)",
-                job->options.name, f.key, f.owner);
+                job->options.name, tick.key, tick.owner);
           }
         };
       });

@@ -65,18 +65,59 @@ std::unique_ptr<redisReply, void (*)(void*)> TickLock::command(
   return none;
 }
 
-TickLock::Claim TickLock::claim(const std::string& key, const std::string& owner,
-                                std::chrono::milliseconds ttl, std::string& error) {
+namespace {
+
+// Each script is one atomic step in Redis: no instance can die, and no auditor look, half-way.
+
+// KEYS: the claim, the owner's running set, the job's owners. ARGV: owner, ttl in ms.
+constexpr std::string_view kClaimScript = R"(
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+redis.call('SADD', KEYS[2], KEYS[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
+return 1)";
+
+// KEYS: the end mark, the owner's running set. ARGV: the claim, the outcome, ttl in ms.
+constexpr std::string_view kDoneScript = R"(
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('SREM', KEYS[2], ARGV[1])
+return 1)";
+
+// KEYS: the end mark, the dead owner's running set. ARGV: the claim, the mark, ttl in ms.
+// 1 if this call marked it lost; 0 if it had ended, or another auditor marked it first.
+constexpr std::string_view kLostScript = R"(
+redis.call('SREM', KEYS[2], ARGV[1])
+if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3]) then return 1 end
+return 0)";
+
+// KEYS: the job's owners, the owner's running set, its liveness key. ARGV: the owner.
+// Forgets a claimer that is dead and has nothing filed (one only slow has claimed again since).
+constexpr std::string_view kForgetScript = R"(
+if redis.call('SCARD', KEYS[2]) == 0 and redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('SREM', KEYS[1], ARGV[1])
+end
+return 1)";
+
+}  // namespace
+
+TickLock::Claim TickLock::claim(const std::string& job, const std::string& key,
+                                const std::string& owner, std::chrono::milliseconds ttl,
+                                std::string& error) {
   std::string px = std::to_string(ttl.count());
-  auto reply = command({"SET", key, owner, "NX", "PX", px}, error);
+  auto reply = command(
+      {"EVAL", kClaimScript, "3", key, running_key(job, owner), owners_key(job), owner, px}, error);
   if (!reply) return Claim::kUnavailable;
-  return reply->type == REDIS_REPLY_STATUS ? Claim::kOurs : Claim::kTheirs;
+  return reply->type == REDIS_REPLY_INTEGER && reply->integer == 1 ? Claim::kOurs : Claim::kTheirs;
 }
 
-bool TickLock::mark_done(const std::string& key, const std::string& outcome,
-                         std::chrono::milliseconds ttl, std::string& error) {
+bool TickLock::mark_done(const std::string& job, const std::string& key, const std::string& owner,
+                         const std::string& outcome, std::chrono::milliseconds ttl,
+                         std::string& error) {
   std::string px = std::to_string(ttl.count());
-  return command({"SET", done_key(key), outcome, "PX", px}, error) != nullptr;
+  return command(
+             {"EVAL", kDoneScript, "2", done_key(key), running_key(job, owner), key, outcome, px},
+             error) != nullptr;
 }
 
 bool TickLock::keep_alive(const std::string& owner, std::chrono::milliseconds ttl,
@@ -85,30 +126,45 @@ bool TickLock::keep_alive(const std::string& owner, std::chrono::milliseconds tt
   return command({"SET", alive_key(owner), "1", "PX", px}, error) != nullptr;
 }
 
-TickLock::Audit TickLock::audit(const std::string& key, const std::string& auditor,
-                                std::chrono::milliseconds ttl, std::string& owner,
-                                std::string& error) {
-  auto claim_and_end = command({"MGET", key, done_key(key)}, error);
-  if (!claim_and_end) return Audit::kUnavailable;
-  if (claim_and_end->type != REDIS_REPLY_ARRAY || claim_and_end->elements != 2) {
-    error = "unexpected reply to MGET";
-    return Audit::kUnavailable;
+namespace {
+std::vector<std::string> strings_of(const redisReply& reply) {
+  std::vector<std::string> out;
+  if (reply.type != REDIS_REPLY_ARRAY) return out;
+  for (std::size_t i = 0; i < reply.elements; ++i) {
+    const redisReply* e = reply.element[i];
+    if (e->type == REDIS_REPLY_STRING) out.emplace_back(e->str, e->len);
   }
-  redisReply* claimed = claim_and_end->element[0];
-  redisReply* ended = claim_and_end->element[1];
-  if (ended->type == REDIS_REPLY_STRING) return Audit::kDone;
-  if (claimed->type != REDIS_REPLY_STRING) return Audit::kForgotten;
-  owner.assign(claimed->str, claimed->len);
-  auto alive = command({"EXISTS", alive_key(owner)}, error);
-  if (!alive) return Audit::kUnavailable;
-  if (alive->type == REDIS_REPLY_INTEGER && alive->integer == 1) return Audit::kRunning;
-  // Its owner is gone and it never said it ended. Every auditor sees this; the one whose mark
-  // lands reports it, so a lost tick is reported once in the whole cluster.
+  return out;
+}
+}  // namespace
+
+bool TickLock::find_lost(const std::string& job, const std::string& auditor,
+                         std::chrono::milliseconds ttl, std::vector<LostTick>& lost,
+                         std::string& error) {
   std::string px = std::to_string(ttl.count());
-  auto marked =
-      command({"SET", done_key(key), "lost (reported by " + auditor + ")", "NX", "PX", px}, error);
-  if (!marked) return Audit::kUnavailable;
-  return marked->type == REDIS_REPLY_STATUS ? Audit::kLost : Audit::kDone;
+  auto owners = command({"SMEMBERS", owners_key(job)}, error);
+  if (!owners) return false;
+  for (const std::string& owner : strings_of(*owners)) {
+    if (owner == auditor) continue;
+    auto alive = command({"EXISTS", alive_key(owner)}, error);
+    if (!alive) return false;
+    if (alive->type == REDIS_REPLY_INTEGER && alive->integer == 1) continue;
+    // Dead: what it still had filed never ended.
+    std::string running = running_key(job, owner);
+    auto ticks = command({"SMEMBERS", running}, error);
+    if (!ticks) return false;
+    for (const std::string& key : strings_of(*ticks)) {
+      auto marked = command({"EVAL", kLostScript, "2", done_key(key), running, key,
+                             "lost (reported by " + auditor + ")", px},
+                            error);
+      if (!marked) return false;
+      if (marked->type == REDIS_REPLY_INTEGER && marked->integer == 1) lost.push_back({key, owner});
+    }
+    if (!command({"EVAL", kForgetScript, "3", owners_key(job), running, alive_key(owner), owner},
+                 error))
+      return false;
+  }
+  return true;
 }
 
 }  // namespace clutch::schedule

@@ -100,9 +100,9 @@ class ClusterSchedules(ClusterTest):
 
     def test_a_tick_whose_claimer_dies_before_it_ends_is_reported_lost_once(self):
         instances = self.start_three("clusterslow")
-        # Only instances that are already ticking audit a claim (they see it when they try the
-        # same tick), so the victim is chosen in a run that started once all three were ready
-        # and their agents ticking (a second later: a few 300 ms ticks).
+        # The victim is chosen in a run that started once all three were ready and ticking (a
+        # second later: a few 300 ms ticks), so the others were claiming beside it; an instance
+        # dying while no other runs is the next test.
         ticking_since = time.time() + 1.0
 
         def mid_run():  # an instance running such a tick now: a start with no end after it
@@ -116,11 +116,33 @@ class ClusterSchedules(ClusterTest):
         victim.kill_tree()
         survivors = [c for c in instances if c is not victim]
 
+        last = [e["ev"] for e in victim.events() if e.get("job") == "clusterslow"][-1]
+        self.assertEqual(last, "job-start", "the kill missed the run it aimed at (the machine stalled)")
+        self.assert_reported_lost_once(victim, survivors)
+
+    def test_a_tick_lost_while_no_other_instance_ran_is_reported_by_the_next_ones(self):
+        # The only instance dies mid-tick (one host's crash); the instances started afterwards
+        # never tried to claim that tick, and still find and report it.
+        redis = RedisServer()
+        self.addCleanup(redis.stop)
+        env = {"PROBE_JOBS": "clusterslow", "PROBE_LOCK_URL": f"redis://127.0.0.1:{redis.port}"}
+        first = self.start(workers=2, env=env)
+        first.wait_ready()
+        wait_for(lambda: [e for e in first.events("job-start") if e.get("job") == "clusterslow"], 30,
+                 "the first instance running a tick")
+        first.kill_tree()
+        last = [e["ev"] for e in first.events() if e.get("job") == "clusterslow"][-1]
+        self.assertEqual(last, "job-start", "the kill missed the run it aimed at (the machine stalled)")
+        later = [self.start(workers=2, env=env) for _ in range(2)]
+        for c in later:
+            c.wait_ready()
+        self.assert_reported_lost_once(first, later)
+
+    def assert_reported_lost_once(self, victim, survivors):
+        """The survivors report the victim's unfinished ticks, each once, and count them."""
         def reports():
             return [line for c in survivors for line in c.stderr().splitlines()
                     if "which stopped before the tick ended" in line]
-        last = [e["ev"] for e in victim.events() if e.get("job") == "clusterslow"][-1]
-        self.assertEqual(last, "job-start", "the kill missed the run it aimed at (the machine stalled)")
         try:
             wait_for(lambda: reports(), 60, "the dead instance's tick reported lost")
         except AssertionError:
