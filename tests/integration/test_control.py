@@ -4,6 +4,7 @@ who may talk to it; what a bad client gets; a cluster whose socket cannot be mad
 import json
 import os
 import pwd
+import shutil
 import re
 import socket
 import stat
@@ -166,9 +167,14 @@ class Control(ClusterTest):
         self.assertIn("no ready process there", bad.stderr)
 
     def test_stop_stops_the_cluster_gracefully(self):
-        c = self.start(workers=2)
+        # A path of its own: the default name is shared by every probe cluster, and one started
+        # by a concurrent test right after this one exits would take it over.
+        own = tempfile.mkdtemp(prefix="clutch-ctl-")
+        self.addCleanup(shutil.rmtree, own, True)
+        c = self.start(workers=2, args=("-s", f"control_socket={own}/probe.sock"))
         c.wait_ready()
         path = control_path(c)
+        self.assertEqual(path, f"{own}/probe.sock")
         r = ctl(c, "stop")
         self.assertEqual((r.returncode, r.stdout.strip()), (0, "stopping gracefully"))
         self.assertEqual(c.wait_exit(), 0)
