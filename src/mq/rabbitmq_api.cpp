@@ -2,6 +2,8 @@
 
 #include <dlfcn.h>
 
+#include <cstdlib>
+
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -10,12 +12,15 @@ namespace clutch::mq {
 namespace {
 
 RabbitMq load() {
-  // The soname the build was made against (CMakeLists.txt): its ABI is what the header says.
-  void* lib = dlopen(CLUTCH_RABBITMQ_SONAME, RTLD_NOW | RTLD_LOCAL);
+  // The soname the build was made against (CMakeLists.txt), found where the dynamic linker looks;
+  // CLUTCH_RABBITMQ_LIBRARY names another file of the same ABI (a rabbitmq-c built elsewhere).
+  const char* chosen = std::getenv("CLUTCH_RABBITMQ_LIBRARY");
+  std::string name = chosen != nullptr && *chosen ? chosen : CLUTCH_RABBITMQ_SONAME;
+  void* lib = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (lib == nullptr) {
     const char* why = dlerror();
-    throw std::runtime_error(std::string("AMQP needs rabbitmq-c (" CLUTCH_RABBITMQ_SONAME
-                                         ", Debian package librabbitmq4): ") +
+    throw std::runtime_error("AMQP needs rabbitmq-c (" + name +
+                             "; Debian package librabbitmq4, or set CLUTCH_RABBITMQ_LIBRARY): " +
                              (why ? why : "not found"));
   }
   RabbitMq api;

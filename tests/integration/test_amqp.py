@@ -139,6 +139,18 @@ class Amqp(ClusterTest):
         self.assertEqual(c.wait_exit(), 1)
         self.assertIn("no queue (add ?queue=NAME)", c.stderr())
 
+    def test_a_missing_rabbitmq_library_fails_the_start_with_its_reason(self):
+        # rabbitmq-c is loaded when AMQP is first used; without it the start fails and says why.
+        missing = "/nonexistent/librabbitmq.so.4"
+        url = f"amqp://guest:guest@127.0.0.1:{self.rabbit.port}/%2F?queue=nolib"
+        c = self.start(workers=1, env={"PROBE_QUEUE": url, "CLUTCH_RABBITMQ_LIBRARY": missing})
+        self.assertEqual(c.wait_exit(), 1)
+        self.assertIn(f"AMQP needs rabbitmq-c ({missing}", c.stderr())
+        r = subprocess.run([CLUTCHCTL, "publish", url, "x"], capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, CLUTCH_RABBITMQ_LIBRARY=missing))
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("AMQP needs rabbitmq-c", r.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()
