@@ -545,34 +545,25 @@ void declare_jobs(clutch::App& app) {
   if (wanted("badcron")) {
     app.schedule(JobOptions{.name = "badcron", .cron = "0 25 * * *"}, [](clutch::Context&) {});
   }
-  if (wanted("cluster200")) {
+  // A cluster-scope probe job: records its runs with the instance and the wall-clock start.
+  auto cluster_job = [&](const char* name, const char* interval, std::chrono::milliseconds work) {
     app.schedule(
-        JobOptions{.name = "cluster200",
-                   .interval = "200ms",
+        JobOptions{.name = name,
+                   .interval = interval,
                    .scope = clutch::JobScope::kCluster,
                    .lock_url = env("PROBE_LOCK_URL")},
-        [](clutch::Context& ctx) {
+        [name, work](clutch::Context& ctx) {
           auto now = std::chrono::system_clock::now().time_since_epoch();
-          record(fmt::format(R"("ev":"job-start","job":"cluster200","master":{},"t":{})",
+          record(fmt::format(R"("ev":"job-start","job":"{}","master":{},"t":{})", name,
                              ctx.master_pid(), std::chrono::duration<double>(now).count()));
+          if (work.count() == 0) return;
+          std::this_thread::sleep_for(work);
+          record(fmt::format(R"("ev":"job-end","job":"{}","master":{})", name, ctx.master_pid()));
         });
-  }
-  if (wanted("clusterslow")) {
-    // Runs long enough that an instance killed while it runs one is surely mid-run.
-    app.schedule(
-        JobOptions{.name = "clusterslow",
-                   .interval = "300ms",
-                   .scope = clutch::JobScope::kCluster,
-                   .lock_url = env("PROBE_LOCK_URL")},
-        [](clutch::Context& ctx) {
-          auto now = std::chrono::system_clock::now().time_since_epoch();
-          record(fmt::format(R"("ev":"job-start","job":"clusterslow","master":{},"t":{})",
-                             ctx.master_pid(), std::chrono::duration<double>(now).count()));
-          std::this_thread::sleep_for(std::chrono::milliseconds(2500));
-          record(
-              fmt::format(R"("ev":"job-end","job":"clusterslow","master":{})", ctx.master_pid()));
-        });
-  }
+  };
+  if (wanted("cluster200")) cluster_job("cluster200", "200ms", std::chrono::milliseconds(0));
+  // Runs long enough that an instance killed while it runs one is surely mid-run.
+  if (wanted("clusterslow")) cluster_job("clusterslow", "300ms", std::chrono::milliseconds(2500));
   if (wanted("once")) {
     app.schedule(JobOptions{.name = "once", .immediate = true}, [](clutch::Context& ctx) {
       record(fmt::format(R"("ev":"job-start","job":"once","pid":{})", ctx.pid()));
