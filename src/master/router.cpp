@@ -196,14 +196,12 @@ void Router::route_message(Child& from, const ipc::FrameView& frame, std::byte* 
         if (!frame.key.empty()) {
           // The same work sent again (a restarted sender re-reading its queue): answered from
           // the message already known instead of being run a second time.
-          if (auto handled_by = handled_keys_.find(frame.key)) {
+          if (const KeyTable::Entry* known = keys_.find(frame.key)) {
             ++duplicates_absorbed_;
-            answer_handled(from, h.id, *handled_by);
-            break;
-          }
-          if (auto it = keyed_.find(frame.key); it != keyed_.end()) {
-            ++duplicates_absorbed_;
-            acked_[it->second].waiters.push_back({from.pid, h.id});
+            if (known->in_flight == 0)
+              answer_handled(from, h.id, known->handled_by);
+            else
+              acked_[known->in_flight].waiters.push_back({from.pid, h.id});
             break;
           }
         }
@@ -221,10 +219,7 @@ void Router::route_message(Child& from, const ipc::FrameView& frame, std::byte* 
         m.waiters.push_back({from.pid, h.id});
         m.frame.assign(raw, raw + size);
         retain_shared(raw);
-        if (!frame.key.empty()) {
-          m.key = std::string(frame.key);
-          keyed_.emplace(m.key, id);
-        }
+        if (!frame.key.empty()) m.key = keys_.start(frame.key, id);
         ipc::stamp_id(m.frame.data(), id);
         deliver_acked(id, m);
       } else if (Child* to = deliver_random(raw, size, true)) {
@@ -257,11 +252,8 @@ void Router::route_ack(Child& from, const ipc::FrameView& frame, std::byte* raw)
   acked_.erase(it);
   release_shared(m.frame.data());
   if (from.unacked > 0) --from.unacked;
-  if (!m.key.empty()) {
-    keyed_.erase(m.key);
-    // Only a success is final; a failed message is sent again (retried) under the same key.
-    if ((frame.header.flags & ipc::kFlagFailed) == 0) handled_keys_.remember(m.key, from.pid);
-  }
+  // Only a success is final; a failed message is sent again (retried) under the same key.
+  if (!m.key.empty()) keys_.finish(m.key, (frame.header.flags & ipc::kFlagFailed) ? 0 : from.pid);
   std::size_t size = frame.header.frame_size();
   // Every waiter but the first gets a copy, renumbered before the first's id is stamped into
   // the raw frame (which its channel may borrow).
@@ -289,7 +281,7 @@ void Router::answer_handled(Child& to, uint64_t id, pid_t handled_by) {
 void Router::drop_acked(uint64_t master_id) {
   auto it = acked_.find(master_id);
   if (it == acked_.end()) return;
-  if (!it->second.key.empty()) keyed_.erase(it->second.key);
+  if (!it->second.key.empty()) keys_.finish(it->second.key, 0);
   if (it->second.assigned == 0) acked_waiting_bytes_ -= it->second.frame.size();
   release_shared(it->second.frame.data());
   acked_.erase(it);  // a stale id left in acked_waiting_ is skipped when it comes up
@@ -705,7 +697,7 @@ std::size_t Router::fail_unacknowledged(std::string_view reason) {
   acked_.clear();
   acked_waiting_.clear();
   acked_waiting_bytes_ = 0;
-  keyed_.clear();
+  keys_.forget_in_flight();
   return count;
 }
 

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "master/child.hpp"
-#include "master/recent_keys.hpp"
+#include "master/key_table.hpp"
 #include "master/shared_payloads.hpp"
 
 namespace clutch::master {
@@ -79,8 +79,8 @@ class Router {
   struct AckedMessage {
     // Usually one; more when a keyed send attached to a message already held or in flight.
     std::vector<Waiter> waiters;
-    pid_t assigned = 0;  // 0 while waiting for a worker
-    std::string key;     // idempotency key, if the sender gave one
+    pid_t assigned = 0;    // 0 while waiting for a worker
+    std::string_view key;  // idempotency key, if the sender gave one (keys_ holds the bytes)
     std::vector<std::byte> frame;
   };
 
@@ -147,8 +147,7 @@ class Router {
   std::size_t acked_waiting_bytes_ = 0;  // bounded by hold_limit_
   uint64_t next_master_id_ = 1;
   // key -> master id, while held or in flight; looked up by string_view (no copy per send).
-  std::unordered_map<std::string, uint64_t, StringHash, std::equal_to<>> keyed_;
-  RecentKeys handled_keys_{8192};
+  KeyTable keys_{8192};  // idempotency keys in flight, and handled lately
   std::pair<pid_t, std::vector<pid_t>> ready_members();  // the agent and workers now ready
   pid_t announced_agent_ = 0;
   std::vector<pid_t> announced_workers_;
