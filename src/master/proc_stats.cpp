@@ -5,6 +5,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include <fstream>
@@ -27,6 +28,22 @@ std::string stat_fields(pid_t pid) {
 }  // namespace
 
 std::size_t resident_bytes(pid_t pid) {
+  // RssAnon + RssFile: the memory that is this process's own. RssShmem is left out: it is shared
+  // memory, above all the regions large messages travel in, which the sender's pool keeps mapped
+  // and receivers keep mapped for the next one (ipc/shared_payload.hpp). Counted here, a burst of
+  // large messages would read as growth and max_rss would replace healthy processes.
+  std::ifstream status(fmt::format("/proc/{}/status", pid));
+  std::string line;
+  std::size_t kib = 0;
+  int found = 0;
+  while (found < 2 && std::getline(status, line)) {
+    if (line.rfind("RssAnon:", 0) == 0 || line.rfind("RssFile:", 0) == 0) {
+      kib += std::strtoull(line.c_str() + 8, nullptr, 10);
+      ++found;
+    }
+  }
+  if (found == 2) return kib * 1024;
+  // A kernel without those fields (before 4.5): all of it.
   std::ifstream statm(fmt::format("/proc/{}/statm", pid));
   std::size_t size = 0, resident = 0;
   if (!(statm >> size >> resident)) return 0;

@@ -11,9 +11,11 @@
 
 namespace clutch::master {
 
-std::size_t resident_bytes(pid_t pid);  // RSS, from /proc/PID/statm
-double cpu_seconds(pid_t pid);          // user + system time, from /proc/PID/stat
-bool process_is_stopped(pid_t pid);     // state T or t: SIGSTOP or a debugger
+// Resident memory of its own (RssAnon + RssFile): shared memory such as large payloads' regions
+// is left out. From /proc/PID/status.
+std::size_t resident_bytes(pid_t pid);
+double cpu_seconds(pid_t pid);       // user + system time, from /proc/PID/stat
+bool process_is_stopped(pid_t pid);  // state T or t: SIGSTOP or a debugger
 
 // The uid owning the local TCP socket bound to `client` and connected to `server` (both
 // "ADDR:PORT" as /proc/net/tcp writes them: hex, the address in host order), found in the text of

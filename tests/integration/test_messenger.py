@@ -8,6 +8,7 @@ import time
 import unittest
 
 from cluster import ClusterTest, alive, wait_for
+from test_operations import ctl_json
 
 
 class Messenger(ClusterTest):
@@ -139,6 +140,17 @@ class Messenger(ClusterTest):
         sizes = sorted(e["size"] for e in got)
         self.assertEqual(sizes, sorted([100 << 10, 3 << 20, 20 << 20] + [5 << 20] * 3))
         self.assertTrue(all(e["ok"] for e in c.events("big-ack")))
+        # The 20 MiB region stays mapped in its reader for the sender's next payload, yet the
+        # resident memory clutchctl status shows (and max_rss checks) is the process's own: that
+        # reader reports about what a worker that never saw the 20 MiB does.
+        reader = next(e["pid"] for e in got if e["size"] == 20 << 20)
+        other = next(e["pid"] for e in got if e["pid"] != reader)
+        with open(f"/proc/{reader}/maps") as maps:
+            self.assertIn("memfd:clutch-payload", maps.read())
+        _, status = ctl_json(c, "status")
+        rss = {p["pid"]: p["rss_bytes"] for p in status["processes"]}
+        self.assertLess(rss[reader] - rss[other], 10 << 20,
+                        f"shared payload memory counted as the reader's own: {rss}")
 
     def test_a_large_message_to_a_worker_killed_mid_read_is_redelivered_whole(self):
         # 20 MiB takes the shared-memory path (a sealed memfd passed with a small frame).
