@@ -20,8 +20,10 @@ class Hang(ClusterTest):
         wait_for(lambda: f"(pid {victim}) is stopped (SIGSTOP or a debugger)" in c.stderr(), 15,
                  "the master to name the stopped worker")
         wait_for(lambda: not alive(victim), 5, "the stopped worker to be killed")
-        wait_for(lambda: "worker 0" in c.stderr() and len([e for e in c.events("ready") if e["role"] == "worker"]) == 3,
-                 15, "its replacement to be ready")
+        # At least one replacement ready (on a loaded machine a replacement can itself miss the
+        # 1 s hang_timeout and be replaced again, so the count may pass 3 between two looks).
+        wait_for(lambda: "worker 0" in c.stderr() and len([e for e in c.events("ready") if e["role"] == "worker"]) >= 3,
+                 30, "its replacement to be ready")
         self.assertTrue(alive(ready["workers"][1]), "the other worker was left alone")
 
     def test_a_worker_in_a_busy_loop_leaves_a_backtrace_naming_the_loop_and_is_replaced(self):
@@ -34,7 +36,7 @@ class Hang(ClusterTest):
         trace = c.stderr().split(f"clutch: backtrace of pid {spinner}")[1].split("clutch: end of backtrace")[0]
         self.assertIn("probe_spin_forever", trace)
         wait_for(lambda: not alive(spinner), 5, "the hung worker to be killed")
-        wait_for(lambda: len([e for e in c.events("ready") if e["role"] == "worker"]) == 3, 15,
+        wait_for(lambda: len([e for e in c.events("ready") if e["role"] == "worker"]) >= 3, 30,
                  "its replacement to be ready")
 
     def test_busy_but_turning_workers_are_not_hung(self):
