@@ -22,8 +22,11 @@ class Hang(ClusterTest):
         wait_for(lambda: not alive(victim), 5, "the stopped worker to be killed")
         # At least one replacement ready (on a loaded machine a replacement can itself miss the
         # 1 s hang_timeout and be replaced again, so the count may pass 3 between two looks).
-        wait_for(lambda: "worker 0" in c.stderr() and len([e for e in c.events("ready") if e["role"] == "worker"]) >= 3,
-                 30, "its replacement to be ready")
+        try:
+            wait_for(lambda: "worker 0" in c.stderr() and len([e for e in c.events("ready") if e["role"] == "worker"]) >= 3,
+                     30, "its replacement to be ready")
+        except AssertionError as e:  # say what the master saw
+            raise AssertionError(f"{e}; the master's last lines:\n" + "\n".join(c.stderr().splitlines()[-25:]))
         self.assertTrue(alive(ready["workers"][1]), "the other worker was left alone")
 
     def test_a_worker_in_a_busy_loop_leaves_a_backtrace_naming_the_loop_and_is_replaced(self):
