@@ -11,7 +11,7 @@
 
 namespace clutch::ipc {
 
-std::string check_shared_payload(int fd, uint64_t size, std::size_t max_size) {
+std::string check_shared_payload(int fd, uint64_t size, std::size_t max_size, struct stat* st_out) {
   if (size > max_size) {
     return "shared payload of " + std::to_string(size) + " bytes is over max_message_size (" +
            std::to_string(max_size) + " bytes)";
@@ -25,6 +25,7 @@ std::string check_shared_payload(int fd, uint64_t size, std::size_t max_size) {
     return "shared payload holds " + std::to_string(st.st_size) + " bytes, its frame says " +
            std::to_string(size);
   }
+  if (st_out != nullptr) *st_out = st;
   return "";
 }
 
@@ -123,13 +124,9 @@ PayloadMappings::~PayloadMappings() {
 
 PayloadMappings::View PayloadMappings::view(int fd, uint64_t size, std::size_t max_size) {
   View out;
-  out.error = check_shared_payload(fd, size, max_size);
-  if (!out.error.empty() || size == 0) return out;
   struct stat st {};
-  if (fstat(fd, &st) != 0) {
-    out.error = std::string("shared payload: ") + std::strerror(errno);
-    return out;
-  }
+  out.error = check_shared_payload(fd, size, max_size, &st);
+  if (!out.error.empty() || size == 0) return out;
   auto same = [&](const Mapping& m) {
     return m.dev == static_cast<uint64_t>(st.st_dev) && m.ino == static_cast<uint64_t>(st.st_ino);
   };

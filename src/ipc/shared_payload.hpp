@@ -18,6 +18,8 @@
 #include <unordered_map>
 #include <vector>
 
+struct stat;
+
 namespace clutch::ipc {
 
 // Payloads of at least this many bytes take the shared path. Below it the socket is cheaper
@@ -26,8 +28,10 @@ namespace clutch::ipc {
 inline constexpr std::size_t kSharedPayloadMin = 256 * 1024;
 
 // Why the descriptor cannot hold a shared payload of `size` bytes, or "" if it can: a memfd
-// sealed against shrinking, holding at least `size` bytes, `size` at most `max_size`.
-std::string check_shared_payload(int fd, uint64_t size, std::size_t max_size);
+// sealed against shrinking, holding at least `size` bytes, `size` at most `max_size`. Its fstat
+// is left in `*st` when given (a reader names the region by it).
+std::string check_shared_payload(int fd, uint64_t size, std::size_t max_size,
+                                 struct stat* st = nullptr);
 
 // A sender's memfds: written, sent, and taken back for the next payload once the master says
 // every receiver has read it. Bounded: at most kMaxFree regions (kMaxFreeBytes) wait for reuse.

@@ -24,11 +24,11 @@ RabbitMq load() {
                              (why ? why : "not found"));
   }
   RabbitMq api;
-#define CLUTCH_RABBITMQ_RESOLVE(name)                                           \
-  api.name = reinterpret_cast<decltype(api.name)>(dlsym(lib, #name));           \
-  if (api.name == nullptr) {                                                    \
-    dlclose(lib);                                                               \
-    throw std::runtime_error("AMQP: " CLUTCH_RABBITMQ_SONAME " has no " #name); \
+#define CLUTCH_RABBITMQ_RESOLVE(fn)                             \
+  api.fn = reinterpret_cast<decltype(api.fn)>(dlsym(lib, #fn)); \
+  if (api.fn == nullptr) {                                      \
+    dlclose(lib);                                               \
+    throw std::runtime_error("AMQP: " + name + " has no " #fn); \
   }
   CLUTCH_RABBITMQ_FUNCTIONS(CLUTCH_RABBITMQ_RESOLVE)
 #undef CLUTCH_RABBITMQ_RESOLVE
