@@ -1,6 +1,8 @@
 #include "ipc/frame.hpp"
 
+#include <bit>
 #include <cstring>
+#include <type_traits>
 
 namespace clutch::ipc {
 namespace {
@@ -10,20 +12,34 @@ constexpr std::size_t kOffMagic = 0, kOffKind = 2, kOffRoute = 3, kOffRole = 4, 
                       kOffAction = 6, kOffPayload = 8, kOffTarget = 12, kOffSender = 16,
                       kOffReserved = 20, kOffId = 24;
 
+// One load or store per field on a little-endian host (the compiler did not merge the byte
+// loops for 4- and 8-byte fields: decode and encode showed in every process's profile), a byte
+// swap elsewhere.
+template <typename T>
+T from_little_endian(T value) {
+  if constexpr (std::endian::native == std::endian::little || sizeof(T) == 1) {
+    return value;
+  } else {
+    using U = std::make_unsigned_t<T>;
+    auto bits = static_cast<U>(value);
+    U swapped = 0;
+    for (std::size_t i = 0; i < sizeof(T); ++i)
+      swapped = (swapped << 8) | ((bits >> (8 * i)) & 0xFF);
+    return static_cast<T>(swapped);
+  }
+}
+
 template <typename T>
 T load(const std::byte* p) {
-  T value = 0;
-  for (std::size_t i = 0; i < sizeof(T); ++i) {
-    value |= static_cast<T>(static_cast<uint64_t>(std::to_integer<uint8_t>(p[i])) << (8 * i));
-  }
-  return value;
+  T value;
+  std::memcpy(&value, p, sizeof(T));
+  return from_little_endian(value);
 }
 
 template <typename T>
 void store(std::byte* p, T value) {
-  auto bits = static_cast<uint64_t>(value);
-  for (std::size_t i = 0; i < sizeof(T); ++i)
-    p[i] = static_cast<std::byte>((bits >> (8 * i)) & 0xFF);
+  value = from_little_endian(value);  // the same swap both ways
+  std::memcpy(p, &value, sizeof(T));
 }
 
 bool valid_kind(uint8_t kind) {

@@ -237,9 +237,8 @@ HandlerId MessengerClient::add_handler(std::string_view action, Handler handler,
   }
   HandlerId id = next_handler_id_++;
   auto it = handlers_.find(action);
-  if (it == handlers_.end())
-    it = handlers_.emplace(std::string(action), std::vector<std::shared_ptr<Entry>>{}).first;
-  it->second.push_back(std::make_shared<Entry>(Entry{id, std::move(handler), once}));
+  if (it == handlers_.end()) it = handlers_.emplace(std::string(action), Entries{}).first;
+  it->second.push_back(std::make_unique<Entry>(Entry{id, std::move(handler), once}));
   return id;
 }
 
@@ -252,9 +251,8 @@ HandlerId MessengerClient::once(std::string_view action, Handler handler) {
 
 void MessengerClient::off(std::string_view action) {
   if (auto it = handlers_.find(action); it != handlers_.end()) {
-    // Cleared, not erased: a dispatch loop may be walking this very vector.
     for (auto& e : it->second) e->removed = true;
-    it->second.clear();
+    sweep_removed();
   }
 }
 
@@ -263,8 +261,31 @@ void MessengerClient::off(HandlerId id) {
     for (auto& e : entries) {
       if (e->id == id) e->removed = true;
     }
-    std::erase_if(entries, [](const auto& e) { return e->removed; });
   }
+  sweep_removed();
+}
+
+void MessengerClient::sweep_removed() {
+  // A handler that is running (it may be the one removed) is not destroyed under itself: the
+  // sweep waits for the outermost dispatch to end.
+  if (dispatch_depth_ > 0) {
+    sweep_pending_ = true;
+    return;
+  }
+  sweep_pending_ = false;
+  // Entries only, never an action's node: a cached lookup (last_entries_) stays valid.
+  for (auto& [action, entries] : handlers_)
+    std::erase_if(entries, [](const auto& e) { return e->removed; });
+}
+
+MessengerClient::Entries* MessengerClient::entries_for(std::string_view action) {
+  // Most traffic is one action after another of the same name: compared, not hashed again.
+  if (last_entries_ != nullptr && action == last_action_) return last_entries_;
+  auto it = handlers_.find(action);
+  if (it == handlers_.end()) return nullptr;
+  last_action_.assign(action);
+  last_entries_ = &it->second;
+  return last_entries_;
 }
 
 void MessengerClient::send_control(std::string_view op, std::string_view payload) {
@@ -407,8 +428,8 @@ void MessengerClient::dispatch(const ipc::FrameView& frame) {
   }
   Message message(frame.action, frame.payload, Sender{sender_role(h), h.sender_pid}, wants_ack,
                   is_request, state);
-  auto it = handlers_.find(frame.action);
-  if (it == handlers_.end() || it->second.empty()) {
+  Entries* entries = entries_for(frame.action);
+  if (entries == nullptr || entries->empty()) {
     if (state) {
       state->answer(false, fmt::format("no handler for '{}' in {} {}", frame.action,
                                        to_string(role_), getpid()));
@@ -420,36 +441,33 @@ void MessengerClient::dispatch(const ipc::FrameView& frame) {
   }
   std::string failure;
   bool failed = false;
-  // Index loop over a count taken now: handlers may add or remove handlers while they run.
-  auto& entries = it->second;
-  std::size_t count = entries.size();
-  bool any_once = false;
-  for (std::size_t i = 0; i < count && i < entries.size(); ++i) {
-    std::shared_ptr<Entry> entry = entries[i];
-    if (entry->removed) continue;
-    if (entry->once) {
-      entry->removed = true;
-      any_once = true;
-    }
-    try {
-      entry->handler(message);
-    } catch (const std::exception& e) {
-      failed = true;
-      failure = e.what();
-    } catch (...) {
-      failed = true;
-      failure = "unknown exception";
-    }
-    if (failed && !state) {
-      // Nobody to tell (a plain send): an uncaught exception, under the configured policy.
-      uncaught(fmt::format("handler for '{}'", frame.action), failure);
-    } else if (failed) {
-      spdlog::error("handler for '{}' threw: {}", frame.action, failure);
-    }
-  }
-  if (any_once) {
-    if (auto again = handlers_.find(frame.action); again != handlers_.end()) {
-      std::erase_if(again->second, [](const auto& e) { return e->removed; });
+  {
+    // Entries stay alive while any dispatch runs (sweep_removed waits), so the loop holds plain
+    // pointers; it indexes over a count taken now, as handlers may add or remove handlers.
+    DispatchScope scope(*this);
+    std::size_t count = entries->size();
+    for (std::size_t i = 0; i < count && i < entries->size(); ++i) {
+      Entry* entry = (*entries)[i].get();
+      if (entry->removed) continue;
+      if (entry->once) {
+        entry->removed = true;
+        sweep_pending_ = true;
+      }
+      try {
+        entry->handler(message);
+      } catch (const std::exception& e) {
+        failed = true;
+        failure = e.what();
+      } catch (...) {
+        failed = true;
+        failure = "unknown exception";
+      }
+      if (failed && !state) {
+        // Nobody to tell (a plain send): an uncaught exception, under the configured policy.
+        uncaught(fmt::format("handler for '{}'", frame.action), failure);
+      } else if (failed) {
+        spdlog::error("handler for '{}' threw: {}", frame.action, failure);
+      }
     }
   }
   if (state && !state->deferred) state->answer(!failed, failed ? std::string_view(failure) : "");

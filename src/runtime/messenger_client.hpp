@@ -98,6 +98,7 @@ class MessengerClient final : public Messenger,
                   std::string_view key = {});
   void apply_members(std::string_view json);
   void apply_member_changes(std::string_view json);  // clutch:members-delta
+  void sweep_removed();  // drops removed handlers, unless a dispatch is running
   void finish_request(uint64_t id, Reply reply);
 
   asio::io_context& io_;
@@ -109,10 +110,23 @@ class MessengerClient final : public Messenger,
   std::size_t queue_limit_;
   uint64_t next_id_ = 1;
   HandlerId next_handler_id_ = 1;
-  // Looked up once per message: hashed, by string_view. Node-based, so a dispatch loop's
-  // reference to an action's entries survives a handler adding another action.
-  std::unordered_map<std::string, std::vector<std::shared_ptr<Entry>>, StringHash, std::equal_to<>>
-      handlers_;
+  // Looked up once per message, by string_view. Node-based, and a node is never erased, so a
+  // dispatch loop's reference to an action's entries survives a handler adding another action,
+  // and entries_for may keep a pointer to the last action's.
+  using Entries = std::vector<std::unique_ptr<Entry>>;
+  std::unordered_map<std::string, Entries, StringHash, std::equal_to<>> handlers_;
+  Entries* entries_for(std::string_view action);  // nullptr when nobody ever listened
+  std::string last_action_;                       // the last action dispatched ...
+  Entries* last_entries_ = nullptr;               // ... and its handlers (nodes are never erased)
+  int dispatch_depth_ = 0;      // dispatches running (a handler may cause another)
+  bool sweep_pending_ = false;  // entries were removed while one ran
+  struct DispatchScope {
+    explicit DispatchScope(MessengerClient& c) : client(c) { ++client.dispatch_depth_; }
+    ~DispatchScope() {
+      if (--client.dispatch_depth_ == 0 && client.sweep_pending_) client.sweep_removed();
+    }
+    MessengerClient& client;
+  };
   std::unordered_map<uint64_t, std::function<void(const AckResult&)>> pending_acks_;
   std::unordered_map<uint64_t, PendingRequest> pending_requests_;
   std::vector<int> workers_;
