@@ -193,10 +193,12 @@ void Router::route_message(Child& from, const ipc::FrameView& frame, std::byte* 
       break;
     case Route::kRandom:
       if (h.flags & ipc::kFlagWantAck) {
+        uint64_t id = next_master_id_;
+        KeyTable::Handle key = nullptr;
         if (!frame.key.empty()) {
           // The same work sent again (a restarted sender re-reading its queue): answered from
           // the message already known instead of being run a second time.
-          if (const KeyTable::Entry* known = keys_.find(frame.key)) {
+          if (const KeyTable::Entry* known = keys_.find_or_start(frame.key, id, key)) {
             ++duplicates_absorbed_;
             if (known->in_flight == 0)
               answer_handled(from, h.id, known->handled_by);
@@ -208,18 +210,19 @@ void Router::route_message(Child& from, const ipc::FrameView& frame, std::byte* 
         if (random_targets_.empty() && acked_waiting_bytes_ + size > hold_limit_) {
           // Nothing ready to take it and the hold is full: the sender hears so at once (its ack
           // fails with no handler named) instead of the master growing without bound.
+          if (key != nullptr) keys_.finish(key, 0);  // not taken: the same key may come again
           fail_ack(from, h.id,
                    fmt::format("no worker is ready and the master already holds {} MiB of "
                                "acknowledged messages for one",
                                acked_waiting_bytes_ >> 20));
           break;
         }
-        uint64_t id = next_master_id_++;
+        ++next_master_id_;
         AckedMessage& m = acked_[id];
         m.waiters.push_back({from.pid, h.id});
         m.frame.assign(raw, raw + size);
         retain_shared(raw);
-        if (!frame.key.empty()) m.key = keys_.start(frame.key, id);
+        m.key = key;
         ipc::stamp_id(m.frame.data(), id);
         deliver_acked(id, m);
       } else if (Child* to = deliver_random(raw, size, true)) {
@@ -253,7 +256,7 @@ void Router::route_ack(Child& from, const ipc::FrameView& frame, std::byte* raw)
   release_shared(m.frame.data());
   if (from.unacked > 0) --from.unacked;
   // Only a success is final; a failed message is sent again (retried) under the same key.
-  if (!m.key.empty()) keys_.finish(m.key, (frame.header.flags & ipc::kFlagFailed) ? 0 : from.pid);
+  if (m.key != nullptr) keys_.finish(m.key, (frame.header.flags & ipc::kFlagFailed) ? 0 : from.pid);
   std::size_t size = frame.header.frame_size();
   // Every waiter but the first gets a copy, renumbered before the first's id is stamped into
   // the raw frame (which its channel may borrow).
@@ -281,7 +284,7 @@ void Router::answer_handled(Child& to, uint64_t id, pid_t handled_by) {
 void Router::drop_acked(uint64_t master_id) {
   auto it = acked_.find(master_id);
   if (it == acked_.end()) return;
-  if (!it->second.key.empty()) keys_.finish(it->second.key, 0);
+  if (it->second.key != nullptr) keys_.finish(it->second.key, 0);
   if (it->second.assigned == 0) acked_waiting_bytes_ -= it->second.frame.size();
   release_shared(it->second.frame.data());
   acked_.erase(it);  // a stale id left in acked_waiting_ is skipped when it comes up

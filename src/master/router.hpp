@@ -79,8 +79,8 @@ class Router {
   struct AckedMessage {
     // Usually one; more when a keyed send attached to a message already held or in flight.
     std::vector<Waiter> waiters;
-    pid_t assigned = 0;    // 0 while waiting for a worker
-    std::string_view key;  // idempotency key, if the sender gave one (keys_ holds the bytes)
+    pid_t assigned = 0;              // 0 while waiting for a worker
+    KeyTable::Handle key = nullptr;  // its idempotency key in keys_, if the sender gave one
     std::vector<std::byte> frame;
   };
 
