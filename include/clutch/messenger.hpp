@@ -186,7 +186,8 @@ class Messenger {
   virtual void off(std::string_view action) = 0;
   virtual void off(HandlerId id) = 0;
 
-  // Membership, as the master last announced it.
+  // Membership, as the master last announced it: changes at the end of the master's loop turn,
+  // or, during a rolling reload, within 50 ms (and all of them when it completes).
   virtual std::vector<int> workers() const = 0;
   virtual int agent() const = 0;
   virtual void on_member(std::function<void(const MemberEvent&)> fn) = 0;

@@ -46,6 +46,7 @@ void Supervisor::reload_next() {
     return;
   }
   reload_.active = false;
+  announce_members_now();  // the last steps' news, not left waiting for the timer
   std::vector<pid_t> workers;
   for (const Slot& s : worker_slots_) workers.push_back(s.current);
   std::string outcome =
@@ -87,6 +88,7 @@ void Supervisor::reload_candidate_ready(Child& candidate) {
 void Supervisor::abort_reload(const std::string& error) {
   if (!reload_.active) return;
   reload_.active = false;
+  announce_members_now();
   std::string outcome = fmt::format("reload {} failed: {}; the running generation keeps serving",
                                     reload_.generation, error);
   spdlog::error("{}", outcome);

@@ -83,6 +83,7 @@ Supervisor::Supervisor(asio::io_context& io, Config config, std::string app_name
       reopen_signal_(io, SIGUSR1),
       upgrade_signal_(io, SIGUSR2),
       hang_timer_(io),
+      announce_timer_(io),
       memory_timer_(io),
       watchdog_timer_(io),
       control_(io,
@@ -180,13 +181,32 @@ int Supervisor::run() {
 }
 
 void Supervisor::announce_members_soon() {
+  if (!sticky_posted_) {
+    sticky_posted_ = true;
+    asio::post(io_, [this] {
+      sticky_posted_ = false;
+      update_sticky();
+    });
+  }
   if (announce_posted_) return;
   announce_posted_ = true;
-  asio::post(io_, [this] {
-    announce_posted_ = false;
-    if (phase_ == Phase::kRunning) router_.announce_member_changes();
-    update_sticky();
-  });
+  if (!reload_.active) {
+    asio::post(io_, [this] { announce_members_now(); });
+    return;
+  }
+  // A rolling reload changes membership once per step, and each announcement wakes every
+  // process: per step, that made a reload O(N^2) in wakeups (5.4x the time for 4x the workers,
+  // 32 -> 128). During one, the news is gathered for a while and goes out as one delta (what
+  // joined and left since the last), and at its end at once.
+  announce_timer_.expires_after(kReloadAnnounceEvery);
+  announce_timer_.async_wait([this](const asio::error_code&) { announce_members_now(); });
+}
+
+void Supervisor::announce_members_now() {
+  if (!announce_posted_) return;  // already sent (a reload's end flushed it)
+  announce_posted_ = false;
+  announce_timer_.cancel();
+  if (phase_ == Phase::kRunning) router_.announce_member_changes();
 }
 
 void Supervisor::update_sticky() {

@@ -102,12 +102,15 @@ class Supervisor {
   std::string cluster_state() const;
   void scale(std::size_t workers, ControlServer::Answer answer);
   void remove_retired_slots();
-  // Membership to every process at the end of this loop turn (coalesces a burst of changes).
+  // Membership to every process at the end of this loop turn (coalesces a burst of changes), or
+  // during a rolling reload within kReloadAnnounceEvery; announce_members_now sends what is due.
   void announce_members_soon();
+  void announce_members_now();
+  static constexpr std::chrono::milliseconds kReloadAnnounceEvery{50};
   // Sticky mode: re-attaches the reuseport program when a slot's liveness changed.
   void update_sticky();
   std::vector<bool> sticky_live_;
-  bool announce_posted_ = false;
+  bool announce_posted_ = false, sticky_posted_ = false;
   void spawn_added_slots(std::size_t index);  // scale up: from `index` on, one per loop turn
   void restart(const nlohmann::json& request, ControlServer::Answer answer);
   void restart_done(int slot, bool ok, const std::string& outcome);
@@ -194,7 +197,7 @@ class Supervisor {
   Phase phase_ = Phase::kStarting;
   int exit_code_ = kExitOk;
   asio::signal_set stop_signals_, hangup_signal_, child_signals_, reopen_signal_, upgrade_signal_;
-  asio::steady_timer hang_timer_, memory_timer_, watchdog_timer_;
+  asio::steady_timer hang_timer_, announce_timer_, memory_timer_, watchdog_timer_;
   ControlServer control_;
   MetricsServer metrics_;
   MetricsAggregate app_metrics_;  // what the children report, merged

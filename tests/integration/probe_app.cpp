@@ -59,6 +59,10 @@ void common_setup(clutch::Context& ctx) {
   ctx.messenger().on_error([](const clutch::DeliveryError& e) {
     record(fmt::format(R"("ev":"delivery-error","action":"{}")", e.action));
   });
+  ctx.messenger().on_member([](const clutch::MemberEvent& e) {
+    record(fmt::format(R"("ev":"member","of":"{}","member":{},"joined":{})",
+                       clutch::to_string(e.role), e.pid, e.joined));
+  });
   if (env("PROBE_PARITY") == "1") {
     // The reserved prefixes: a user handler cannot take the scheduler's ticks or a queue's
     // deliveries, nor send as them.

@@ -77,6 +77,29 @@ class Reload(ClusterTest):
         self.assertNotEqual(int(final[0]), ready["agent"], "the agent was not restarted")
         self.assertTrue(final_workers <= load.pids, "the new workers did not serve")
 
+    def test_after_a_reload_every_process_knows_exactly_the_new_workers(self):
+        # During a reload the master gathers membership news (one delta per 50 ms, not one per
+        # step to every process); at its end everyone must know the whole new set, no old pid.
+        c = self.cluster(workers=6)
+        ready = c.wait_ready()
+        c.signal(signal.SIGHUP)
+        wait_for(lambda: "reload 1 complete" in c.stderr(), 60, "reload 1 to complete")
+        final = re.findall(r"reload 1 complete in \d+ ms: agent (\d+), workers \[([\d,]+)\]", c.stderr())[0]
+        agent, workers = int(final[0]), {int(p) for p in final[1].split(",")}
+        self.assertFalse(workers & set(ready["workers"]))
+
+        def view_of(pid):
+            known = set()
+            for e in c.events("member"):
+                if e["pid"] == pid and e["of"] == "worker":
+                    (known.add if e["joined"] else known.discard)(e["member"])
+            return known
+
+        # Each process's view, from the events it was told (its first list counts as joins).
+        def everyone_agrees():
+            return all(view_of(pid) == workers for pid in [agent, *workers])
+        wait_for(everyone_agrees, 10, "every process to see the new workers and none of the old")
+
     def test_reload_to_a_failing_build_keeps_the_old_workers_serving(self):
         flag = os.path.join("/tmp", f"clutch-failflag-{os.getpid()}")
         self.addCleanup(lambda: os.path.exists(flag) and os.remove(flag))
