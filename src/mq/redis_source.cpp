@@ -23,11 +23,6 @@ namespace {
 
 constexpr timeval kConnectTimeout{1, 0};
 
-struct ReplyFree {
-  void operator()(redisReply* r) const { freeReplyObject(r); }
-};
-using Reply = std::unique_ptr<redisReply, ReplyFree>;
-
 }  // namespace
 
 bool stream_id_less(std::string_view a, std::string_view b) {
@@ -157,6 +152,7 @@ void RedisSource::connected(redisContext* c) {
   // than that, so without this every read reallocated and regrew it (malloc was the agent's top
   // cost in bench/mq). The buffer stays the size of the largest reply.
   c->reader->maxbuf = 0;
+  arena_.attach(c->reader);  // replies carved from reused blocks, not malloc'd one by one
   ctx_ = c;
   reconnect_delay_ = std::chrono::milliseconds(100);
   if (was_connected_) spdlog::info("redis {}:{}: reconnected", url_.host, url_.port);
@@ -166,8 +162,8 @@ void RedisSource::connected(redisContext* c) {
 }
 
 void RedisSource::ensure_group() {
-  Reply r(static_cast<redisReply*>(redisCommand(ctx_, "XGROUP CREATE %s %s 0 MKSTREAM",
-                                                url_.stream.c_str(), url_.group.c_str())));
+  Reply r = hold(static_cast<redisReply*>(redisCommand(ctx_, "XGROUP CREATE %s %s 0 MKSTREAM",
+                                                       url_.stream.c_str(), url_.group.c_str())));
   if (r == nullptr) throw std::runtime_error("redis: connection lost while creating the group");
   if (r->type == REDIS_REPLY_ERROR &&
       std::string_view(r->str).find("BUSYGROUP") == std::string_view::npos) {
@@ -184,7 +180,7 @@ redisReply* RedisSource::command(std::initializer_list<std::string_view> args) {
   auto* r = static_cast<redisReply*>(raw);
   if (r->type == REDIS_REPLY_ERROR) {
     std::string why = r->str;
-    freeReplyObject(r);
+    arena_.release(r);
     throw std::runtime_error("redis: " + why);
   }
   return r;
@@ -241,7 +237,7 @@ void RedisSource::read_ack_reply() {
   void* raw = nullptr;
   if (redisGetReply(ctx_, &raw) != REDIS_OK) connection_lost("acknowledging");
   acks_in_flight_ = false;
-  Reply r(static_cast<redisReply*>(raw));
+  Reply r = hold(static_cast<redisReply*>(raw));
   if (r->type == REDIS_REPLY_ERROR) {
     // Not a connection problem (e.g. the group was deleted): retrying the same XACK would fail
     // the same way. The entries stay pending and come back by XAUTOCLAIM.
@@ -254,7 +250,7 @@ std::size_t RedisSource::read_group_reply(std::vector<QueueMessage>& out) {
   void* raw = nullptr;
   if (redisGetReply(ctx_, &raw) != REDIS_OK) connection_lost("reading");
   read_in_flight_ = false;
-  Reply r(static_cast<redisReply*>(raw));
+  Reply r = hold(static_cast<redisReply*>(raw));
   if (r->type == REDIS_REPLY_ERROR) throw std::runtime_error(std::string("redis: ") + r->str);
   std::size_t before = out.size();
   if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 && r->element[0]->elements >= 2) {
@@ -328,7 +324,7 @@ void RedisSource::autoclaim(std::vector<QueueMessage>& out, std::size_t max) {
   next_autoclaim_ = now + std::max(visibility_timeout_ / 4, std::chrono::milliseconds(1000));
   std::string idle = std::to_string(visibility_timeout_.count());
   std::string count = std::to_string(max);
-  Reply r(
+  Reply r = hold(
       command({"XAUTOCLAIM", url_.stream, url_.group, url_.consumer, idle, "0-0", "COUNT", count}));
   if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
     std::vector<QueueMessage> claimed;
@@ -443,25 +439,25 @@ void RedisSource::release(const QueueMessage& m) {
 void RedisSource::dead_letter(const QueueMessage& m, std::string_view error) {
   std::string dead = url_.stream + ":dead";
   std::string attempts = std::to_string(m.attempts + 1);
-  Reply added(command(
+  Reply added = hold(command(
       {"XADD", dead, "*", "body", m.body, "id", m.id, "attempts", attempts, "error", error}));
   attempts_.erase(m.id);
-  Reply acked(command({"XACK", url_.stream, url_.group, m.id}));
+  Reply acked = hold(command({"XACK", url_.stream, url_.group, m.id}));
 }
 
 void RedisSource::publish(std::string_view body) {
-  Reply r(command({"XADD", url_.stream, "*", "body", body}));
+  Reply r = hold(command({"XADD", url_.stream, "*", "body", body}));
 }
 
 std::size_t RedisSource::pending() {
-  Reply r(command({"XPENDING", url_.stream, url_.group}));
+  Reply r = hold(command({"XPENDING", url_.stream, url_.group}));
   return r->type == REDIS_REPLY_ARRAY && r->elements > 0
              ? static_cast<std::size_t>(r->element[0]->integer)
              : 0;
 }
 
 std::size_t RedisSource::dead_letters() {
-  Reply r(command({"XLEN", url_.stream + ":dead"}));
+  Reply r = hold(command({"XLEN", url_.stream + ":dead"}));
   return static_cast<std::size_t>(r->integer);
 }
 
@@ -502,13 +498,13 @@ int64_t RedisSource::oldest_age_ms() {
   // The oldest entry not acknowledged: the group's oldest pending one, else the first one after
   // what the group has read.
   int64_t oldest = 0;
-  Reply summary(command({"XPENDING", url_.stream, url_.group}));
+  Reply summary = hold(command({"XPENDING", url_.stream, url_.group}));
   if (summary->type == REDIS_REPLY_ARRAY && summary->elements >= 2 &&
       summary->element[1]->type == REDIS_REPLY_STRING) {
     oldest = id_millis(reply_text(summary->element[1]));
   }
   if (oldest == 0) {
-    Reply groups(command({"XINFO", "GROUPS", url_.stream}));
+    Reply groups = hold(command({"XINFO", "GROUPS", url_.stream}));
     std::string last;
     for (std::size_t g = 0; g < groups->elements; ++g) {
       const redisReply* group = groups->element[g];
@@ -521,7 +517,7 @@ int64_t RedisSource::oldest_age_ms() {
       }
       if (ours) last = delivered;
     }
-    Reply next(
+    Reply next = hold(
         command({"XRANGE", url_.stream, "(" + (last.empty() ? "0-0" : last), "+", "COUNT", "1"}));
     if (next->type == REDIS_REPLY_ARRAY && next->elements == 1)
       oldest = id_millis(reply_text(next->element[0]->element[0]));
@@ -534,7 +530,8 @@ int64_t RedisSource::oldest_age_ms() {
 }
 
 std::vector<DeadLetter> RedisSource::list_dead(std::size_t max) {
-  Reply r(command({"XRANGE", url_.stream + ":dead", "-", "+", "COUNT", std::to_string(max)}));
+  Reply r =
+      hold(command({"XRANGE", url_.stream + ":dead", "-", "+", "COUNT", std::to_string(max)}));
   std::vector<DeadLetter> out;
   for (std::size_t i = 0; i < r->elements; ++i) out.push_back(dead_entry(r->element[i]));
   return out;
@@ -547,15 +544,15 @@ std::size_t RedisSource::requeue_dead(const std::vector<std::string>& ids) {
     letters = list_dead(std::numeric_limits<uint32_t>::max());
   } else {
     for (const std::string& id : ids) {
-      Reply r(command({"XRANGE", dead, id, id}));
+      Reply r = hold(command({"XRANGE", dead, id, id}));
       if (r->elements == 1) letters.push_back(dead_entry(r->element[0]));
     }
   }
   // Added before it is deleted: a crash between the two requeues it twice, never loses it.
   std::size_t moved = 0;
   for (const DeadLetter& d : letters) {
-    Reply added(command({"XADD", url_.stream, "*", "body", d.body}));
-    Reply gone(command({"XDEL", dead, d.id}));
+    Reply added = hold(command({"XADD", url_.stream, "*", "body", d.body}));
+    Reply gone = hold(command({"XDEL", dead, d.id}));
     ++moved;
   }
   return moved;
@@ -565,12 +562,12 @@ std::size_t RedisSource::purge_dead(const std::vector<std::string>& ids) {
   std::string dead = url_.stream + ":dead";
   if (ids.empty()) {
     std::size_t n = dead_letters();
-    Reply r(command({"DEL", dead}));
+    Reply r = hold(command({"DEL", dead}));
     return n;
   }
   std::size_t removed = 0;
   for (const std::string& id : ids) {
-    Reply r(command({"XDEL", dead, id}));
+    Reply r = hold(command({"XDEL", dead, id}));
     removed += static_cast<std::size_t>(r->integer);
   }
   return removed;
@@ -580,10 +577,10 @@ void RedisSource::keep_alive() {
   if (ctx_ == nullptr) return;  // not connected: fetch reconnects; nothing to say meanwhile
   collect_outstanding();
   std::string ttl = std::to_string(kLivenessTtl.count());
-  Reply set(command({"SET", liveness_key(url_.consumer), "1", "PX", ttl}));
+  Reply set = hold(command({"SET", liveness_key(url_.consumer), "1", "PX", ttl}));
   // Other consumers of the group that have stopped renewing theirs: a whole instance that died.
   // Idle past the TTL too, so that one just starting (no key yet) is never taken for dead.
-  Reply consumers(command({"XINFO", "CONSUMERS", url_.stream, url_.group}));
+  Reply consumers = hold(command({"XINFO", "CONSUMERS", url_.stream, url_.group}));
   if (consumers->type != REDIS_REPLY_ARRAY) return;
   for (std::size_t c = 0; c < consumers->elements; ++c) {
     const redisReply* entry = consumers->element[c];
@@ -597,13 +594,13 @@ void RedisSource::keep_alive() {
       if (key == "idle") idle = v->integer;
     }
     if (name.empty() || name == url_.consumer || idle < kLivenessTtl.count()) continue;
-    Reply alive(command({"EXISTS", liveness_key(name)}));
+    Reply alive = hold(command({"EXISTS", liveness_key(name)}));
     if (alive->integer != 0) continue;
     if (pending > 0) take_over(name);
     // Gone for good (its pending entries are ours now): keep the group's list tidy.
-    Reply pending_left(command({"XPENDING", url_.stream, url_.group, "-", "+", "1", name}));
+    Reply pending_left = hold(command({"XPENDING", url_.stream, url_.group, "-", "+", "1", name}));
     if (pending_left->elements == 0) {
-      Reply deleted(command({"XGROUP", "DELCONSUMER", url_.stream, url_.group, name}));
+      Reply deleted = hold(command({"XGROUP", "DELCONSUMER", url_.stream, url_.group, name}));
     }
   }
 }
@@ -611,7 +608,7 @@ void RedisSource::keep_alive() {
 void RedisSource::take_over(const std::string& consumer) {
   std::size_t claimed = 0;
   for (int round = 0; round < 100; ++round) {  // bounded: 100 x 1,000 entries a call
-    Reply ids(command({"XPENDING", url_.stream, url_.group, "-", "+", "1000", consumer}));
+    Reply ids = hold(command({"XPENDING", url_.stream, url_.group, "-", "+", "1000", consumer}));
     if (ids->type != REDIS_REPLY_ARRAY || ids->elements == 0) break;
     std::vector<std::string> args = {"XCLAIM", url_.stream, url_.group, url_.consumer, "0"};
     for (std::size_t i = 0; i < ids->elements; ++i)
@@ -622,7 +619,7 @@ void RedisSource::take_over(const std::string& consumer) {
       argv.push_back(a.data());
       lengths.push_back(a.size());
     }
-    Reply entries(static_cast<redisReply*>(
+    Reply entries = hold(static_cast<redisReply*>(
         redisCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lengths.data())));
     if (!entries) connection_lost("claiming a dead consumer's entries");
     std::vector<QueueMessage> got;

@@ -10,12 +10,14 @@
 #include <chrono>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "clutch/mq.hpp"
+#include "mq/reply_arena.hpp"
 
 struct redisContext;
 struct redisReply;
@@ -84,7 +86,11 @@ class RedisSource final : public MessageSource {
     QueueMessage message;
   };
 
+  // A whole reply from this connection, let go to the arena it was built in.
+  using Reply = std::unique_ptr<redisReply, ReplyRelease>;
+  Reply hold(redisReply* r) { return Reply(r, ReplyRelease{&arena_}); }
   // Runs one command; reconnects first if needed. Throws on a lost connection or an error reply.
+  // The caller holds the reply it returns (hold()).
   redisReply* command(std::initializer_list<std::string_view> args);
   // Connects, or throws why not. In non-blocking mode a connect in progress throws "connecting"
   // and is looked at again on the next call (bounded by the 1 s connect timeout).
@@ -121,6 +127,7 @@ class RedisSource final : public MessageSource {
 
   RedisUrl url_;
   std::chrono::milliseconds visibility_timeout_;
+  ReplyArena arena_;  // declared before the contexts: a reader hands back a half-read reply to it
   redisContext* ctx_ = nullptr;
   redisContext* connecting_ = nullptr;  // a non-blocking connect in progress
   Clock::time_point connecting_since_{};
