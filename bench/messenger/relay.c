@@ -5,6 +5,8 @@
  *                                       read returns (BATCH=1: M splits and writes one message per
  *                                       write, like a naive router); prints messages/s
  *   relay roundtrip SIZE COUNT          A -> M -> B -> M -> A, one at a time; prints p50 and p99 us
+ *   relay fanout SIZE COUNT BATCH N     A writes BATCH messages per write; M writes each read's
+ * bytes to N readers (as send_to_app reaches N workers); prints deliveries/s (messages x N)
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -78,7 +80,9 @@ static int cmp_double(const void* a, const void* b) {
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    fprintf(stderr, "usage: relay throughput SIZE COUNT BATCH | relay roundtrip SIZE COUNT\n");
+    fprintf(stderr,
+            "usage: relay throughput SIZE COUNT BATCH | relay roundtrip SIZE COUNT | relay fanout "
+            "SIZE COUNT BATCH READERS\n");
     return 2;
   }
   size_t size = strtoul(argv[2], 0, 10), count = strtoul(argv[3], 0, 10);
@@ -115,6 +119,53 @@ int main(int argc, char** argv) {
     double elapsed = now_s() - t0;
     waitpid(m, 0, 0);
     printf("%.0f\n", count / elapsed);
+    return 0;
+  }
+
+  if (strcmp(argv[1], "fanout") == 0) {
+    size_t batch = argc > 4 ? strtoul(argv[4], 0, 10) : 64;
+    size_t readers = argc > 5 ? strtoul(argv[5], 0, 10) : 4;
+    if (batch < 1) batch = 1;
+    if (readers < 1 || readers > 16) readers = 4;
+    size_t total = size * count;
+    int out[16][2];
+    for (size_t i = 0; i < readers; ++i) socketpair(AF_UNIX, SOCK_STREAM, 0, out[i]);
+    pid_t m = fork();
+    if (m == 0) {
+      /* The same bytes to every reader: one buffer, a write per reader. */
+      char* buf = malloc(1 << 18);
+      size_t done = 0;
+      while (done < total) {
+        ssize_t r = read(am[1], buf, 1 << 18);
+        if (r <= 0) break;
+        for (size_t i = 0; i < readers; ++i) write_all(out[i][0], buf, (size_t)r);
+        done += (size_t)r;
+      }
+      _exit(0);
+    }
+    pid_t reader[16];
+    for (size_t i = 0; i < readers; ++i) {
+      reader[i] = fork();
+      if (reader[i] == 0) {
+        char* buf = malloc(1 << 18);
+        size_t got = 0;
+        while (got < total) {
+          ssize_t r = read(out[i][1], buf, 1 << 18);
+          if (r <= 0) _exit(1);
+          got += (size_t)r;
+        }
+        _exit(0);
+      }
+    }
+    double t0 = now_s();
+    for (size_t sent = 0; sent < count; sent += batch) {
+      size_t n = count - sent < batch ? count - sent : batch;
+      write_all(am[0], msg, n * size);
+    }
+    for (size_t i = 0; i < readers; ++i) waitpid(reader[i], 0, 0);
+    double elapsed = now_s() - t0;
+    waitpid(m, 0, 0);
+    printf("%.0f\n", (double)count * (double)readers / elapsed);
     return 0;
   }
 
