@@ -6,7 +6,8 @@
  *                                       write, like a naive router); prints messages/s
  *   relay roundtrip SIZE COUNT          A -> M -> B -> M -> A, one at a time; prints p50 and p99 us
  *   relay fanout SIZE COUNT BATCH N     A writes BATCH messages per write; M writes each read's
- * bytes to N readers (as send_to_app reaches N workers); prints deliveries/s (messages x N)
+ *                                       bytes to N readers (as send_to_app reaches N workers);
+ *                                       prints deliveries/s (messages x N)
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -73,6 +74,28 @@ static void middle(int in, int out, size_t split, size_t total) {
   free(buf);
 }
 
+/* A: COUNT messages of SIZE bytes, BATCH per write (msg holds 64 messages). */
+static void send_batches(int fd, const char* msg, size_t size, size_t count, size_t batch) {
+  if (batch < 1) batch = 1;
+  if (batch > 64) batch = 64;
+  for (size_t sent = 0; sent < count; sent += batch) {
+    size_t n = count - sent < batch ? count - sent : batch;
+    write_all(fd, msg, n * size);
+  }
+}
+
+/* A reader child: takes `total` bytes, then exits (1 if the stream ended early). */
+static void read_total_and_exit(int fd, size_t total) {
+  char* buf = malloc(1 << 18);
+  size_t got = 0;
+  while (got < total) {
+    ssize_t r = read(fd, buf, 1 << 18);
+    if (r <= 0) _exit(1);
+    got += (size_t)r;
+  }
+  _exit(0);
+}
+
 static int cmp_double(const void* a, const void* b) {
   double x = *(const double*)a, y = *(const double*)b;
   return x < y ? -1 : x > y;
@@ -100,21 +123,9 @@ int main(int argc, char** argv) {
       _exit(0);
     }
     pid_t b = fork();
-    if (b == 0) {
-      char* buf = malloc(1 << 18);
-      size_t got = 0;
-      while (got < total) {
-        ssize_t r = read(mb[1], buf, 1 << 18);
-        if (r <= 0) _exit(1);
-        got += (size_t)r;
-      }
-      _exit(0);
-    }
+    if (b == 0) read_total_and_exit(mb[1], total);
     double t0 = now_s();
-    for (size_t sent = 0; sent < count; sent += batch) {
-      size_t n = count - sent < batch ? count - sent : batch;
-      write_all(am[0], msg, n * size);
-    }
+    send_batches(am[0], msg, size, count, batch);
     waitpid(b, 0, 0); /* B exits once it has read everything */
     double elapsed = now_s() - t0;
     waitpid(m, 0, 0);
@@ -125,7 +136,6 @@ int main(int argc, char** argv) {
   if (strcmp(argv[1], "fanout") == 0) {
     size_t batch = argc > 4 ? strtoul(argv[4], 0, 10) : 64;
     size_t readers = argc > 5 ? strtoul(argv[5], 0, 10) : 4;
-    if (batch < 1) batch = 1;
     if (readers < 1 || readers > 16) readers = 4;
     size_t total = size * count;
     int out[16][2];
@@ -146,22 +156,10 @@ int main(int argc, char** argv) {
     pid_t reader[16];
     for (size_t i = 0; i < readers; ++i) {
       reader[i] = fork();
-      if (reader[i] == 0) {
-        char* buf = malloc(1 << 18);
-        size_t got = 0;
-        while (got < total) {
-          ssize_t r = read(out[i][1], buf, 1 << 18);
-          if (r <= 0) _exit(1);
-          got += (size_t)r;
-        }
-        _exit(0);
-      }
+      if (reader[i] == 0) read_total_and_exit(out[i][1], total);
     }
     double t0 = now_s();
-    for (size_t sent = 0; sent < count; sent += batch) {
-      size_t n = count - sent < batch ? count - sent : batch;
-      write_all(am[0], msg, n * size);
-    }
+    send_batches(am[0], msg, size, count, batch);
     for (size_t i = 0; i < readers; ++i) waitpid(reader[i], 0, 0);
     double elapsed = now_s() - t0;
     waitpid(m, 0, 0);

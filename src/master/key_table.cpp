@@ -38,24 +38,26 @@ const KeyTable::Entry* KeyTable::find(std::string_view key) const {
   return e.in_flight == 0 && e.handled_by == 0 ? nullptr : &e;
 }
 
-KeyTable::Handle KeyTable::start(std::string_view key, uint64_t id) {
+KeyTable::Handle KeyTable::locate(std::string_view key) {
   std::size_t hash = hash_of(key);
   std::size_t slot = probe(key, hash);
-  Handle h = slots_[slot].record != nullptr ? slots_[slot].record : insert(key, hash, slot);
-  h->entry.in_flight = id;
-  h->entry.handled_by = 0;
-  return h;
+  return slots_[slot].record != nullptr ? slots_[slot].record : insert(key, hash, slot);
+}
+
+KeyTable::Handle KeyTable::carry(Handle key, uint64_t id) {
+  key->entry.in_flight = id;
+  key->entry.handled_by = 0;
+  return key;
+}
+
+KeyTable::Handle KeyTable::start(std::string_view key, uint64_t id) {
+  return carry(locate(key), id);
 }
 
 const KeyTable::Entry* KeyTable::find_or_start(std::string_view key, uint64_t id, Handle& started) {
-  std::size_t hash = hash_of(key);
-  std::size_t slot = probe(key, hash);
-  Handle h = slots_[slot].record;
-  if (h != nullptr && (h->entry.in_flight != 0 || h->entry.handled_by != 0)) return &h->entry;
-  if (h == nullptr) h = insert(key, hash, slot);
-  h->entry.in_flight = id;
-  h->entry.handled_by = 0;
-  started = h;
+  Handle h = locate(key);  // a key just added has an empty entry: nothing known
+  if (h->entry.in_flight != 0 || h->entry.handled_by != 0) return &h->entry;
+  started = carry(h, id);
   return nullptr;
 }
 

@@ -74,6 +74,10 @@ class KeyTable {
 
   // The slot holding `key`, or the empty slot where it would go.
   std::size_t probe(std::string_view key, std::size_t hash) const;
+  // `key`'s record, added (with an empty entry) if it has none.
+  Handle locate(std::string_view key);
+  // The record now stands for message `id`, in flight.
+  static Handle carry(Handle key, uint64_t id);
   Handle insert(std::string_view key, std::size_t hash, std::size_t slot);
   // Removed, unless order_ still points at it: then an empty entry find() does not see, until
   // its turn in order_ comes.

@@ -146,8 +146,7 @@ class Router {
   std::deque<uint64_t> acked_waiting_;   // acknowledged messages with no worker to take them yet
   std::size_t acked_waiting_bytes_ = 0;  // bounded by hold_limit_
   uint64_t next_master_id_ = 1;
-  // key -> master id, while held or in flight; looked up by string_view (no copy per send).
-  KeyTable keys_{8192};  // idempotency keys in flight, and handled lately
+  KeyTable keys_{8192};  // idempotency keys in flight (their master id), and handled lately
   std::pair<pid_t, std::vector<pid_t>> ready_members();  // the agent and workers now ready
   pid_t announced_agent_ = 0;
   std::vector<pid_t> announced_workers_;

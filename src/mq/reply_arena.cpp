@@ -33,11 +33,10 @@ struct ArenaFunctions {
     return static_cast<ReplyArena*>(task->privdata);  // the reader's, copied to its root task
   }
 
-  static redisReply* make(const redisReadTask* task, int type) {
-    ReplyArena* arena = arena_of(task);
+  static redisReply* make(ReplyArena* arena, const redisReadTask* task, int type) {
     void* at = arena->allocate(kHeaderSize + sizeof(redisReply));
     if (at == nullptr) return nullptr;
-    auto* header = new (at) Header{arena, task->parent == nullptr};
+    new (at) Header{arena, task->parent == nullptr};
     auto* r = new (static_cast<std::byte*>(at) + kHeaderSize) redisReply{};
     r->type = type;
     if (task->parent != nullptr) {
@@ -46,14 +45,14 @@ struct ArenaFunctions {
     } else {
       arena->root_made();
     }
-    (void)header;
     return r;
   }
 
   static void* create_string(const redisReadTask* task, char* text, size_t length) {
-    redisReply* r = make(task, task->type);
+    ReplyArena* arena = arena_of(task);
+    redisReply* r = make(arena, task, task->type);
     if (r == nullptr) return nullptr;
-    auto* copy = static_cast<char*>(arena_of(task)->allocate(length + 1));
+    auto* copy = static_cast<char*>(arena->allocate(length + 1));
     if (copy == nullptr) return nullptr;
     std::memcpy(copy, text, length);
     copy[length] = '\0';
@@ -63,11 +62,12 @@ struct ArenaFunctions {
   }
 
   static void* create_array(const redisReadTask* task, int elements) {
-    redisReply* r = make(task, REDIS_REPLY_ARRAY);
+    ReplyArena* arena = arena_of(task);
+    redisReply* r = make(arena, task, REDIS_REPLY_ARRAY);
     if (r == nullptr) return nullptr;
     if (elements > 0) {
       std::size_t bytes = sizeof(redisReply*) * static_cast<std::size_t>(elements);
-      auto* vector = static_cast<redisReply**>(arena_of(task)->allocate(bytes));
+      auto* vector = static_cast<redisReply**>(arena->allocate(bytes));
       if (vector == nullptr) return nullptr;
       std::memset(vector, 0, bytes);
       r->element = vector;
@@ -77,12 +77,14 @@ struct ArenaFunctions {
   }
 
   static void* create_integer(const redisReadTask* task, long long value) {
-    redisReply* r = make(task, REDIS_REPLY_INTEGER);
+    redisReply* r = make(arena_of(task), task, REDIS_REPLY_INTEGER);
     if (r != nullptr) r->integer = value;
     return r;
   }
 
-  static void* create_nil(const redisReadTask* task) { return make(task, REDIS_REPLY_NIL); }
+  static void* create_nil(const redisReadTask* task) {
+    return make(arena_of(task), task, REDIS_REPLY_NIL);
+  }
 
   // hiredis calls it for a reply it drops (a protocol error mid-reply, the reader freed with a
   // reply half read): the same as the owner's release.
