@@ -201,8 +201,17 @@ bool ControlServer::open(const std::string& path, std::string& error) {
   ::fcntl(acceptor->native_handle(), F_SETFD, FD_CLOEXEC);
   acceptor_ = std::move(acceptor);
   path_ = path;
+  remember_file();
   accept();
   return true;
+}
+
+void ControlServer::remember_file() {
+  struct stat st {};
+  if (::stat(path_.c_str(), &st) == 0) {
+    dev_ = st.st_dev;
+    ino_ = st.st_ino;
+  }
 }
 
 void ControlServer::accept() {
@@ -236,6 +245,7 @@ bool ControlServer::adopt(int fd, std::string& error) {
   }
   acceptor_ = std::move(acceptor);
   path_ = address.sun_path;
+  remember_file();
   accept();
   return true;
 }
@@ -249,8 +259,13 @@ void ControlServer::release() {
 
 void ControlServer::close() {
   if (!acceptor_) return;
+  // Removed while still listening, and only if the file is still ours. Closing first opened a
+  // window in which a starting cluster of the same app found the name free, bound it, and then
+  // lost it to this unlink: its clutchctl path then reached the next cluster to bind the name.
+  struct stat st {};
+  if (::stat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_)
+    ::unlink(path_.c_str());
   release();
-  ::unlink(path_.c_str());
 }
 
 }  // namespace clutch::master

@@ -8,6 +8,8 @@
 #include <asio/local/stream_protocol.hpp>
 #include <nlohmann/json.hpp>
 
+#include <sys/types.h>
+
 #include <functional>
 #include <memory>
 #include <string>
@@ -33,6 +35,7 @@ class ControlServer {
   bool open(const std::string& path, std::string& error);
   // Serves on a listening socket handed over by an earlier master (its path is kept).
   bool adopt(int fd, std::string& error);
+  // Stops serving and removes the path, if the file there is still the one this server bound.
   void close();
   // Stops serving without removing the path: a new master serves on the same socket.
   void release();
@@ -47,6 +50,11 @@ class ControlServer {
   Handler handler_;
   std::unique_ptr<asio::local::stream_protocol::acceptor> acceptor_;
   std::string path_;
+  // The socket file this server bound (or adopted): close() removes the path only while it is
+  // this file, never one another cluster of the same app bound there since.
+  dev_t dev_ = 0;
+  ino_t ino_ = 0;
+  void remember_file();
 };
 
 }  // namespace clutch::master
