@@ -13,7 +13,6 @@
 
 #include <csignal>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -51,6 +50,16 @@ void raise_open_file_limit() {
     spdlog::debug("open-file limit raised from {} to {}", static_cast<long long>(was),
                   static_cast<long long>(limit.rlim_max));
   }
+}
+
+// Where this binary is, for spawning children and upgrades: readlink(), not std::filesystem,
+// whose pages in libstdc++ would be mapped by the master alone (issue 13's memory figures).
+std::string own_executable_path() {
+  std::string path(4096, '\0');
+  ssize_t n = readlink("/proc/self/exe", path.data(), path.size());
+  if (n <= 0 || static_cast<size_t>(n) >= path.size()) return "/proc/self/exe";
+  path.resize(static_cast<size_t>(n));
+  return path;
 }
 
 long long ms_since(Clock::time_point t) {
@@ -94,9 +103,7 @@ Supervisor::Supervisor(asio::io_context& io, Config config, std::string app_name
 
 int Supervisor::run() {
   started_at_ = Clock::now();
-  std::error_code ec;
-  exe_path_ = std::filesystem::read_symlink("/proc/self/exe", ec).string();
-  if (ec) exe_path_ = "/proc/self/exe";
+  exe_path_ = own_executable_path();
   signal(SIGPIPE, SIG_IGN);
   raise_open_file_limit();
 

@@ -10,6 +10,8 @@
 #include <amqp_framing.h>
 #include <amqp_tcp_socket.h>
 
+#include "common/shared_library.hpp"
+
 // Every rabbitmq-c function clutch calls; each becomes a member of RabbitMq of the same name.
 #define CLUTCH_RABBITMQ_FUNCTIONS(X) \
   X(amqp_basic_ack)                  \
@@ -46,11 +48,7 @@
 
 namespace clutch::mq {
 
-struct RabbitMq {
-#define CLUTCH_RABBITMQ_MEMBER(name) decltype(&::name) name = nullptr;
-  CLUTCH_RABBITMQ_FUNCTIONS(CLUTCH_RABBITMQ_MEMBER)
-#undef CLUTCH_RABBITMQ_MEMBER
-};
+CLUTCH_LIBRARY_TABLE(RabbitMq, CLUTCH_RABBITMQ_FUNCTIONS)
 
 // The library, loaded on the first call (thread-safe). Throws std::runtime_error naming the
 // library and what is missing if it cannot be loaded; a later call tries again.

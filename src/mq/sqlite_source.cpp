@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "clutch/config.hpp"
+#include "mq/sqlite_api.hpp"
 
 namespace clutch::mq {
 namespace {
@@ -19,10 +20,11 @@ int64_t now_ms() {
 
 // Statements are reset however the scope ends.
 struct Reset {
+  const SqliteApi& sql_;
   sqlite3_stmt* stmt;
   ~Reset() {
-    sqlite3_reset(stmt);
-    sqlite3_clear_bindings(stmt);
+    sql_.sqlite3_reset(stmt);
+    sql_.sqlite3_clear_bindings(stmt);
   }
 };
 
@@ -34,7 +36,7 @@ class SqliteSource::Transaction {
  public:
   explicit Transaction(SqliteSource& q) : q_(q) { q_.exec("BEGIN IMMEDIATE"); }
   ~Transaction() {
-    if (!committed_) sqlite3_exec(q_.db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    if (!committed_) q_.sql_.sqlite3_exec(q_.db_, "ROLLBACK", nullptr, nullptr, nullptr);
   }
   void commit() {
     q_.exec("COMMIT");
@@ -47,16 +49,16 @@ class SqliteSource::Transaction {
 };
 
 SqliteSource::SqliteSource(const std::string& path, std::chrono::milliseconds visibility_timeout)
-    : path_(path), visibility_timeout_(visibility_timeout) {
-  if (sqlite3_open_v2(path.c_str(), &db_,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                      nullptr) != SQLITE_OK) {
-    std::string why = db_ != nullptr ? sqlite3_errmsg(db_) : "out of memory";
-    sqlite3_close(db_);
+    : sql_(sqlite_api()), path_(path), visibility_timeout_(visibility_timeout) {
+  if (sql_.sqlite3_open_v2(path.c_str(), &db_,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                           nullptr) != SQLITE_OK) {
+    std::string why = db_ != nullptr ? sql_.sqlite3_errmsg(db_) : "out of memory";
+    sql_.sqlite3_close(db_);
     db_ = nullptr;
     throw ConfigError(fmt::format("mq: cannot open sqlite queue '{}': {}", path, why));
   }
-  sqlite3_busy_timeout(db_, 5000);  // several producers share the file
+  sql_.sqlite3_busy_timeout(db_, 5000);  // several producers share the file
   exec("PRAGMA journal_mode=WAL");
   exec("PRAGMA synchronous=NORMAL");
   exec(
@@ -81,30 +83,32 @@ SqliteSource::SqliteSource(const std::string& path, std::chrono::milliseconds vi
 }
 
 SqliteSource::~SqliteSource() {
-  for (sqlite3_stmt* s : {select_, hide_, delete_, retry_, insert_, dead_}) sqlite3_finalize(s);
-  sqlite3_close(db_);
+  for (sqlite3_stmt* s : {select_, hide_, delete_, retry_, insert_, dead_})
+    sql_.sqlite3_finalize(s);
+  sql_.sqlite3_close(db_);
 }
 
 void SqliteSource::exec(const char* sql) {
   char* error = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &error) != SQLITE_OK) {
+  if (sql_.sqlite3_exec(db_, sql, nullptr, nullptr, &error) != SQLITE_OK) {
     std::string why = error != nullptr ? error : "unknown error";
-    sqlite3_free(error);
+    sql_.sqlite3_free(error);
     throw std::runtime_error(fmt::format("mq: sqlite queue '{}': {}: {}", path_, sql, why));
   }
 }
 
 void SqliteSource::step_done(sqlite3_stmt* stmt, const char* doing, std::string_view id) {
-  if (sqlite3_step(stmt) != SQLITE_DONE) {
-    throw std::runtime_error(
-        fmt::format("mq: sqlite queue '{}': {} {}: {}", path_, doing, id, sqlite3_errmsg(db_)));
+  if (sql_.sqlite3_step(stmt) != SQLITE_DONE) {
+    throw std::runtime_error(fmt::format("mq: sqlite queue '{}': {} {}: {}", path_, doing, id,
+                                         sql_.sqlite3_errmsg(db_)));
   }
 }
 
 sqlite3_stmt* SqliteSource::prepare(const char* sql) {
   sqlite3_stmt* stmt = nullptr;
-  if (sqlite3_prepare_v2(db_, sql, -1, &stmt, nullptr) != SQLITE_OK) {
-    throw std::runtime_error(fmt::format("mq: sqlite queue '{}': {}", path_, sqlite3_errmsg(db_)));
+  if (sql_.sqlite3_prepare_v2(db_, sql, -1, &stmt, nullptr) != SQLITE_OK) {
+    throw std::runtime_error(
+        fmt::format("mq: sqlite queue '{}': {}", path_, sql_.sqlite3_errmsg(db_)));
   }
   return stmt;
 }
@@ -116,27 +120,27 @@ std::vector<QueueMessage> SqliteSource::fetch(std::size_t max) {
   // never take the same message.
   Transaction tx(*this);
   {
-    Reset r{select_};
-    sqlite3_bind_int64(select_, 1, now);
-    sqlite3_bind_int64(select_, 2, static_cast<int64_t>(max));
+    Reset r{sql_, select_};
+    sql_.sqlite3_bind_int64(select_, 1, now);
+    sql_.sqlite3_bind_int64(select_, 2, static_cast<int64_t>(max));
     int rc;
-    while ((rc = sqlite3_step(select_)) == SQLITE_ROW) {
+    while ((rc = sql_.sqlite3_step(select_)) == SQLITE_ROW) {
       QueueMessage m;
-      m.id = std::to_string(sqlite3_column_int64(select_, 0));
-      m.body.assign(static_cast<const char*>(sqlite3_column_blob(select_, 1)),
-                    static_cast<std::size_t>(sqlite3_column_bytes(select_, 1)));
-      m.attempts = sqlite3_column_int(select_, 2);
+      m.id = std::to_string(sql_.sqlite3_column_int64(select_, 0));
+      m.body.assign(static_cast<const char*>(sql_.sqlite3_column_blob(select_, 1)),
+                    static_cast<std::size_t>(sql_.sqlite3_column_bytes(select_, 1)));
+      m.attempts = sql_.sqlite3_column_int(select_, 2);
       out.push_back(std::move(m));
     }
     if (rc != SQLITE_DONE) {
       throw std::runtime_error(
-          fmt::format("mq: sqlite queue '{}': fetching: {}", path_, sqlite3_errmsg(db_)));
+          fmt::format("mq: sqlite queue '{}': fetching: {}", path_, sql_.sqlite3_errmsg(db_)));
     }
   }
   for (const QueueMessage& m : out) {
-    Reset r{hide_};
-    sqlite3_bind_int64(hide_, 1, now + visibility_timeout_.count());
-    sqlite3_bind_int64(hide_, 2, std::stoll(m.id));
+    Reset r{sql_, hide_};
+    sql_.sqlite3_bind_int64(hide_, 1, now + visibility_timeout_.count());
+    sql_.sqlite3_bind_int64(hide_, 2, std::stoll(m.id));
     step_done(hide_, "hiding fetched message", m.id);
   }
   tx.commit();
@@ -144,8 +148,8 @@ std::vector<QueueMessage> SqliteSource::fetch(std::size_t max) {
 }
 
 void SqliteSource::ack(const QueueMessage& m) {
-  Reset r{delete_};
-  sqlite3_bind_int64(delete_, 1, std::stoll(m.id));
+  Reset r{sql_, delete_};
+  sql_.sqlite3_bind_int64(delete_, 1, std::stoll(m.id));
   step_done(delete_, "acknowledging", m.id);
 }
 
@@ -154,8 +158,8 @@ void SqliteSource::ack_many(const std::vector<QueueMessage>& messages) {
   // timeout (a redelivery at worst, never an ack that was reported and not made).
   Transaction tx(*this);
   for (const QueueMessage& m : messages) {
-    Reset r{delete_};
-    sqlite3_bind_int64(delete_, 1, std::stoll(m.id));
+    Reset r{sql_, delete_};
+    sql_.sqlite3_bind_int64(delete_, 1, std::stoll(m.id));
     step_done(delete_, "acknowledging", m.id);
   }
   tx.commit();
@@ -163,17 +167,17 @@ void SqliteSource::ack_many(const std::vector<QueueMessage>& messages) {
 
 void SqliteSource::retry(const QueueMessage& m, std::chrono::milliseconds delay,
                          std::string_view error) {
-  Reset r{retry_};
-  sqlite3_bind_int64(retry_, 1, now_ms() + delay.count());
-  sqlite3_bind_text(retry_, 2, error.data(), static_cast<int>(error.size()), SQLITE_TRANSIENT);
-  sqlite3_bind_int64(retry_, 3, std::stoll(m.id));
+  Reset r{sql_, retry_};
+  sql_.sqlite3_bind_int64(retry_, 1, now_ms() + delay.count());
+  sql_.sqlite3_bind_text(retry_, 2, error.data(), static_cast<int>(error.size()), SQLITE_TRANSIENT);
+  sql_.sqlite3_bind_int64(retry_, 3, std::stoll(m.id));
   step_done(retry_, "scheduling a retry of", m.id);
 }
 
 void SqliteSource::release(const QueueMessage& m) {
-  Reset r{hide_};
-  sqlite3_bind_int64(hide_, 1, 0);
-  sqlite3_bind_int64(hide_, 2, std::stoll(m.id));
+  Reset r{sql_, hide_};
+  sql_.sqlite3_bind_int64(hide_, 1, 0);
+  sql_.sqlite3_bind_int64(hide_, 2, std::stoll(m.id));
   step_done(hide_, "releasing", m.id);
 }
 
@@ -181,29 +185,31 @@ void SqliteSource::dead_letter(const QueueMessage& m, std::string_view error) {
   // Copied and deleted together: a failed copy must not delete the message.
   Transaction tx(*this);
   {
-    Reset r{dead_};
-    sqlite3_bind_int64(dead_, 1, std::stoll(m.id));
-    sqlite3_bind_blob(dead_, 2, m.body.data(), static_cast<int>(m.body.size()), SQLITE_TRANSIENT);
-    sqlite3_bind_int(dead_, 3, m.attempts + 1);
-    sqlite3_bind_text(dead_, 4, error.data(), static_cast<int>(error.size()), SQLITE_TRANSIENT);
-    sqlite3_bind_int64(dead_, 5, now_ms());
+    Reset r{sql_, dead_};
+    sql_.sqlite3_bind_int64(dead_, 1, std::stoll(m.id));
+    sql_.sqlite3_bind_blob(dead_, 2, m.body.data(), static_cast<int>(m.body.size()),
+                           SQLITE_TRANSIENT);
+    sql_.sqlite3_bind_int(dead_, 3, m.attempts + 1);
+    sql_.sqlite3_bind_text(dead_, 4, error.data(), static_cast<int>(error.size()),
+                           SQLITE_TRANSIENT);
+    sql_.sqlite3_bind_int64(dead_, 5, now_ms());
     step_done(dead_, "dead-lettering", m.id);
   }
   {
-    Reset r{delete_};
-    sqlite3_bind_int64(delete_, 1, std::stoll(m.id));
+    Reset r{sql_, delete_};
+    sql_.sqlite3_bind_int64(delete_, 1, std::stoll(m.id));
     step_done(delete_, "removing dead-lettered", m.id);
   }
   tx.commit();
 }
 
 void SqliteSource::publish(std::string_view body) {
-  Reset r{insert_};
-  sqlite3_bind_blob(insert_, 1, body.data(), static_cast<int>(body.size()), SQLITE_TRANSIENT);
-  sqlite3_bind_int64(insert_, 2, now_ms());
-  if (sqlite3_step(insert_) != SQLITE_DONE) {
+  Reset r{sql_, insert_};
+  sql_.sqlite3_bind_blob(insert_, 1, body.data(), static_cast<int>(body.size()), SQLITE_TRANSIENT);
+  sql_.sqlite3_bind_int64(insert_, 2, now_ms());
+  if (sql_.sqlite3_step(insert_) != SQLITE_DONE) {
     throw std::runtime_error(
-        fmt::format("mq: sqlite publish to '{}': {}", path_, sqlite3_errmsg(db_)));
+        fmt::format("mq: sqlite publish to '{}': {}", path_, sql_.sqlite3_errmsg(db_)));
   }
 }
 
@@ -215,11 +221,12 @@ void SqliteSource::recover_in_flight() {
 
 std::size_t SqliteSource::count(const char* sql) {
   sqlite3_stmt* s = prepare(sql);
-  int rc = sqlite3_step(s);
-  auto n = rc == SQLITE_ROW ? static_cast<std::size_t>(sqlite3_column_int64(s, 0)) : 0;
-  sqlite3_finalize(s);
+  int rc = sql_.sqlite3_step(s);
+  auto n = rc == SQLITE_ROW ? static_cast<std::size_t>(sql_.sqlite3_column_int64(s, 0)) : 0;
+  sql_.sqlite3_finalize(s);
   if (rc != SQLITE_ROW) {
-    throw std::runtime_error(fmt::format("mq: sqlite queue '{}': {}", path_, sqlite3_errmsg(db_)));
+    throw std::runtime_error(
+        fmt::format("mq: sqlite queue '{}': {}", path_, sql_.sqlite3_errmsg(db_)));
   }
   return n;
 }
@@ -240,24 +247,25 @@ int64_t SqliteSource::oldest_age_ms() {
 std::vector<DeadLetter> SqliteSource::list_dead(std::size_t max) {
   sqlite3_stmt* s =
       prepare("SELECT id, body, attempts, error, failed_at FROM dead_letters ORDER BY id LIMIT ?");
-  sqlite3_bind_int64(s, 1, static_cast<sqlite3_int64>(max));
+  sql_.sqlite3_bind_int64(s, 1, static_cast<sqlite3_int64>(max));
   std::vector<DeadLetter> out;
   int rc;
-  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+  while ((rc = sql_.sqlite3_step(s)) == SQLITE_ROW) {
     DeadLetter d;
-    d.id = std::to_string(sqlite3_column_int64(s, 0));
-    const void* body = sqlite3_column_blob(s, 1);
+    d.id = std::to_string(sql_.sqlite3_column_int64(s, 0));
+    const void* body = sql_.sqlite3_column_blob(s, 1);
     d.body.assign(static_cast<const char*>(body),
-                  static_cast<std::size_t>(sqlite3_column_bytes(s, 1)));
-    d.attempts = sqlite3_column_int(s, 2);
-    const unsigned char* error = sqlite3_column_text(s, 3);
+                  static_cast<std::size_t>(sql_.sqlite3_column_bytes(s, 1)));
+    d.attempts = sql_.sqlite3_column_int(s, 2);
+    const unsigned char* error = sql_.sqlite3_column_text(s, 3);
     if (error != nullptr) d.error = reinterpret_cast<const char*>(error);
-    d.failed_at_ms = sqlite3_column_int64(s, 4);
+    d.failed_at_ms = sql_.sqlite3_column_int64(s, 4);
     out.push_back(std::move(d));
   }
-  sqlite3_finalize(s);
+  sql_.sqlite3_finalize(s);
   if (rc != SQLITE_DONE)
-    throw std::runtime_error(fmt::format("mq: sqlite queue '{}': {}", path_, sqlite3_errmsg(db_)));
+    throw std::runtime_error(
+        fmt::format("mq: sqlite queue '{}': {}", path_, sql_.sqlite3_errmsg(db_)));
   return out;
 }
 
@@ -271,22 +279,22 @@ std::size_t SqliteSource::move_dead(const std::vector<std::string>& ids, bool re
           "INSERT INTO messages (body, created_at) SELECT body, {} FROM dead_letters {}", now_ms(),
           where);
       sqlite3_stmt* s = prepare(sql.c_str());
-      if (id) sqlite3_bind_int64(s, 1, *id);
-      int rc = sqlite3_step(s);
-      sqlite3_finalize(s);
+      if (id) sql_.sqlite3_bind_int64(s, 1, *id);
+      int rc = sql_.sqlite3_step(s);
+      sql_.sqlite3_finalize(s);
       if (rc != SQLITE_DONE)
         throw std::runtime_error(
-            fmt::format("mq: requeueing in '{}': {}", path_, sqlite3_errmsg(db_)));
+            fmt::format("mq: requeueing in '{}': {}", path_, sql_.sqlite3_errmsg(db_)));
     }
     std::string sql = fmt::format("DELETE FROM dead_letters {}", where);
     sqlite3_stmt* s = prepare(sql.c_str());
-    if (id) sqlite3_bind_int64(s, 1, *id);
-    int rc = sqlite3_step(s);
-    moved += static_cast<std::size_t>(sqlite3_changes(db_));
-    sqlite3_finalize(s);
+    if (id) sql_.sqlite3_bind_int64(s, 1, *id);
+    int rc = sql_.sqlite3_step(s);
+    moved += static_cast<std::size_t>(sql_.sqlite3_changes(db_));
+    sql_.sqlite3_finalize(s);
     if (rc != SQLITE_DONE)
       throw std::runtime_error(
-          fmt::format("mq: removing dead letters in '{}': {}", path_, sqlite3_errmsg(db_)));
+          fmt::format("mq: removing dead letters in '{}': {}", path_, sql_.sqlite3_errmsg(db_)));
   };
   if (ids.empty()) {
     one("", std::nullopt);

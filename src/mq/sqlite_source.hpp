@@ -14,7 +14,8 @@ namespace clutch::mq {
 
 class SqliteSource final : public MessageSource {
  public:
-  // Throws ConfigError when the file cannot be opened or created.
+  // Throws ConfigError when the file cannot be opened or created, std::runtime_error when the
+  // SQLite library cannot be loaded.
   explicit SqliteSource(const std::string& path,
                         std::chrono::milliseconds visibility_timeout = std::chrono::seconds(30));
   ~SqliteSource() override;
@@ -44,6 +45,7 @@ class SqliteSource final : public MessageSource {
   std::size_t count(const char* sql);
   std::size_t move_dead(const std::vector<std::string>& ids, bool requeue);
 
+  const struct SqliteApi& sql_;  // the library, loaded by the first queue opened (sqlite_api.hpp)
   std::string path_;
   sqlite3* db_ = nullptr;
   std::chrono::milliseconds visibility_timeout_;

@@ -71,6 +71,34 @@ class SqliteQueue(ClusterTest):
         self.assertEqual((body, attempts), (b"poison-1", 3))
         self.assertIn("poison message", error)
 
+    def test_sqlite_is_mapped_only_where_a_queue_opens_and_its_absence_fails_the_start(self):
+        # SQLite is loaded when the first sqlite: queue opens: the agent maps it for its source,
+        # the master and the workers (which never open one here) do not pay for its pages.
+        publish(self.url, "lib", 3)
+        c = self.cluster(workers=2)
+        c.wait_ready()
+        wait_for(lambda: len(c.events("mq")) >= 3, 20, "3 handlings")
+
+        def maps_sqlite(pid):
+            with open(f"/proc/{pid}/maps") as f:
+                return "libsqlite3" in f.read()
+
+        ready = {e["pid"]: e["role"] for e in c.events("ready")}
+        self.assertEqual(sorted(ready.values()), ["agent", "worker", "worker"])
+        self.assertEqual({role for pid, role in ready.items() if maps_sqlite(pid)}, {"agent"})
+        self.assertFalse(maps_sqlite(c.pid), "the master never opens a queue")
+        c.close()
+
+        missing = "/nonexistent/libsqlite3.so.0"
+        c = self.cluster(workers=1, env={"CLUTCH_SQLITE_LIBRARY": missing})
+        self.assertEqual(c.wait_exit(), 1)
+        self.assertIn(f"the sqlite: queue needs SQLite ({missing}; Debian package libsqlite3-0",
+                      c.stderr())
+        r = subprocess.run([CLUTCHCTL, "publish", self.url, "x"], capture_output=True, text=True,
+                           timeout=60, env=dict(os.environ, CLUTCH_SQLITE_LIBRARY=missing))
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("the sqlite: queue needs SQLite", r.stderr)
+
     def test_bad_queue_url_fails_the_start_with_a_clear_message(self):
         c = self.start(workers=1, env={"PROBE_QUEUE": "kafka://nowhere"})
         self.assertEqual(c.wait_exit(), 1)
