@@ -104,13 +104,18 @@ class Channel : public std::enable_shared_from_this<Channel> {
   void flush_blocking_and_close();
 
  private:
+  struct HandOut;  // the scope of a hand-out of frames (channel.cpp)
   void read_more();
+  void make_room();
+  void wait_readable();
+  void on_readable();
   // One recvmsg into the read buffer, taking the descriptors that came with the bytes: >0 bytes
   // read, 0 at end of stream, -1 with errno.
   ssize_t receive_some();
   ssize_t send_step();
   void write_some();
   void write_done();
+  void end_write();
   void process_input();
   void fail(const std::string& reason, bool protocol_error);
   void notify_drain_if_low();

@@ -139,5 +139,53 @@ TEST(ChannelRelay, BorrowedAndCopiedFramesArriveWholeAndInOrder) {
   ::close(out[1]);
 }
 
+// A round trip through the master is four of these hops: each must cost one loop turn, not a
+// turn to read, one to handle and one more to write.
+TEST(ChannelRelay, AFrameRelayedWhileHandingOutIsWrittenInTheTurnThatReadIt) {
+  int in[2], out[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, in), 0);
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, out), 0);
+  asio::io_context io;
+  auto reader = std::make_shared<Channel>(io, in[1], 1 << 20);
+  auto writer = std::make_shared<Channel>(io, out[0], 1 << 20);
+  int relayed = 0;
+  reader->start(
+      [&](const FrameView& frame, std::byte*) {
+        writer->send(frame.header, frame.action, frame.payload);
+        ++relayed;
+      },
+      [](const std::string&, bool) {});
+  writer->start([](const FrameView&, std::byte*) {}, [](const std::string&, bool) {});
+
+  for (uint64_t seq = 0; seq < 3; ++seq) {
+    FrameHeader h;
+    h.kind = FrameKind::kMessage;
+    h.id = seq;
+    ByteBuffer frame;
+    append_frame(frame, h, "hop", payload_for(seq, 100));
+    ASSERT_TRUE(write_all(in[0], frame.data(), frame.size()));
+    // Run handlers one at a time until the frame is relayed (the first one reads it; later ones
+    // wait for the socket, which is a handler too)...
+    for (int turn = 0; turn < 100 && relayed == static_cast<int>(seq); ++turn) {
+      io.run_one_for(std::chrono::milliseconds(100));
+    }
+    ASSERT_EQ(relayed, static_cast<int>(seq + 1)) << "frame " << seq << " was not handed out";
+    // ... and the relayed copy must already be on the far socket, no further handler run.
+    std::byte got[4096];
+    ssize_t n = ::recv(out[1], got, sizeof got, MSG_DONTWAIT);
+    ASSERT_EQ(n, static_cast<ssize_t>(frame.size()))
+        << "frame " << seq << " waits for another turn";
+    FrameHeader back;
+    ASSERT_EQ(
+        decode_header(std::span<const std::byte>(got, static_cast<std::size_t>(n)), 1 << 20, back),
+        DecodeStatus::kOk);
+    EXPECT_EQ(back.id, seq);
+  }
+  reader->close();
+  writer->close();
+  ::close(in[0]);
+  ::close(out[1]);
+}
+
 }  // namespace
 }  // namespace clutch::ipc
