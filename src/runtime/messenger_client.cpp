@@ -107,7 +107,8 @@ MessengerClient::MessengerClient(asio::io_context& io, std::shared_ptr<ipc::Chan
       channel_(std::move(channel)),
       role_(role),
       max_message_size_(max_message_size),
-      queue_limit_(std::max<std::size_t>(std::size_t{64} << 20, 2 * max_message_size)) {
+      queue_limit_(std::max<std::size_t>(std::size_t{64} << 20, 2 * max_message_size)),
+      request_timer_(io) {
   channel_->on_drain([this] {
     for (auto& fn : std::exchange(writable_fns_, {})) call_user("on_writable", fn);
   });
@@ -209,21 +210,47 @@ void MessengerClient::request(Target target, std::string_view action, std::strin
                 : target.kind == Target::Kind::kRandom ? Route::kRandom
                                                        : Route::kPid;
   uint64_t id = send(route, target.pid, action, data, ipc::kFlagRequest);
-  auto timer = std::make_unique<asio::steady_timer>(io_, timeout);
-  timer->async_wait([this, id, timeout, name = std::string(action)](const asio::error_code& ec) {
+  auto at = asio::steady_timer::clock_type::now() + timeout;
+  auto deadline = request_deadlines_.emplace(at, id);
+  pending_requests_.emplace(
+      id, PendingRequest{std::move(on_reply), std::string(action), timeout, deadline});
+  if (!request_timer_armed_ || at < request_timer_at_) arm_request_timer(at);
+}
+
+void MessengerClient::arm_request_timer(asio::steady_timer::time_point at) {
+  request_timer_armed_ = true;
+  request_timer_at_ = at;
+  request_timer_.expires_at(at);  // a wait already armed ends with operation_aborted
+  request_timer_.async_wait([this](const asio::error_code& ec) {
     if (ec) return;
-    Reply r;
-    r.error = fmt::format("request '{}' timed out after {} ms", name, timeout.count());
-    finish_request(id, std::move(r));
+    request_timer_armed_ = false;
+    expire_requests();
   });
-  pending_requests_.emplace(id, PendingRequest{std::move(on_reply), std::move(timer)});
+}
+
+void MessengerClient::expire_requests() {
+  auto now = asio::steady_timer::clock_type::now();
+  // Bounded by what was due on entry: a callback may send requests of its own.
+  for (std::size_t due = request_deadlines_.size(); due > 0; --due) {
+    if (request_deadlines_.empty() || request_deadlines_.begin()->first > now) break;
+    uint64_t id = request_deadlines_.begin()->second;
+    const PendingRequest& pending = pending_requests_.at(id);
+    Reply r;
+    r.error =
+        fmt::format("request '{}' timed out after {} ms", pending.action, pending.timeout.count());
+    finish_request(id, std::move(r));
+  }
+  if (!request_deadlines_.empty()) {
+    auto next = request_deadlines_.begin()->first;
+    if (!request_timer_armed_ || next < request_timer_at_) arm_request_timer(next);
+  }
 }
 
 void MessengerClient::finish_request(uint64_t id, Reply reply) {
   auto it = pending_requests_.find(id);
   if (it == pending_requests_.end()) return;
   auto fn = std::move(it->second.on_reply);
-  it->second.timer->cancel();
+  request_deadlines_.erase(it->second.deadline);  // the timer, if it was the earliest, finds none
   pending_requests_.erase(it);
   call_user("request reply", fn, reply);
 }

@@ -82,9 +82,15 @@ class MessengerClient final : public Messenger,
     bool once;
     bool removed = false;
   };
+  // Every request's deadline, earliest first; one timer stands for the earliest. A reply only
+  // erases its entry: a timer per request cost an allocation, and cancelling it a posted handler
+  // (a loop turn) per round trip.
+  using Deadlines = std::multimap<asio::steady_timer::time_point, uint64_t>;
   struct PendingRequest {
     std::function<void(const Reply&)> on_reply;
-    std::unique_ptr<asio::steady_timer> timer;
+    std::string action;  // for the timeout's message
+    std::chrono::milliseconds timeout;
+    Deadlines::iterator deadline;
   };
 
   uint64_t send(messaging::Route route, int target_pid, std::string_view action,
@@ -100,6 +106,8 @@ class MessengerClient final : public Messenger,
   void apply_member_changes(std::string_view json);  // clutch:members-delta
   void sweep_removed();  // drops removed handlers, unless a dispatch is running
   void finish_request(uint64_t id, Reply reply);
+  void arm_request_timer(asio::steady_timer::time_point at);
+  void expire_requests();  // answers every request past its deadline, re-arms for the next
 
   asio::io_context& io_;
   std::shared_ptr<ipc::Channel> channel_;
@@ -129,6 +137,10 @@ class MessengerClient final : public Messenger,
   };
   std::unordered_map<uint64_t, std::function<void(const AckResult&)>> pending_acks_;
   std::unordered_map<uint64_t, PendingRequest> pending_requests_;
+  Deadlines request_deadlines_;
+  asio::steady_timer request_timer_;
+  bool request_timer_armed_ = false;
+  asio::steady_timer::time_point request_timer_at_;  // when armed
   std::vector<int> workers_;
   int agent_ = 0;
   std::vector<std::function<void(const MemberEvent&)>> member_fns_;
