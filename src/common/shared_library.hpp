@@ -5,6 +5,7 @@
 // Loaded on demand, the cost is paid by the processes that use it (issue 13's memory figures).
 #pragma once
 
+#include <atomic>
 #include <mutex>
 #include <string>
 
@@ -32,11 +33,12 @@ template <class Table, Table (*load)()>
 const Table& load_once() {
   static std::mutex mutex;
   static Table table;
-  static bool loaded = false;
+  static std::atomic<bool> loaded{false};
+  if (loaded.load(std::memory_order_acquire)) return table;  // no lock once loaded
   std::lock_guard lock(mutex);
-  if (!loaded) {
+  if (!loaded.load(std::memory_order_relaxed)) {
     table = load();
-    loaded = true;
+    loaded.store(true, std::memory_order_release);
   }
   return table;
 }

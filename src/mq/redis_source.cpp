@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <hiredis/hiredis.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
@@ -16,6 +15,7 @@
 #include <stdexcept>
 
 #include "clutch/config.hpp"
+#include "common/hiredis_api.hpp"
 #include "mq/url_query.hpp"
 
 namespace clutch::mq {
@@ -82,7 +82,7 @@ RedisUrl parse_redis_url(const std::string& url) {
 }
 
 RedisSource::RedisSource(RedisUrl url, std::chrono::milliseconds visibility_timeout)
-    : url_(std::move(url)), visibility_timeout_(visibility_timeout) {
+    : redis_(hiredis()), url_(std::move(url)), visibility_timeout_(visibility_timeout) {
   // No connection yet: the first use connects, blocking for a producer, non-blocking for the
   // agent's consumer (avoid_blocking), so a broker that is down or unreachable at start never
   // delays the cluster's start; the consumer reports it and keeps retrying. A bad URL never gets
@@ -90,8 +90,8 @@ RedisSource::RedisSource(RedisUrl url, std::chrono::milliseconds visibility_time
 }
 
 RedisSource::~RedisSource() {
-  if (ctx_ != nullptr) redisFree(ctx_);
-  if (connecting_ != nullptr) redisFree(connecting_);
+  if (ctx_ != nullptr) redis_.redisFree(ctx_);
+  if (connecting_ != nullptr) redis_.redisFree(connecting_);
 }
 
 void RedisSource::connect() {
@@ -103,12 +103,13 @@ void RedisSource::connect() {
           fmt::format("redis {}:{}: not connected; waiting to reconnect", url_.host, url_.port));
     }
     if (!non_blocking_) {
-      redisContext* c = redisConnectWithTimeout(url_.host.c_str(), url_.port, kConnectTimeout);
+      redisContext* c =
+          redis_.redisConnectWithTimeout(url_.host.c_str(), url_.port, kConnectTimeout);
       if (c == nullptr || c->err != 0)
         connect_failed(c, c != nullptr ? c->errstr : "out of memory");
       return connected(c);
     }
-    connecting_ = redisConnectNonBlock(url_.host.c_str(), url_.port);
+    connecting_ = redis_.redisConnectNonBlock(url_.host.c_str(), url_.port);
     connecting_since_ = now;
     if (connecting_ == nullptr || connecting_->err != 0) {
       redisContext* c = std::exchange(connecting_, nullptr);
@@ -137,7 +138,7 @@ void RedisSource::connect() {
 }
 
 void RedisSource::connect_failed(redisContext* c, const std::string& why) {
-  if (c != nullptr) redisFree(c);
+  if (c != nullptr) redis_.redisFree(c);
   next_connect_ = Clock::now() + reconnect_delay_;
   spdlog::warn("redis {}:{}: cannot connect ({}); next attempt in {} ms", url_.host, url_.port, why,
                reconnect_delay_.count());
@@ -147,7 +148,7 @@ void RedisSource::connect_failed(redisContext* c, const std::string& why) {
 }
 
 void RedisSource::connected(redisContext* c) {
-  redisSetTimeout(c, timeval{2, 0});
+  redis_.redisSetTimeout(c, timeval{2, 0});
   // hiredis frees its read buffer whenever it empties past 16 KiB; one batch of entries is bigger
   // than that, so without this every read reallocated and regrew it (malloc was the agent's top
   // cost in bench/mq). The buffer stays the size of the largest reply.
@@ -162,8 +163,8 @@ void RedisSource::connected(redisContext* c) {
 }
 
 void RedisSource::ensure_group() {
-  Reply r = hold(static_cast<redisReply*>(redisCommand(ctx_, "XGROUP CREATE %s %s 0 MKSTREAM",
-                                                       url_.stream.c_str(), url_.group.c_str())));
+  Reply r = hold(static_cast<redisReply*>(redis_.redisCommand(
+      ctx_, "XGROUP CREATE %s %s 0 MKSTREAM", url_.stream.c_str(), url_.group.c_str())));
   if (r == nullptr) throw std::runtime_error("redis: connection lost while creating the group");
   if (r->type == REDIS_REPLY_ERROR &&
       std::string_view(r->str).find("BUSYGROUP") == std::string_view::npos) {
@@ -176,7 +177,7 @@ redisReply* RedisSource::command(std::initializer_list<std::string_view> args) {
   collect_outstanding();  // replies come in order: a prefetch's comes before this command's
   append_argv(args);
   void* raw = nullptr;
-  if (redisGetReply(ctx_, &raw) != REDIS_OK) connection_lost("running a command");
+  if (redis_.redisGetReply(ctx_, &raw) != REDIS_OK) connection_lost("running a command");
   auto* r = static_cast<redisReply*>(raw);
   if (r->type == REDIS_REPLY_ERROR) {
     std::string why = r->str;
@@ -200,7 +201,7 @@ void RedisSource::forget_outstanding() {
 
 void RedisSource::connection_lost(const char* doing) {
   std::string why = ctx_->errstr;
-  redisFree(ctx_);
+  redis_.redisFree(ctx_);
   ctx_ = nullptr;
   forget_outstanding();  // acks to resend, a lost read to re-read, once connected again
   next_connect_ = Clock::now() + reconnect_delay_;
@@ -219,7 +220,7 @@ void RedisSource::append_argv(const std::vector<std::string_view>& args) {
     argv.push_back(a.data());
     lengths.push_back(a.size());
   }
-  redisAppendCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lengths.data());
+  redis_.redisAppendCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lengths.data());
 }
 
 bool RedisSource::append_unsent_acks() {
@@ -235,7 +236,7 @@ bool RedisSource::append_unsent_acks() {
 
 void RedisSource::read_ack_reply() {
   void* raw = nullptr;
-  if (redisGetReply(ctx_, &raw) != REDIS_OK) connection_lost("acknowledging");
+  if (redis_.redisGetReply(ctx_, &raw) != REDIS_OK) connection_lost("acknowledging");
   acks_in_flight_ = false;
   Reply r = hold(static_cast<redisReply*>(raw));
   if (r->type == REDIS_REPLY_ERROR) {
@@ -248,7 +249,7 @@ void RedisSource::read_ack_reply() {
 
 std::size_t RedisSource::read_group_reply(std::vector<QueueMessage>& out) {
   void* raw = nullptr;
-  if (redisGetReply(ctx_, &raw) != REDIS_OK) connection_lost("reading");
+  if (redis_.redisGetReply(ctx_, &raw) != REDIS_OK) connection_lost("reading");
   read_in_flight_ = false;
   Reply r = hold(static_cast<redisReply*>(raw));
   if (r->type == REDIS_REPLY_ERROR) throw std::runtime_error(std::string("redis: ") + r->str);
@@ -278,7 +279,7 @@ void RedisSource::send_prefetch(std::size_t count) {
   // Sent now, read by the next fetch: Redis works on it while the agent hands out this batch.
   int done = 0;
   while (done == 0) {
-    if (redisBufferWrite(ctx_, &done) != REDIS_OK) connection_lost("sending a read");
+    if (redis_.redisBufferWrite(ctx_, &done) != REDIS_OK) connection_lost("sending a read");
   }
 }
 
@@ -620,7 +621,7 @@ void RedisSource::take_over(const std::string& consumer) {
       lengths.push_back(a.size());
     }
     Reply entries = hold(static_cast<redisReply*>(
-        redisCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lengths.data())));
+        redis_.redisCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lengths.data())));
     if (!entries) connection_lost("claiming a dead consumer's entries");
     std::vector<QueueMessage> got;
     read_entries(entries.get(), got);

@@ -21,6 +21,9 @@
 
 struct redisContext;
 struct redisReply;
+namespace clutch {
+struct HiredisApi;
+}
 
 namespace clutch::mq {
 
@@ -125,6 +128,7 @@ class RedisSource final : public MessageSource {
   void read_now(std::vector<QueueMessage>& out, std::size_t max);
   void autoclaim(std::vector<QueueMessage>& out, std::size_t max);
 
+  const HiredisApi& redis_;  // loaded by the first Redis source (common/hiredis_api.hpp)
   RedisUrl url_;
   std::chrono::milliseconds visibility_timeout_;
   ReplyArena arena_;  // declared before the contexts: a reader hands back a half-read reply to it

@@ -1,16 +1,16 @@
 #include "schedule/tick_lock.hpp"
 
 #include <fmt/format.h>
-#include <hiredis/hiredis.h>
 
 #include <vector>
 
 #include "clutch/config.hpp"
+#include "common/hiredis_api.hpp"
 #include "mq/redis_source.hpp"
 
 namespace clutch::schedule {
 
-TickLock::TickLock(const std::string& url) {
+TickLock::TickLock(const std::string& url) : redis_(hiredis()) {
   // The queue's URL parser, with a stream name it ignores: one syntax for every Redis URL.
   std::string with_stream = url;
   auto after_scheme = url.find("://");
@@ -23,12 +23,12 @@ TickLock::TickLock(const std::string& url) {
 }
 
 TickLock::~TickLock() {
-  if (ctx_ != nullptr) redisFree(ctx_);
+  if (ctx_ != nullptr) redis_.redisFree(ctx_);
 }
 
 std::unique_ptr<redisReply, void (*)(void*)> TickLock::command(
     std::initializer_list<std::string_view> argv, std::string& error) {
-  std::unique_ptr<redisReply, void (*)(void*)> none(nullptr, freeReplyObject);
+  std::unique_ptr<redisReply, void (*)(void*)> none(nullptr, redis_.freeReplyObject);
   timeval timeout{0, 500'000};
   std::vector<const char*> args;
   std::vector<std::size_t> lengths;
@@ -38,29 +38,29 @@ std::unique_ptr<redisReply, void (*)(void*)> TickLock::command(
   }
   for (int attempt = 0; attempt < 2; ++attempt) {  // a stale connection gets one fresh try
     if (ctx_ == nullptr) {
-      ctx_ = redisConnectWithTimeout(host_.c_str(), port_, timeout);
+      ctx_ = redis_.redisConnectWithTimeout(host_.c_str(), port_, timeout);
       if (ctx_ == nullptr || ctx_->err != 0) {
         error = fmt::format("redis {}:{}: {}", host_, port_, ctx_ ? ctx_->errstr : "no memory");
-        if (ctx_ != nullptr) redisFree(ctx_);
+        if (ctx_ != nullptr) redis_.redisFree(ctx_);
         ctx_ = nullptr;
         return none;
       }
-      redisSetTimeout(ctx_, timeout);
+      redis_.redisSetTimeout(ctx_, timeout);
     }
     auto* reply = static_cast<redisReply*>(
-        redisCommandArgv(ctx_, static_cast<int>(args.size()), args.data(), lengths.data()));
+        redis_.redisCommandArgv(ctx_, static_cast<int>(args.size()), args.data(), lengths.data()));
     if (reply == nullptr) {
       error = fmt::format("redis {}:{}: {}", host_, port_, ctx_->errstr);
-      redisFree(ctx_);
+      redis_.redisFree(ctx_);
       ctx_ = nullptr;
       continue;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
       error = std::string(reply->str, reply->len);
-      freeReplyObject(reply);
+      redis_.freeReplyObject(reply);
       return none;
     }
-    return {reply, freeReplyObject};
+    return {reply, redis_.freeReplyObject};
   }
   return none;
 }

@@ -21,6 +21,9 @@
 
 struct redisContext;
 struct redisReply;
+namespace clutch {
+struct HiredisApi;
+}
 
 namespace clutch::schedule {
 
@@ -69,6 +72,7 @@ class TickLock {
   std::unique_ptr<redisReply, void (*)(void*)> command(std::initializer_list<std::string_view> argv,
                                                        std::string& error);
 
+  const HiredisApi& redis_;  // loaded by the first Redis connection (common/hiredis_api.hpp)
   std::string host_;
   int port_ = 6379;
   redisContext* ctx_ = nullptr;

@@ -29,6 +29,12 @@ def alive(pid):
         return False
 
 
+def maps_library(pid, name):
+    """True if the process has a shared library whose path contains `name` mapped."""
+    with open(f"/proc/{pid}/maps") as f:
+        return name in f.read()
+
+
 def wait_for(predicate, timeout, what, interval=0.02):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -10,7 +10,7 @@ import time
 import unittest
 import urllib.request
 
-from cluster import BUILD_DIR, ClusterTest, FAST_RESTARTS, consume_under_kills, wait_for
+from cluster import BUILD_DIR, ClusterTest, FAST_RESTARTS, consume_under_kills, maps_library, wait_for
 
 CLUTCHCTL = os.path.join(BUILD_DIR, "clutchctl")
 ORDERS = os.path.join(BUILD_DIR, "examples/orders/orders")
@@ -79,14 +79,11 @@ class SqliteQueue(ClusterTest):
         c.wait_ready()
         wait_for(lambda: len(c.events("mq")) >= 3, 20, "3 handlings")
 
-        def maps_sqlite(pid):
-            with open(f"/proc/{pid}/maps") as f:
-                return "libsqlite3" in f.read()
-
         ready = {e["pid"]: e["role"] for e in c.events("ready")}
         self.assertEqual(sorted(ready.values()), ["agent", "worker", "worker"])
-        self.assertEqual({role for pid, role in ready.items() if maps_sqlite(pid)}, {"agent"})
-        self.assertFalse(maps_sqlite(c.pid), "the master never opens a queue")
+        self.assertEqual({role for pid, role in ready.items() if maps_library(pid, "libsqlite3")},
+                         {"agent"})
+        self.assertFalse(maps_library(c.pid, "libsqlite3"), "the master never opens a queue")
         c.close()
 
         missing = "/nonexistent/libsqlite3.so.0"

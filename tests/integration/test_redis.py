@@ -5,7 +5,7 @@ import subprocess
 import time
 import unittest
 
-from cluster import BUILD_DIR, ClusterTest, check_unstalled_while_broker_hangs, FAST_RESTARTS, RedisServer, alive, consume_under_kills, wait_for
+from cluster import BUILD_DIR, ClusterTest, check_unstalled_while_broker_hangs, FAST_RESTARTS, RedisServer, alive, consume_under_kills, maps_library, wait_for
 
 CLUTCHCTL = os.path.join(BUILD_DIR, "clutchctl")
 
@@ -85,6 +85,25 @@ class RedisStreams(ClusterTest):
         self.assertEqual(len(c.events("mq-poison")), 3)
         wait_for(lambda: self.redis.cli("XPENDING", "jobs", "workers").splitlines()[0] == "0", 10,
                  "nothing pending")
+
+    def test_hiredis_is_mapped_only_by_the_agent_and_its_absence_fails_the_start(self):
+        # hiredis is loaded when the first Redis connection opens: the agent's source here; the
+        # master and the workers do not pay for its pages.
+        self.publish("lib", 3)
+        c = self.cluster(workers=2)
+        c.wait_ready()
+        wait_for(lambda: len(c.events("mq")) >= 3, 20, "3 handlings")
+        ready = {e["pid"]: e["role"] for e in c.events("ready")}
+        self.assertEqual(sorted(ready.values()), ["agent", "worker", "worker"])
+        self.assertEqual({role for pid, role in ready.items() if maps_library(pid, "libhiredis")},
+                         {"agent"})
+        self.assertFalse(maps_library(c.pid, "libhiredis"), "the master never opens a queue")
+        c.close()
+
+        missing = "/nonexistent/libhiredis.so.0.14"
+        c = self.start(workers=1, env={"PROBE_QUEUE": self.redis.url(), "CLUTCH_HIREDIS_LIBRARY": missing})
+        self.assertEqual(c.wait_exit(), 1)
+        self.assertIn(f"Redis needs hiredis ({missing}; Debian package libhiredis0.14", c.stderr())
 
     def test_bad_redis_url_fails_the_start(self):
         c = self.start(workers=1, env={"PROBE_QUEUE": "redis://127.0.0.1:notaport/jobs"})

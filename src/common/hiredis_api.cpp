@@ -1,0 +1,17 @@
+#include "common/hiredis_api.hpp"
+
+namespace clutch {
+namespace {
+
+const SharedLibrary kHiredis{CLUTCH_HIREDIS_SONAME, "CLUTCH_HIREDIS_LIBRARY", "Redis needs hiredis",
+                             "Debian package libhiredis0.14", "Redis"};
+
+CLUTCH_LIBRARY_LOADER(HiredisApi, CLUTCH_HIREDIS_FUNCTIONS, kHiredis)
+
+}  // namespace
+
+const HiredisApi& hiredis() {
+  return load_once<HiredisApi, load_HiredisApi>();
+}
+
+}  // namespace clutch
