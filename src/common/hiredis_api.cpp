@@ -6,12 +6,8 @@ namespace {
 const SharedLibrary kHiredis{CLUTCH_HIREDIS_SONAME, "CLUTCH_HIREDIS_LIBRARY", "Redis needs hiredis",
                              "Debian package libhiredis0.14", "Redis"};
 
-CLUTCH_LIBRARY_LOADER(HiredisApi, CLUTCH_HIREDIS_FUNCTIONS, kHiredis)
-
 }  // namespace
 
-const HiredisApi& hiredis() {
-  return load_once<HiredisApi, load_HiredisApi>();
-}
+CLUTCH_SHARED_LIBRARY_LOADER(HiredisApi, CLUTCH_HIREDIS_FUNCTIONS, hiredis, kHiredis)
 
 }  // namespace clutch

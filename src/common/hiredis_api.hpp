@@ -22,11 +22,6 @@
 
 namespace clutch {
 
-CLUTCH_LIBRARY_TABLE(HiredisApi, CLUTCH_HIREDIS_FUNCTIONS)
-
-// The library, loaded on the first call (thread-safe, no lock once loaded). Throws
-// std::runtime_error naming the library and what is missing if it cannot be loaded; a later call
-// tries again.
-const HiredisApi& hiredis();
+CLUTCH_SHARED_LIBRARY(HiredisApi, CLUTCH_HIREDIS_FUNCTIONS, hiredis)
 
 }  // namespace clutch

@@ -1,4 +1,5 @@
-// Libraries loaded when first used instead of at every process's exec (rabbitmq-c, SQLite).
+// Libraries loaded when first used instead of at every process's exec (rabbitmq-c, SQLite,
+// hiredis).
 //
 // Each library linked at exec maps its pages and dirties its relocations in every process: the
 // master, the agent and every worker, though only a process with that kind of queue calls it.
@@ -45,23 +46,32 @@ const Table& load_once() {
 
 }  // namespace clutch
 
-// A library's table: a struct with one member per name in the X-macro list FUNCTIONS, a pointer
-// of the type of the function of that name its header declares.
+// Declares a library's table, a struct with one member per name in the X-macro list FUNCTIONS
+// (a pointer of the type of the function of that name its header declares), and
+// `const Table& accessor()`: the library, loaded on the first call (thread-safe, no lock once
+// loaded). It throws std::runtime_error naming the library and what is missing if it cannot be
+// loaded; a later call tries again.
 #define CLUTCH_LIBRARY_MEMBER(name) decltype(&::name) name = nullptr;
-#define CLUTCH_LIBRARY_TABLE(Table, FUNCTIONS) \
-  struct Table {                               \
-    FUNCTIONS(CLUTCH_LIBRARY_MEMBER)           \
-  };
+#define CLUTCH_SHARED_LIBRARY(Table, FUNCTIONS, accessor) \
+  struct Table {                                          \
+    FUNCTIONS(CLUTCH_LIBRARY_MEMBER)                      \
+  };                                                      \
+  const Table& accessor();
 
-// `Table load_<Table>()`: opens `library` and fills every member, for load_once.
+// Defines accessor(), which opens `shared_library` (a SharedLibrary) and fills every member.
 #define CLUTCH_LIBRARY_RESOLVE(name) \
   table.name =                       \
       reinterpret_cast<decltype(table.name)>(shared_library_function(handle, library, #name));
-#define CLUTCH_LIBRARY_LOADER(Table, FUNCTIONS, shared_library) \
-  Table load_##Table() {                                        \
-    const ::clutch::SharedLibrary& library = shared_library;    \
-    void* handle = ::clutch::open_shared_library(library);      \
-    Table table;                                                \
-    FUNCTIONS(CLUTCH_LIBRARY_RESOLVE)                           \
-    return table;                                               \
+#define CLUTCH_SHARED_LIBRARY_LOADER(Table, FUNCTIONS, accessor, shared_library) \
+  namespace {                                                                    \
+  Table load_##Table() {                                                         \
+    const ::clutch::SharedLibrary& library = shared_library;                     \
+    void* handle = ::clutch::open_shared_library(library);                       \
+    Table table;                                                                 \
+    FUNCTIONS(CLUTCH_LIBRARY_RESOLVE)                                            \
+    return table;                                                                \
+  }                                                                              \
+  }                                                                              \
+  const Table& accessor() {                                                      \
+    return ::clutch::load_once<Table, load_##Table>();                           \
   }

@@ -27,6 +27,11 @@ void close_all(auto& fds) {
   fds.clear();
 }
 
+// A read that found nothing to read now (as opposed to end of stream or an error).
+bool would_block(ssize_t n) {
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
+}
+
 // While a channel hands out frames, the output they cause (the master relaying them, a child
 // answering them) is written when the outermost hand-out ends rather than on a posted turn: one
 // loop turn and one epoll_wait less per relayed frame, with the same coalescing per batch.
@@ -38,14 +43,12 @@ struct Channel::HandOut {
   HandOut() { ++t_handing_out; }
   ~HandOut() {
     if (--t_handing_out > 0) return;
-    // A flush can queue no frame of its own, but a bounded loop costs nothing to be sure of.
-    for (int round = 0; round < 8 && !t_flush_after_hand_out.empty(); ++round) {
-      auto channels = std::move(t_flush_after_hand_out);
-      t_flush_after_hand_out.clear();
-      for (auto& channel : channels) {
-        channel->flush_posted_ = false;
-        channel->flush();
-      }
+    // No hand-out runs now, so whatever these flushes queue again is posted, not listed here.
+    auto channels = std::move(t_flush_after_hand_out);
+    t_flush_after_hand_out.clear();
+    for (auto& channel : channels) {
+      channel->flush_posted_ = false;
+      channel->flush();
     }
   }
 };
@@ -96,7 +99,7 @@ void Channel::read_more() {
     });
     return;
   }
-  if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+  if (!would_block(n)) {
     std::string why = n == 0 ? "peer closed the channel" : std::strerror(errno);
     asio::post(socket_.get_executor(), [self = shared_from_this(), why] {
       self->reading_ = false;
@@ -127,7 +130,7 @@ void Channel::on_readable() {
   make_room();
   std::size_t room = in_.size() - in_end_;
   ssize_t n = receive_some();
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return wait_readable();
+  if (would_block(n)) return wait_readable();
   if (n <= 0) return fail(n == 0 ? "peer closed the channel" : std::strerror(errno), false);
   process_input();
   if (closed_ || paused_) return;

@@ -6,12 +6,8 @@ namespace {
 const SharedLibrary kRabbitMq{CLUTCH_RABBITMQ_SONAME, "CLUTCH_RABBITMQ_LIBRARY",
                               "AMQP needs rabbitmq-c", "Debian package librabbitmq4", "AMQP"};
 
-CLUTCH_LIBRARY_LOADER(RabbitMq, CLUTCH_RABBITMQ_FUNCTIONS, kRabbitMq)
-
 }  // namespace
 
-const RabbitMq& rabbitmq() {
-  return load_once<RabbitMq, load_RabbitMq>();
-}
+CLUTCH_SHARED_LIBRARY_LOADER(RabbitMq, CLUTCH_RABBITMQ_FUNCTIONS, rabbitmq, kRabbitMq)
 
 }  // namespace clutch::mq

@@ -48,10 +48,6 @@
 
 namespace clutch::mq {
 
-CLUTCH_LIBRARY_TABLE(RabbitMq, CLUTCH_RABBITMQ_FUNCTIONS)
-
-// The library, loaded on the first call (thread-safe). Throws std::runtime_error naming the
-// library and what is missing if it cannot be loaded; a later call tries again.
-const RabbitMq& rabbitmq();
+CLUTCH_SHARED_LIBRARY(RabbitMq, CLUTCH_RABBITMQ_FUNCTIONS, rabbitmq)
 
 }  // namespace clutch::mq

@@ -33,10 +33,6 @@
 
 namespace clutch::mq {
 
-CLUTCH_LIBRARY_TABLE(SqliteApi, CLUTCH_SQLITE_FUNCTIONS)
-
-// The library, loaded on the first call (thread-safe). Throws std::runtime_error naming the
-// library and what is missing if it cannot be loaded; a later call tries again.
-const SqliteApi& sqlite_api();
+CLUTCH_SHARED_LIBRARY(SqliteApi, CLUTCH_SQLITE_FUNCTIONS, sqlite_api)
 
 }  // namespace clutch::mq
