@@ -1,12 +1,13 @@
 #include "schedule/cron.hpp"
 
+#include <cctz/civil_time.h>
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <array>
 #include <cctype>
 #include <cstdlib>
-#include <filesystem>
+#include <limits>
 
 namespace clutch::schedule {
 namespace {
@@ -157,158 +158,146 @@ void copy_bits(const ParsedField& field, std::bitset<N>& bits) {
   for (std::size_t i = 0; i < field.values.size() && i < N; ++i) bits[i] = field.values[i];
 }
 
-// Civil (wall-clock) date-time arithmetic, independent of any zone.
-struct Civil {
-  int year, month, day, hour, minute, second;
-};
+// Civil (wall-clock) date-time arithmetic, independent of any zone: cctz's civil types, whose
+// constructors normalize (October 32 -> November 1), so "the next day" is civil_day(c) + 1.
+using Civil = cctz::civil_second;
+using Instant = cctz::time_point<cctz::seconds>;
 
-bool leap(int y) {
+const Civil kEpoch(1970, 1, 1, 0, 0, 0);
+
+long long seconds_of(const Civil& c) {
+  return c - kEpoch;
+}
+Civil civil_at(long long seconds) {
+  return kEpoch + seconds;
+}
+Instant instant_of(long long t) {
+  return Instant(cctz::seconds(t));
+}
+long long seconds_of(const Instant& t) {
+  return t.time_since_epoch().count();
+}
+
+bool leap(long long y) {
   return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
 }
-int days_in_month(int y, int m) {
+int days_in_month(long long y, int m) {
   static constexpr int days[] = {0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
   return m == 2 && leap(y) ? 29 : days[m];
 }
-// 0 = Sunday (Sakamoto's method).
-int weekday(int y, int m, int d) {
-  static constexpr int t[] = {0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4};
-  if (m < 3) y -= 1;
-  return (y + y / 4 - y / 100 + y / 400 + t[m - 1] + d) % 7;
-}
-
-Civil civil_of(const std::tm& tm) {
-  return {tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec};
-}
-std::tm tm_of(const Civil& c) {
-  std::tm tm{};
-  tm.tm_year = c.year - 1900;
-  tm.tm_mon = c.month - 1;
-  tm.tm_mday = c.day;
-  tm.tm_hour = c.hour;
-  tm.tm_min = c.minute;
-  tm.tm_sec = c.second;
-  tm.tm_isdst = -1;
-  return tm;
-}
-long long civil_seconds(const Civil& c) {
-  std::tm tm = tm_of(c);
-  return static_cast<long long>(timegm(&tm));
-}
-
-void next_second(Civil& c) {
-  if (++c.second < 60) return;
-  c.second = 0;
-  if (++c.minute < 60) return;
-  c.minute = 0;
-  if (++c.hour < 24) return;
-  c.hour = 0;
-  if (++c.day <= days_in_month(c.year, c.month)) return;
-  c.day = 1;
-  if (++c.month <= 12) return;
-  c.month = 1;
-  ++c.year;
+// 0 = Sunday.
+int weekday(const Civil& c) {
+  return (static_cast<int>(cctz::get_weekday(cctz::civil_day(c))) + 1) % 7;
 }
 
 // Quartz's day-of-month forms: L, L-n, nW, LW.
 bool special_dom(const CronExpression& e, const Civil& c) {
-  int last = days_in_month(c.year, c.month);
+  int last = days_in_month(c.year(), c.month());
   for (int before : e.days_before_last) {
-    if (c.day == last - before) return true;
+    if (c.day() == last - before) return true;
   }
+  auto weekday_of_day = [&](int day) { return weekday(Civil(c.year(), c.month(), day)); };
   auto weekday_near = [&](int day) {
     day = std::min(day, last);
-    int wd = weekday(c.year, c.month, day);
+    int wd = weekday_of_day(day);
     if (wd == 6) return day == 1 ? 3 : day - 1;           // Saturday: Friday, or Monday the 3rd
     if (wd == 0) return day == last ? day - 2 : day + 1;  // Sunday: Monday, or Friday
     return day;
   };
   for (int day : e.nearest_weekday_to) {
-    if (c.day == weekday_near(day)) return true;
+    if (c.day() == weekday_near(day)) return true;
   }
   if (e.last_weekday) {
-    int wd = weekday(c.year, c.month, last);
+    int wd = weekday_of_day(last);
     int last_weekday = wd == 6 ? last - 1 : wd == 0 ? last - 2 : last;
-    if (c.day == last_weekday) return true;
+    if (c.day() == last_weekday) return true;
   }
   return false;
 }
 
 // Quartz's day-of-week forms: 5L (the last Friday), 1#2 (the second Monday).
 bool special_dow(const CronExpression& e, const Civil& c) {
-  int wd = weekday(c.year, c.month, c.day);
+  int wd = weekday(c);
   for (int day : e.last_of_weekday) {
-    if (wd == day && c.day + 7 > days_in_month(c.year, c.month)) return true;
+    if (wd == day && c.day() + 7 > days_in_month(c.year(), c.month())) return true;
   }
   for (const auto& [day, nth] : e.nth_weekday) {
-    if (wd == day && (c.day - 1) / 7 + 1 == nth) return true;
+    if (wd == day && (c.day() - 1) / 7 + 1 == nth) return true;
   }
   return false;
 }
 
 bool day_matches(const CronExpression& e, const Civil& c) {
-  bool dom = e.days_of_month[static_cast<std::size_t>(c.day)] || special_dom(e, c);
-  bool dow = e.days_of_week[static_cast<std::size_t>(weekday(c.year, c.month, c.day))] ||
-             special_dow(e, c);
+  bool dom = e.days_of_month[static_cast<std::size_t>(c.day())] || special_dom(e, c);
+  bool dow = e.days_of_week[static_cast<std::size_t>(weekday(c))] || special_dow(e, c);
   if (e.dom_restricted && e.dow_restricted) return dom || dow;
   if (e.dom_restricted) return dom;
   if (e.dow_restricted) return dow;
   return true;
 }
 
-// The first civil time at or after `c` that matches, skipping whole months, days, hours and
-// minutes that cannot; nullopt past `last_year`.
-std::optional<Civil> next_civil_match(const CronExpression& e, Civil c, int last_year) {
-  while (c.year <= last_year) {
-    if (!e.months[static_cast<std::size_t>(c.month)]) {
-      c = {c.month == 12 ? c.year + 1 : c.year, c.month == 12 ? 1 : c.month + 1, 1, 0, 0, 0};
+// The first set bit at or after `from`, or -1.
+template <std::size_t N>
+int first_set_from(const std::bitset<N>& bits, int from) {
+  for (auto i = static_cast<std::size_t>(from); i < N; ++i) {
+    if (bits[i]) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+// The first civil time in [c, limit] that matches, or nullopt. Field by field, largest first: a
+// field that cannot match moves to the next value of the field above it (with carry), and a field
+// that can jumps straight to its next allowed value, so a call costs a few steps per field and at
+// most one step per day for the day rules, never one per second.
+std::optional<Civil> next_civil_match(const CronExpression& e, Civil c, const Civil& limit) {
+  // Each turn moves c forward by at least a second; 10 years of days is ~3,700 turns.
+  for (int turn = 0; turn < 100000 && c <= limit; ++turn) {
+    if (!e.months[static_cast<std::size_t>(c.month())]) {
+      int month = first_set_from(e.months, c.month());
+      c = month > 0 ? Civil(c.year(), month, 1) : Civil(c.year() + 1, 1, 1);
       continue;
     }
     if (!day_matches(e, c)) {
-      c.hour = 23, c.minute = 59, c.second = 59;
-      next_second(c);
+      c = Civil(cctz::civil_day(c) + 1);
       continue;
     }
-    if (!e.hours[static_cast<std::size_t>(c.hour)]) {
-      c.minute = 59, c.second = 59;
-      next_second(c);
+    int hour = first_set_from(e.hours, c.hour());
+    if (hour < 0) {
+      c = Civil(cctz::civil_day(c) + 1);
       continue;
     }
-    if (!e.minutes[static_cast<std::size_t>(c.minute)]) {
-      c.second = 59;
-      next_second(c);
+    if (hour != c.hour()) c = Civil(c.year(), c.month(), c.day(), hour, 0, 0);
+    int minute = first_set_from(e.minutes, c.minute());
+    if (minute < 0) {
+      c = Civil(cctz::civil_hour(c) + 1);
       continue;
     }
-    if (!e.seconds[static_cast<std::size_t>(c.second)]) {
-      next_second(c);
+    if (minute != c.minute()) c = Civil(c.year(), c.month(), c.day(), c.hour(), minute, 0);
+    int second = first_set_from(e.seconds, c.second());
+    if (second < 0) {
+      c = Civil(cctz::civil_minute(c) + 1);
       continue;
     }
-    return c;
+    c = Civil(c.year(), c.month(), c.day(), c.hour(), c.minute(), second);
+    return c <= limit ? std::optional<Civil>(c) : std::nullopt;
   }
   return std::nullopt;
 }
 
-// Switches the process's zone for the duration of a conversion (single-threaded processes).
-class ZoneScope {
- public:
-  explicit ZoneScope(const std::string& name) : active_(!name.empty()) {
-    if (!active_) return;
-    if (const char* old = std::getenv("TZ")) saved_ = old, had_ = true;
-    setenv("TZ", name.c_str(), 1);
-    tzset();
-  }
-  ~ZoneScope() {
-    if (!active_) return;
-    if (had_)
-      setenv("TZ", saved_.c_str(), 1);
-    else
-      unsetenv("TZ");
-    tzset();
-  }
-
- private:
-  bool active_, had_ = false;
-  std::string saved_;
-};
+std::tm tm_of(const Civil& c) {
+  std::tm tm{};
+  tm.tm_year = static_cast<int>(c.year() - 1900);
+  tm.tm_mon = c.month() - 1;
+  tm.tm_mday = c.day();
+  tm.tm_hour = c.hour();
+  tm.tm_min = c.minute();
+  tm.tm_sec = c.second();
+  tm.tm_isdst = -1;
+  return tm;
+}
+Civil civil_of(const std::tm& tm) {
+  return Civil(tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
 
 }  // namespace
 
@@ -360,12 +349,14 @@ CronExpression parse_cron(std::string_view text) {
 }
 
 TimeZone::TimeZone(std::string name) : name_(std::move(name)) {
-  if (name_.empty()) return;
-  const char* dir = std::getenv("TZDIR");
-  std::filesystem::path file =
-      std::filesystem::path(dir != nullptr ? dir : "/usr/share/zoneinfo") / name_;
+  if (name_.empty()) {
+    zone_ = cctz::local_time_zone();
+    return;
+  }
+  // cctz reads the zone's file (under TZDIR, else /usr/share/zoneinfo) once and caches it;
+  // a name that climbs out of that folder is not a zone.
   if (name_.find("..") != std::string::npos || name_.front() == '/' ||
-      !std::filesystem::is_regular_file(file)) {
+      !cctz::load_time_zone(name_, &zone_)) {
     throw CronError(
         fmt::format("unknown time zone '{}' (expected an IANA name such as "
                     "Europe/Berlin; is the tzdata package installed?)",
@@ -374,71 +365,98 @@ TimeZone::TimeZone(std::string name) : name_(std::move(name)) {
 }
 
 std::tm TimeZone::to_local(std::time_t instant) const {
-  ZoneScope scope(name_);
-  std::tm tm{};
-  localtime_r(&instant, &tm);
+  cctz::time_zone::absolute_lookup at = zone_.lookup(instant_of(instant));
+  std::tm tm = tm_of(at.cs);
+  tm.tm_isdst = at.is_dst ? 1 : 0;
+  tm.tm_gmtoff = at.offset;
+  tm.tm_wday = weekday(at.cs);
   return tm;
 }
 
 std::vector<std::time_t> TimeZone::from_local(const std::tm& local) const {
-  ZoneScope scope(name_);
-  std::vector<std::time_t> out;
-  for (int isdst : {0, 1}) {
-    std::tm tm = local;
-    tm.tm_isdst = isdst;
-    std::time_t t = mktime(&tm);
-    std::tm back{};
-    localtime_r(&t, &back);
-    if (back.tm_year == local.tm_year && back.tm_mon == local.tm_mon &&
-        back.tm_mday == local.tm_mday && back.tm_hour == local.tm_hour &&
-        back.tm_min == local.tm_min && back.tm_sec == local.tm_sec &&
-        std::find(out.begin(), out.end(), t) == out.end()) {
-      out.push_back(t);
-    }
+  cctz::time_zone::civil_lookup found = zone_.lookup(civil_of(local));
+  switch (found.kind) {
+    case cctz::time_zone::civil_lookup::UNIQUE:
+      return {static_cast<std::time_t>(seconds_of(found.pre))};
+    case cctz::time_zone::civil_lookup::REPEATED:
+      return {static_cast<std::time_t>(seconds_of(found.pre)),
+              static_cast<std::time_t>(seconds_of(found.post))};
+    case cctz::time_zone::civil_lookup::SKIPPED:
+      break;
   }
-  std::sort(out.begin(), out.end());
-  return out;
+  return {};
 }
 
 std::time_t TimeZone::shift_over_gap(const std::tm& local) const {
-  std::tm copy = local;
-  std::time_t as_utc = timegm(&copy);
-  // The offset in force before the transition, applied to the missing wall time, lands as far
-  // past the gap as the time was into it.
-  long offset_before = to_local(as_utc - 14 * 3600).tm_gmtoff;
-  return as_utc - offset_before;
+  // cctz's `pre` for a skipped time applies the offset in force before the transition, which
+  // lands as far past the gap as the time was into it (02:30 on a 02:00->03:00 night: 03:30).
+  return static_cast<std::time_t>(seconds_of(zone_.lookup(civil_of(local)).pre));
 }
 
+// The fire times are walked one stretch of constant UTC offset at a time (a zone has about two
+// a year): inside a stretch, wall time and instants move together, so the first civil match is
+// the first fire. At the stretch's edges the DST rules of cron.hpp apply:
+// - after a spring-forward, the wall times the gap swallowed fire shifted by the gap, at the
+//   start of the new stretch;
+// - after a fall-back, the repeated wall times fire again only for a wildcard hour; a fixed hour
+//   fired in the stretch before.
+// So a per-second expression costs the same as a daily one: a few lookups, no scan.
 std::optional<std::time_t> next_fire(const CronExpression& cron, const TimeZone& zone,
                                      std::time_t after) {
-  // Start a few hours early in wall-clock terms: at a fall-back the same wall time comes twice,
-  // so a later instant can carry an earlier wall time.
-  constexpr long long kSlack = 3 * 3600;
-  Civil from = civil_of(zone.to_local(after - kSlack));
-  int last_year = from.year + 10;
-  next_second(from);
-  std::optional<std::time_t> best;
-  long long best_civil = 0;
-  for (int guard = 0; guard < 100000; ++guard) {
-    std::optional<Civil> match = next_civil_match(cron, from, last_year);
-    if (!match) break;
-    long long civil = civil_seconds(*match);
-    if (best && civil > best_civil + kSlack) break;
-    std::tm tm = tm_of(*match);
-    std::vector<std::time_t> instants = zone.from_local(tm);
-    if (instants.empty()) instants.push_back(zone.shift_over_gap(tm));
-    // A fixed hour fires once at a fall-back; a wildcard hour fires in both real hours.
-    if (instants.size() == 2 && !cron.hour_wildcard) instants.resize(1);
-    for (std::time_t t : instants) {
-      if (t > after && (!best || t < *best)) {
-        best = t;
-        best_civil = civil;
+  const cctz::time_zone& tz = zone.zone_;
+  long long t = static_cast<long long>(after) + 1;  // the earliest instant that may fire
+  const long long last_year = tz.lookup(instant_of(t)).cs.year() + 10;
+  const Civil year_end(last_year, 12, 31, 23, 59, 59);
+  std::optional<long long> best;
+  // Each turn is one stretch; 10 years hold ~20 of them in zones with DST.
+  for (int stretch = 0; stretch < 1000; ++stretch) {
+    cctz::time_zone::absolute_lookup here = tz.lookup(instant_of(t));
+    if (here.cs > year_end) break;
+    const long long offset = here.offset;
+    cctz::time_zone::civil_transition next{};
+    bool ends = tz.next_transition(instant_of(t), &next);
+    // The stretch holds the instants [t, end): wall times [here.cs, next.from).
+    long long end = ends ? seconds_of(next.from) - offset : std::numeric_limits<long long>::max();
+    Civil wall_limit = ends ? std::min(next.from - 1, year_end) : year_end;
+
+    // The transition that began this stretch, if t is still within reach of its edge.
+    cctz::time_zone::civil_transition began{};
+    if (tz.prev_transition(instant_of(t + 1), &began)) {
+      long long at = seconds_of(began.to) - offset;  // the instant of that transition
+      long long jump = began.to - began.from;        // > 0 spring-forward, < 0 fall-back
+      if (jump > 0 && t < at + jump) {
+        // Wall times [from, to) never showed; each fires at `at` plus how far it was into the gap.
+        Civil from = std::max(began.from, began.from + (t - at));
+        if (auto gap_match = next_civil_match(cron, from, began.to - 1)) {
+          long long fire = at + (*gap_match - began.from);
+          if (!best || fire < *best) best = fire;
+        }
       }
     }
-    from = *match;
-    next_second(from);
+
+    Civil from = here.cs;
+    if (!cron.hour_wildcard) {
+      // Wall times this stretch repeats from the one before fired there (a fixed hour fires once).
+      cctz::time_zone::civil_lookup wall = tz.lookup(from);
+      if (wall.kind == cctz::time_zone::civil_lookup::REPEATED && seconds_of(wall.post) == t) {
+        from = civil_at(seconds_of(wall.trans) + (seconds_of(from) - seconds_of(wall.pre)));
+      }
+    }
+    if (auto match = next_civil_match(cron, from, wall_limit)) {
+      long long fire = seconds_of(*match) - offset;
+      if (!best || fire < *best) best = fire;
+    }
+    // Every later stretch fires at or after `end`.
+    if ((best && *best < end) || !ends) break;
+    t = end;
   }
-  return best;
+  if (!best) return std::nullopt;
+  return static_cast<std::time_t>(*best);
+}
+
+bool matches(const CronExpression& cron, const std::tm& local) {
+  Civil c = civil_of(local);
+  return next_civil_match(cron, c, c).has_value();
 }
 
 std::string format_iso8601(std::time_t instant, const TimeZone& zone) {
@@ -466,10 +484,10 @@ std::time_t parse_iso8601(std::string_view text, const TimeZone& zone) {
     if (got < 2) throw CronError(fmt::format("bad time '{}': expected HH:MM after the date", text));
     rest = rest.substr(1 + static_cast<std::size_t>(used));
   }
-  Civil c{y, mo, d, h, mi, s};
   if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 59) {
     throw CronError(fmt::format("bad time '{}': no such date or time", text));
   }
+  Civil c(y, mo, d, h, mi, s);
   std::tm tm = tm_of(c);
   if (rest.empty()) {
     auto instants = zone.from_local(tm);
@@ -486,7 +504,7 @@ std::time_t parse_iso8601(std::string_view text, const TimeZone& zone) {
     }
     offset = (oh * 3600L + om * 60L) * (r[0] == '-' ? -1 : 1);
   }
-  return timegm(&tm) - offset;
+  return static_cast<std::time_t>(seconds_of(c) - offset);
 }
 
 }  // namespace clutch::schedule

@@ -13,6 +13,8 @@
 // time); a wildcard hour fires every real hour, so both 01:30s of a fall-back night fire.
 #pragma once
 
+#include <cctz/time_zone.h>
+
 #include <bitset>
 #include <ctime>
 #include <optional>
@@ -48,7 +50,9 @@ struct CronExpression {
 // Throws CronError naming the field and the bad part ("field 3 (day of month) '32': ...").
 CronExpression parse_cron(std::string_view text);
 
-// A time zone's rules (IANA name such as "Europe/Berlin", or "" for the local zone).
+// A time zone's rules (IANA name such as "Europe/Berlin", or "" for the local zone), read by
+// cctz from the tzdata files: no conversion touches the process's TZ, so it is safe beside the
+// agent's broker threads and leaves the log's time stamps alone.
 class TimeZone {
  public:
   // Throws CronError for an unknown zone.
@@ -63,8 +67,13 @@ class TimeZone {
   std::time_t shift_over_gap(const std::tm& local) const;
 
  private:
+  friend std::optional<std::time_t> next_fire(const CronExpression&, const TimeZone&, std::time_t);
   std::string name_;
+  cctz::time_zone zone_;
 };
+
+// Whether a wall-clock time (fields year..second) matches every field and day rule.
+bool matches(const CronExpression& cron, const std::tm& local);
 
 // The first fire time strictly after `after`, or nullopt if the expression never fires within
 // the next 10 years (e.g. "0 0 30 2 *").

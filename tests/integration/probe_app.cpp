@@ -583,6 +583,16 @@ void declare_jobs(clutch::App& app) {
       throw std::runtime_error("probe: this job always fails");
     });
   }
+  // Ten per-second crons in a zone with an offset: the agent's cost of computing fire times.
+  if (wanted("tokyo10")) {
+    for (int i = 0; i < 10; ++i) {
+      std::string name = fmt::format("tokyo{}", i);
+      app.schedule(JobOptions{.name = name, .cron = "*/1 * * * * *", .time_zone = "Asia/Tokyo"},
+                   [name](clutch::Context&) {
+                     record(fmt::format(R"("ev":"job-start","job":"{}")", name));
+                   });
+    }
+  }
   if (wanted("listed")) {
     app.schedule(JobOptions{.name = "listed", .cron = "0 3 * * *", .time_zone = "Europe/Berlin"},
                  [](clutch::Context&) { record(R"("ev":"job-start","job":"listed")"); });

@@ -106,6 +106,35 @@ class Schedule(ClusterTest):
         self.assertIn("no job named 'nonexistent'", outcomes[0][1])
         wait_for(lambda: self.runs(c, "listed"), 5, "the job run now")
 
+    def test_per_second_crons_in_a_zone_leave_the_agent_idle_and_stop_cleanly(self):
+        # Issue 22.1: ten "*/1 * * * * *" jobs in Asia/Tokyo pinned the agent at a core (each
+        # fire time scanned three hours of candidates, switching the process's TZ each time).
+        c = self.cluster("tokyo10", workers=2)
+        agent = c.ready["agent"]
+        names = [f"tokyo{i}" for i in range(10)]
+
+        def runs_of_each():
+            counts = collections.Counter(e["job"] for e in c.events("job-start"))
+            return min(counts[n] for n in names)
+
+        wait_for(lambda: runs_of_each() >= 2, 60, "every job to run twice")
+        ticks = os.sysconf("SC_CLK_TCK")
+
+        def cpu_seconds():
+            with open(f"/proc/{agent}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / ticks
+
+        cpu0, wall0, runs0 = cpu_seconds(), time.monotonic(), runs_of_each()
+        wait_for(lambda: runs_of_each() >= runs0 + 4, 60, "four more runs of every job")
+        cpu, wall = cpu_seconds() - cpu0, time.monotonic() - wall0
+        # Today's cost is well under 1% of a core (bench/cron); the old one was 90-100%.
+        self.assertLess(cpu / wall, 0.25, f"agent used {cpu:.2f} s of CPU in {wall:.1f} s")
+        # A stop ends the agent by itself (it had to be SIGKILLed when pinned).
+        c.signal(signal.SIGTERM)
+        self.assertEqual(c.wait_exit(), 0)
+        self.assertNotIn("SIGKILL", c.stderr())
+
     def test_bad_cron_fails_the_start_naming_the_job_and_field(self):
         c = self.start(workers=1, env={"PROBE_JOBS": "badcron"})
         self.assertEqual(c.wait_exit(), 2)
