@@ -178,6 +178,17 @@ std::chrono::milliseconds coarse_now() {
 }
 }  // namespace
 
+std::chrono::milliseconds Channel::coarse_clock() {
+  return coarse_now();
+}
+
+std::chrono::milliseconds Channel::incomplete_for(std::chrono::milliseconds now) const {
+  if (incomplete_mark_ != frames_in_ || in_begin_ == in_end_ || closed_) {
+    return std::chrono::milliseconds(0);
+  }
+  return std::max(now - incomplete_since_, std::chrono::milliseconds(1));
+}
+
 void Channel::process_input() {
   HandOut hand_out;
   std::chrono::milliseconds deadline =
@@ -202,6 +213,11 @@ void Channel::process_input() {
     if (status == DecodeStatus::kNeedMore) {
       // Make sure a large frame will fit once it has fully arrived.
       std::size_t need = available.size() >= kHeaderSize ? header.frame_size() : kHeaderSize;
+      if (incomplete_mark_ != frames_in_) {
+        incomplete_mark_ = frames_in_;
+        incomplete_since_ = coarse_now();
+      }
+      incomplete_size_ = need;
       end_batch();  // the frames handed out are about to move
       // A read in progress writes at in_end_ of this very buffer: nothing may move or be
       // reallocated under it. Its completion comes back here, and compacts then.
@@ -229,6 +245,7 @@ void Channel::process_input() {
       in_fds_.pop_front();
     }
     in_begin_ += header.frame_size();
+    ++frames_in_;
     on_frame_(view, raw);
     if (view.fd >= 0) ::close(view.fd);
   }

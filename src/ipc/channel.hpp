@@ -89,6 +89,22 @@ class Channel : public std::enable_shared_from_this<Channel> {
   // the rest of the process or look like a hung loop. Off (0) by default; children set it.
   void set_turn_budget(std::chrono::milliseconds budget) { turn_budget_ = budget; }
 
+  // Whole frames handed out so far: what proves the peer alive (bytes of a frame that never
+  // completes prove nothing: a peer that wrote half a frame has its later frames read as the
+  // rest of it).
+  uint64_t frames_received() const { return frames_in_; }
+  // How long the channel has held the start of a frame that has not fully arrived, with no whole
+  // frame handed out since (0 if it holds none), and that frame's announced and received sizes.
+  std::chrono::milliseconds incomplete_for(std::chrono::milliseconds now) const;
+  std::size_t incomplete_size() const { return incomplete_size_; }
+  std::size_t incomplete_received() const { return in_end_ - in_begin_; }
+  // Counts an unfinished frame's time afresh from `now` (after a stall of the reader's own).
+  void restart_incomplete_clock(std::chrono::milliseconds now) {
+    if (incomplete_mark_ == frames_in_) incomplete_since_ = now;
+  }
+  // The coarse monotonic clock incomplete_for() is read against.
+  static std::chrono::milliseconds coarse_clock();
+
   // Back-pressure: stop taking frames from the peer until resume_reading().
   void pause_reading() { paused_ = true; }
   void resume_reading();
@@ -145,6 +161,12 @@ class Channel : public std::enable_shared_from_this<Channel> {
   bool reading_ = false, writing_active_ = false, flush_posted_ = false;
   bool paused_ = false, closed_ = false, drain_wanted_ = false, continue_posted_ = false;
   std::chrono::milliseconds turn_budget_{0};
+  uint64_t frames_in_ = 0;
+  // Set when a frame is found incomplete: the frame count then (so a later whole frame ends the
+  // episode without a store per frame), when, and the size it announced.
+  uint64_t incomplete_mark_ = UINT64_MAX;
+  std::chrono::milliseconds incomplete_since_{0};
+  std::size_t incomplete_size_ = 0;
 };
 
 }  // namespace clutch::ipc

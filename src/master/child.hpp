@@ -40,10 +40,12 @@ struct Child {
       false;  // started to take over a slot (a reload or a replacement), not ready
   // Started to replace the slot's process on its own (over max_rss), not by a rolling reload.
   std::string replacing_because;
-  bool refusing = false;        // messages for it are refused (its queue is full); logged once
-  bool hung = false;            // its loop stopped turning: being killed
-  Clock::time_point last_seen;  // when its channel last delivered anything (a heartbeat at least)
-  std::string fatal_error;      // what the child reported before dying, if anything
+  bool refusing = false;  // messages for it are refused (its queue is full); logged once
+  bool hung = false;      // its loop stopped turning: being killed
+  Clock::time_point
+      last_seen;             // when its channel last delivered a whole frame (a heartbeat at least)
+  uint64_t frames_seen = 0;  // the channel's frames_received() at last_seen
+  std::string fatal_error;   // what the child reported before dying, if anything
   std::vector<pid_t> blocked_senders;  // paused because this child's output is over high water
   // Shared payloads (master tokens) sent to it that it has not said it read: each holds a
   // reference, released when it says so (kPayloadRead) or dies.

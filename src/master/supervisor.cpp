@@ -163,10 +163,9 @@ int Supervisor::run() {
   wait_reopen();
   wait_upgrade_signal();
   wait_children();
-  if (config_.hang_timeout.count() > 0) {
-    last_hang_sweep_ = Clock::now();
-    watch_hangs();
-  }
+  // Always: besides hangs (when hang_timeout is set), the sweep bounds incomplete frames.
+  last_hang_sweep_ = Clock::now();
+  watch_hangs();
   if (config_.max_rss > 0) watch_memory();
   // A new master takes the control and metrics sockets over once it is ready; until then the old
   // one answers on them.
@@ -318,28 +317,65 @@ void Supervisor::feed_watchdog(std::chrono::microseconds every) {
   });
 }
 
+namespace {
+// How long a frame may stay incomplete when hang detection is off: a child's loop that blocks
+// that long in a handler while its output is half-written is indistinguishable from one that
+// broke the protocol, and the protocol break must not freeze the child's work for good.
+constexpr Millis kIncompleteFrameLimitWithoutHangTimeout{60000};
+}  // namespace
+
 void Supervisor::watch_hangs() {
-  hang_timer_.expires_after(heartbeat_interval(config_.hang_timeout));
-  hang_timer_.async_wait([this](const asio::error_code& ec) {
+  bool hang_detection = config_.hang_timeout.count() > 0;
+  hang_timer_.expires_after(hang_detection ? heartbeat_interval(config_.hang_timeout)
+                                           : std::chrono::seconds(1));
+  hang_timer_.async_wait([this, hang_detection](const asio::error_code& ec) {
     if (ec) return;
     auto now = Clock::now();
+    auto sweep_interval =
+        hang_detection ? config_.hang_timeout / 2 : kIncompleteFrameLimitWithoutHangTimeout / 2;
     // If the master's own loop stalled (the machine was suspended, the master was stopped),
     // every child looks silent: start counting afresh instead of killing them all.
-    bool master_stalled = now - last_hang_sweep_ > config_.hang_timeout / 2;
+    bool master_stalled = now - last_hang_sweep_ > sweep_interval;
     last_hang_sweep_ = now;
+    Millis frame_limit =
+        hang_detection ? config_.hang_timeout : kIncompleteFrameLimitWithoutHangTimeout;
+    Millis coarse_now = ipc::Channel::coarse_clock();
+    std::vector<pid_t> broken;
     children_.for_each([&](Child& c) {
-      if (c.hung || c.term_sent) return;
+      if (c.hung || c.term_sent || !c.connected()) return;
       if (c.state != ChildState::kReady && c.state != ChildState::kDraining) return;
       // A channel the master paused (back-pressure) brings no news by the master's choice.
       if (master_stalled || c.channel->paused()) {
         c.last_seen = now;
+        c.channel->restart_incomplete_clock(coarse_now);
         return;
       }
+      // A frame begun and never finished: checked first, since the child may well be alive (its
+      // later frames are being read as the rest of that one), and that is no hang.
+      if (c.channel->incomplete_for(coarse_now) > frame_limit) {
+        broken.push_back(c.pid);
+        return;
+      }
+      if (!hang_detection) return;
       auto silent = std::chrono::duration_cast<Millis>(now - c.last_seen);
       if (silent > config_.hang_timeout) on_hang(c, silent);
     });
+    for (pid_t pid : broken) {
+      if (Child* c = children_.find(pid)) on_incomplete_frame(*c, frame_limit, coarse_now);
+    }
     watch_hangs();
   });
+}
+
+void Supervisor::on_incomplete_frame(Child& c, Millis limit, Millis coarse_now) {
+  spdlog::error(
+      "{} broke the messenger protocol: a frame of {} bytes has been incomplete for {} ms ({} "
+      "bytes arrived; limit {} ms, hang_timeout); restarting it, its unacknowledged messages go "
+      "to other workers",
+      c.describe(), c.channel->incomplete_size(), c.channel->incomplete_for(coarse_now).count(),
+      c.channel->incomplete_received(), limit.count());
+  c.channel->close();
+  kill(c.pid, SIGKILL);
 }
 
 void Supervisor::on_hang(Child& c, Millis silent) {
@@ -424,7 +460,11 @@ Child* Supervisor::spawn(Slot& slot, bool reload_candidate) {
   c.channel->on_drain([this, &c] { router_.resume_blocked(c); });
   if (config_.hang_timeout.count() > 0) {
     c.channel->on_batch_end([this, &c] {
-      c.last_seen = Clock::now();  // any frame shows the child's loop turns
+      // Any whole frame shows the child's loop turns; bytes of an unfinished one do not.
+      if (uint64_t frames = c.channel->frames_received(); frames != c.frames_seen) {
+        c.frames_seen = frames;
+        c.last_seen = Clock::now();
+      }
       router_.commit_borrowed();
     });
   } else {
@@ -471,6 +511,9 @@ void Supervisor::on_control(Child& child, std::string_view op, std::string_view 
       // but broadcasts will come.
       router_.send_control(child, "drain-ok");
       if (was_ready && phase_ == Phase::kRunning) announce_members_soon();
+      // A child that drains on its own (its own stop, an uncaught exception) has as long to
+      // exit as one the master asked: a drain that never ends would hold its slot for good.
+      if (!child.term_sent && !child.hung) expect_exit_after_drain(child);
     }
   } else {
     spdlog::error("{} sent an unknown control frame '{}': restarting it", child.describe(), op);
@@ -752,6 +795,20 @@ void Supervisor::terminate(Child& c) {
     if (ec || late == nullptr) return;
     spdlog::warn("{} still running {} ms after SIGTERM (kill_timeout): SIGKILL", late->describe(),
                  config_.kill_timeout.count());
+    kill(pid, SIGKILL);
+  });
+}
+
+void Supervisor::expect_exit_after_drain(Child& c) {
+  pid_t pid = c.pid;
+  c.kill_timer->expires_after(config_.kill_timeout);
+  c.kill_timer->async_wait([this, pid](const asio::error_code& ec) {
+    Child* late = children_.find(pid);
+    if (ec || late == nullptr || late->state == ChildState::kGone) return;
+    spdlog::warn(
+        "{} said it was draining {} ms ago and still runs (kill_timeout): SIGKILL; its slot is "
+        "refilled",
+        late->describe(), config_.kill_timeout.count());
     kill(pid, SIGKILL);
   });
 }

@@ -75,6 +75,11 @@ class Supervisor {
   // Every heartbeat interval: a ready child silent for hang_timeout is hung.
   void watch_hangs();
   void on_hang(Child& child, Millis silent);
+  // A child draining on its own must exit within kill_timeout, or is killed (its slot refilled).
+  void expect_exit_after_drain(Child& child);
+  // A child whose channel has held an unfinished frame past the limit: killed, its work
+  // redelivered.
+  void on_incomplete_frame(Child& child, Millis limit, Millis coarse_now);
   // Once a second with max_rss set: a child over it is replaced gracefully (memory_watch.cpp).
   void watch_memory();
   // WATCHDOG=1 to systemd at half its watchdog period while the loop turns.

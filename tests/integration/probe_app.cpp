@@ -10,6 +10,8 @@
 #include <clutch/mq.hpp>
 #include <clutch/schedule.hpp>
 
+#include "ipc/frame.hpp"
+
 #include <csignal>
 #include <cstdint>
 #include <cstdlib>
@@ -446,6 +448,31 @@ void worker_setup(clutch::Context& ctx) {
       record(R"("ev":"garbage")");
       const char junk[] = "GET / HTTP/1.1\r\nthis is not a clutch frame\r\n\r\n";
       (void)!write(3, junk, sizeof(junk));
+    }
+    // A "draining" control from a worker that goes on as if nothing happened (issue 28.2).
+    std::string forge_flag = env("PROBE_FORGE_DRAINING_FLAG");
+    if (!forge_flag.empty() && ctx.worker_index() == 1 && !std::filesystem::exists(forge_flag)) {
+      close(open(forge_flag.c_str(), O_CREAT | O_WRONLY, 0644));
+      std::vector<std::byte> frame;
+      clutch::ipc::FrameHeader header;
+      header.kind = clutch::ipc::FrameKind::kControl;
+      clutch::ipc::append_frame(frame, header, "draining", "");
+      record(R"("ev":"forged-draining")");
+      (void)!write(3, frame.data(), frame.size());
+    }
+    // The header of an 8 MiB message and none of its body (issue 28.1): the master must not
+    // take this worker's later frames (acks, beats) as that body for good.
+    std::string half_flag = env("PROBE_HALF_FRAME_FLAG");
+    if (!half_flag.empty() && ctx.worker_index() == 1 && !std::filesystem::exists(half_flag)) {
+      close(open(half_flag.c_str(), O_CREAT | O_WRONLY, 0644));
+      clutch::ipc::FrameHeader header;
+      header.kind = clutch::ipc::FrameKind::kMessage;
+      header.action_length = 4;
+      header.payload_length = 8u << 20;
+      std::byte raw[clutch::ipc::kHeaderSize];
+      clutch::ipc::encode_header(header, raw);
+      record(R"("ev":"half-frame")");
+      (void)!write(3, raw, sizeof(raw));
     }
   });
 }

@@ -220,6 +220,43 @@ class Messenger(ClusterTest):
         wait_for(lambda: len(c.events("handled")) > handled_before + 5, 5, "the cluster to carry on")
         self.assertTrue(alive(c.pid))
 
+    def test_half_written_frame_gets_the_child_restarted_and_its_messages_redelivered(self):
+        # Issue 28.1: a header promising 8 MiB and nothing more. The master used to read the
+        # worker's later acks and beats as that body, refresh its last-seen time at each read, and
+        # leave it "ready" with its messages in flight for good.
+        flag = os.path.join("/tmp", f"clutch-half-frame-{os.getpid()}")
+        self.addCleanup(lambda: os.path.exists(flag) and os.remove(flag))
+        c = self.cluster(workers=3, args=("-s", "hang_timeout=2s"),
+                         env={"PROBE_SCENARIO": "acked", "PROBE_COUNT": "3000", "PROBE_BATCH": "20",
+                              "PROBE_HALF_FRAME_FLAG": flag})
+        c.wait_ready()
+        offender = wait_for(lambda: c.events("half-frame"), 10, "the half-written frame")[0]["pid"]
+        wait_for(lambda: not alive(offender), 30, "the offender to be killed")
+        self.assertIn("broke the messenger protocol: a frame of 8388644 bytes has been incomplete",
+                      c.stderr())
+        self.assertNotIn("is hung", c.stderr())
+        wait_for(lambda: any(e["role"] == "worker" and e["pid"] != offender and
+                             e["pid"] not in c.ready["workers"] for e in c.events("ready")),
+                 30, "a replacement worker")
+        # Nothing lost: every message is acknowledged as handled, the offender's included.
+        wait_for(lambda: len({e["id"] for e in c.events("ack")}) == 3000, 60, "3,000 acknowledged ids")
+        self.assertEqual([e for e in c.events("ack") if not e["ok"]], [])
+
+    def test_forged_draining_control_has_a_deadline_then_the_slot_is_refilled(self):
+        # Issue 28.2: a worker that says "draining" and goes on held its slot draining for good.
+        flag = os.path.join("/tmp", f"clutch-forge-draining-{os.getpid()}")
+        self.addCleanup(lambda: os.path.exists(flag) and os.remove(flag))
+        c = self.cluster(workers=2, args=("-s", "kill_timeout=1s"),
+                         env={"PROBE_SCENARIO": "ping", "PROBE_FORGE_DRAINING_FLAG": flag})
+        c.wait_ready()
+        offender = wait_for(lambda: c.events("forged-draining"), 10, "the forged control")[0]["pid"]
+        wait_for(lambda: not alive(offender), 30, "the draining worker to be killed")
+        self.assertIn("said it was draining 1000 ms ago and still runs", c.stderr())
+        wait_for(lambda: any(e["role"] == "worker" and e["pid"] not in c.ready["workers"]
+                             for e in c.events("ready")), 30, "its slot refilled")
+        handled_before = len(c.events("handled"))
+        wait_for(lambda: len(c.events("handled")) > handled_before + 5, 10, "the cluster to carry on")
+
 
 if __name__ == "__main__":
     unittest.main()
