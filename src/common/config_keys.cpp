@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <optional>
 
 #include "common/units.hpp"
 
@@ -18,17 +19,32 @@ struct Key {
   std::string name;
   Setter set;
   std::function<std::string(const Config&)> get;
+  ValueKind kind = ValueKind::kText;
 };
+
+// A duration must carry its unit ("5s"): a bare 5 read as 5 ms, a kill_timeout that kills at once.
+std::optional<std::chrono::milliseconds> parse_duration_with_unit(std::string_view v) {
+  if (!v.empty() && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  return parse_duration(v);
+}
+
+std::string unitless_hint(std::string_view v) {
+  if (v.empty() || !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return "";
+  return fmt::format(" (a bare {} has no unit: write \"{}s\" or \"{}ms\")", v, v, v);
+}
 
 Key duration_key(std::string name, std::chrono::milliseconds Config::*field) {
   return Key{name,
              [field](Config& c, std::string_view v, const auto& fail) {
-               auto d = parse_duration(v);
+               auto d = parse_duration_with_unit(v);
                if (!d || d->count() <= 0)
-                 fail("expected a positive duration such as 500ms, 5s or 1m");
+                 fail("expected a positive duration such as 500ms, 5s or 1m" + unitless_hint(v));
                c.*field = *d;
              },
-             [field](const Config& c) { return std::to_string((c.*field).count()) + "ms"; }};
+             [field](const Config& c) { return std::to_string((c.*field).count()) + "ms"; },
+             ValueKind::kDuration};
 }
 
 Key bool_key(std::string name, bool Config::*field) {
@@ -41,7 +57,8 @@ Key bool_key(std::string name, bool Config::*field) {
                else
                  fail("expected true or false");
              },
-             [field](const Config& c) { return std::string(c.*field ? "true" : "false"); }};
+             [field](const Config& c) { return std::string(c.*field ? "true" : "false"); },
+             ValueKind::kBool};
 }
 
 Key size_key(std::string name, std::size_t Config::*field, uint64_t min, uint64_t max) {
@@ -53,7 +70,7 @@ Key size_key(std::string name, std::size_t Config::*field, uint64_t min, uint64_
           fail(fmt::format("expected a size from {} to {} bytes, such as 64KiB or 8MiB", min, max));
         c.*field = static_cast<std::size_t>(*n);
       },
-      [field](const Config& c) { return std::to_string(c.*field); }};
+      [field](const Config& c) { return std::to_string(c.*field); }, ValueKind::kSize};
 }
 
 // A duration where 0 (or "off") means "no limit"; others must be at least `min`.
@@ -65,16 +82,18 @@ Key optional_duration_key(std::string name, std::chrono::milliseconds Config::*f
                  c.*field = std::chrono::milliseconds(0);
                  return;
                }
-               auto d = parse_duration(v);
+               auto d = parse_duration_with_unit(v);
                if (!d || *d < min) {
-                 fail(min.count() > 1
-                          ? fmt::format("expected a duration of {}ms or more, such as 30s, or off",
-                                        min.count())
-                          : std::string("expected a duration such as 30s, or off"));
+                 fail((min.count() > 1
+                           ? fmt::format("expected a duration of {}ms or more, such as 30s, or off",
+                                         min.count())
+                           : std::string("expected a duration such as 30s, or off")) +
+                      unitless_hint(v));
                }
                c.*field = *d;
              },
-             [field](const Config& c) { return std::to_string((c.*field).count()) + "ms"; }};
+             [field](const Config& c) { return std::to_string((c.*field).count()) + "ms"; },
+             ValueKind::kOptionalDuration};
 }
 
 const std::vector<Key>& keys() {
@@ -86,7 +105,7 @@ const std::vector<Key>& keys() {
            fail("expected a number of workers from 0 (one per usable CPU) to 1024");
          c.workers = static_cast<unsigned>(*n);
        },
-       [](const Config& c) { return std::to_string(c.workers); }},
+       [](const Config& c) { return std::to_string(c.workers); }, ValueKind::kNumber},
       {"host",
        [](Config& c, std::string_view v, const auto& fail) {
          if (v.empty() || v == "unix:")
@@ -100,7 +119,7 @@ const std::vector<Key>& keys() {
          if (!n || *n > 65535) fail("expected a TCP port from 0 (any free port) to 65535");
          c.port = static_cast<int>(*n);
        },
-       [](const Config& c) { return std::to_string(c.port); }},
+       [](const Config& c) { return std::to_string(c.port); }, ValueKind::kNumber},
       bool_key("reuse_port", &Config::reuse_port),
       duration_key("startup_timeout", &Config::startup_timeout),
       duration_key("kill_timeout", &Config::kill_timeout),
@@ -114,7 +133,7 @@ const std::vector<Key>& keys() {
          if (!n || *n > 1000000) fail("expected a count such as 5 (0: restart for ever)");
          c.max_restarts = static_cast<unsigned>(*n);
        },
-       [](const Config& c) { return std::to_string(c.max_restarts); }},
+       [](const Config& c) { return std::to_string(c.max_restarts); }, ValueKind::kNumber},
       duration_key("max_restarts_window", &Config::max_restarts_window),
       {"max_message_size",
        [](Config& c, std::string_view v, const auto& fail) {
@@ -194,6 +213,13 @@ void apply_config_value(Config& config, std::string_view key, std::string_view v
   }
   throw ConfigError(fmt::format("config: unknown key '{}' (from {}); known keys: {}", key, source,
                                 fmt::join(config_keys(), ", ")));
+}
+
+ValueKind config_value_kind(std::string_view key) {
+  for (const Key& k : keys()) {
+    if (k.name == key) return k.kind;
+  }
+  return ValueKind::kText;
 }
 
 void validate_config(const Config& c) {

@@ -14,6 +14,12 @@ namespace clutch {
 // Sets `key` from its text form; throws ConfigError naming the key, the source and the value.
 void apply_config_value(Config& config, std::string_view key, std::string_view value,
                         std::string_view source);
+// What a key's value is, for the sources that have types (TOML): a number or a boolean must not
+// be written as a string, and a duration must not be a bare number (which read as milliseconds).
+enum class ValueKind { kText, kNumber, kBool, kDuration, kOptionalDuration, kSize };
+// The kind of a known key (kText for an unknown one: apply_config_value names it).
+ValueKind config_value_kind(std::string_view key);
+
 // Checks the relations between keys (e.g. back-off bounds); throws ConfigError.
 void validate_config(const Config& config);
 // Every key, in a stable order (for --help and the environment names).

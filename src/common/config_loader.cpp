@@ -29,12 +29,41 @@ std::string value_text(const toml::node& node, const std::string& key, const std
   auto fail = [&](const std::string& why) {
     return ConfigError(fmt::format("config: bad value for {} (from {}): {}", key, source, why));
   };
-  if (auto s = node.as_string()) return s->get();
+  ValueKind kind = config_value_kind(key);
+  if (auto s = node.as_string()) {
+    // TOML has numbers and booleans: a quoted one is a slip (or a template's) worth naming.
+    if (kind == ValueKind::kNumber) {
+      throw fail(fmt::format("expected a number, not the string \"{}\": write {} = {}", s->get(),
+                             key, s->get()));
+    }
+    if (kind == ValueKind::kBool) {
+      throw fail(fmt::format(
+          "expected true or false, not the string \"{}\": write {} = true or {} = false", s->get(),
+          key, key));
+    }
+    return s->get();
+  }
   if (auto i = node.as_integer()) {
     if (i->get() < 0) throw fail(fmt::format("{} must not be negative", i->get()));
+    bool zero_is_off = kind == ValueKind::kOptionalDuration && i->get() == 0;
+    if ((kind == ValueKind::kDuration || kind == ValueKind::kOptionalDuration) && !zero_is_off) {
+      throw fail(
+          fmt::format("a bare number is not a duration: write the unit, e.g. {} = \"{}s\" or "
+                      "{} = \"{}ms\"",
+                      key, i->get(), key, i->get()));
+    }
+    if (kind == ValueKind::kBool) {
+      throw fail(fmt::format("expected true or false, not {}", i->get()));
+    }
     return std::to_string(i->get());
   }
-  if (auto b = node.as_boolean()) return b->get() ? "true" : "false";
+  if (auto b = node.as_boolean()) {
+    if (kind != ValueKind::kBool && kind != ValueKind::kText)
+      throw fail(fmt::format("expected {}, not {}",
+                             kind == ValueKind::kNumber ? "a number" : "a value with its unit",
+                             b->get()));
+    return b->get() ? "true" : "false";
+  }
   if (auto f = node.as_floating_point()) {
     // The suggestion drops the fraction ({:.0f} rounds without the overflow of an integer cast).
     throw fail(fmt::format("{} is not a whole number; write e.g. {} = {:.0f}", f->get(), key,

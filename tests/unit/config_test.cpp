@@ -78,7 +78,8 @@ TEST(Config, FileMistakesFailWithWhatToWriteInstead) {
     return error_of({"--config", file.path});
   };
   std::string e = file_error("workers = true\n");
-  EXPECT_NE(e.find("bad value 'true' for workers"), std::string::npos) << e;
+  EXPECT_NE(e.find("bad value for workers"), std::string::npos) << e;
+  EXPECT_NE(e.find("expected a number, not true"), std::string::npos) << e;
   e = file_error("workers = 2.5\n");
   EXPECT_NE(e.find("2.5 is not a whole number; write e.g. workers = 2"), std::string::npos) << e;
   e = file_error("[cluster]\nworkers = 4\n");
@@ -88,6 +89,42 @@ TEST(Config, FileMistakesFailWithWhatToWriteInstead) {
   EXPECT_NE(e.find("unknown key 'ports'"), std::string::npos) << e;
   e = error_of({"--config", "/tmp"});
   EXPECT_NE(e.find("/tmp is a directory"), std::string::npos) << e;
+}
+
+// Issue 28.4: TOML has types, and a value of the wrong one started the cluster with a meaning
+// the user did not write (kill_timeout = 5 was 5 ms).
+TEST(Config, FileValuesOfTheWrongTypeAreRefusedNamingTheKey) {
+  auto file_error = [](const std::string& text) {
+    TempFile file(text);
+    return error_of({"--config", file.path});
+  };
+  std::string e = file_error("kill_timeout = 5\n");
+  EXPECT_NE(e.find("bad value for kill_timeout"), std::string::npos) << e;
+  EXPECT_NE(e.find("write the unit, e.g. kill_timeout = \"5s\""), std::string::npos) << e;
+  e = file_error("hang_timeout = 30\n");
+  EXPECT_NE(e.find("hang_timeout = \"30s\""), std::string::npos) << e;
+  e = file_error("port = \"8080\"\n");
+  EXPECT_NE(e.find("expected a number, not the string \"8080\": write port = 8080"),
+            std::string::npos)
+      << e;
+  e = file_error("workers = \"1\"\n");
+  EXPECT_NE(e.find("bad value for workers"), std::string::npos) << e;
+  e = file_error("reuse_port = \"yes\"\n");
+  EXPECT_NE(e.find("expected true or false, not the string \"yes\""), std::string::npos) << e;
+  e = file_error("sticky = 1\n");
+  EXPECT_NE(e.find("bad value for sticky"), std::string::npos) << e;
+  // What the types allow still works: a string duration, 0 for "off", a number of bytes.
+  TempFile good(
+      "kill_timeout = \"5s\"\nhang_timeout = 0\nmax_message_size = 1048576\nworkers = 2\n"
+      "reuse_port = true\nmax_rss = \"512MiB\"\n");
+  Config c = load({"--config", good.path});
+  EXPECT_EQ(c.kill_timeout, std::chrono::seconds(5));
+  EXPECT_EQ(c.hang_timeout.count(), 0);
+  EXPECT_EQ(c.max_message_size, 1048576u);
+  // The same slip from the environment or a flag, where every value is text: a duration without
+  // its unit is refused there too.
+  e = error_of({"-s", "kill_timeout=5"});
+  EXPECT_NE(e.find("a bare 5 has no unit: write \"5s\" or \"5ms\""), std::string::npos) << e;
 }
 
 TEST(Config, TheAppTableIsTheApplicationsAndReachesEveryProcess) {
