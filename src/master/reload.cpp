@@ -20,8 +20,8 @@ void Supervisor::reload(const std::string& why) {
     return;
   }
   reload_ = ReloadState{true, 0, false, Clock::now(), reload_.generation + 1};
-  notify_systemd(fmt::format("RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading (generation {})",
-                             monotonic_usec(), reload_.generation));
+  notify(fmt::format("RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading (generation {})",
+                     monotonic_usec(), reload_.generation));
   spdlog::info("reload {} ({}): replacing {} worker(s) one by one, then the agent",
                reload_.generation, why, worker_slots_.size());
   reload_next();
@@ -54,9 +54,9 @@ void Supervisor::reload_next() {
                   std::chrono::duration_cast<Millis>(Clock::now() - reload_.started).count(),
                   agent_slot_.current, fmt::join(workers, ","));
   spdlog::info("{}", outcome);
-  notify_systemd(fmt::format("READY=1\nSTATUS=serving on {} with {} workers (generation {})",
-                             endpoint_text(config_.host, listen_.port), worker_slots_.size(),
-                             reload_.generation));
+  notify(fmt::format("READY=1\nSTATUS=serving on {} with {} workers (generation {})",
+                     endpoint_text(config_.host, listen_.port), worker_slots_.size(),
+                     reload_.generation));
   reload_finished(true, outcome);
 }
 
@@ -92,7 +92,7 @@ void Supervisor::abort_reload(const std::string& error) {
   std::string outcome = fmt::format("reload {} failed: {}; the running generation keeps serving",
                                     reload_.generation, error);
   spdlog::error("{}", outcome);
-  notify_systemd(fmt::format("READY=1\nSTATUS={}", outcome));
+  notify(fmt::format("READY=1\nSTATUS={}", outcome));
   reload_finished(false, outcome);
 }
 

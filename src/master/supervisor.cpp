@@ -310,7 +310,7 @@ void Supervisor::wait_children() {
 }
 
 void Supervisor::feed_watchdog(std::chrono::microseconds every) {
-  notify_systemd("WATCHDOG=1");
+  notify("WATCHDOG=1");
   watchdog_timer_.expires_after(every);
   watchdog_timer_.async_wait([this, every](const asio::error_code& ec) {
     if (!ec) feed_watchdog(every);
@@ -536,8 +536,8 @@ void Supervisor::on_ready(Child& child) {
   child.stable_timer->async_wait([this, pid, &slot](const asio::error_code& ec) {
     if (ec || slot.current != pid) return;
     if (slot.backoff.crashing()) {
-      notify_systemd(fmt::format("STATUS=serving on {} with {} workers",
-                                 endpoint_text(config_.host, listen_.port), worker_slots_.size()));
+      notify(fmt::format("STATUS=serving on {} with {} workers",
+                         endpoint_text(config_.host, listen_.port), worker_slots_.size()));
       spdlog::info("{} {} is stable again", slot.role == Role::kAgent ? "agent" : "worker",
                    slot.index);
     }
@@ -600,8 +600,8 @@ void Supervisor::maybe_cluster_ready() {
                    control_.path().empty() ? "" : ", control " + control_.path(),
                    metrics_.address().empty() ? "" : ", metrics " + metrics_.address())
             << std::endl;
-  notify_systemd(fmt::format("READY=1\nSTATUS=serving on {} with {} workers\nMAINPID={}",
-                             endpoint_text(config_.host, listen_.port), workers.size(), pid_));
+  notify(fmt::format("READY=1\nSTATUS=serving on {} with {} workers\nMAINPID={}",
+                     endpoint_text(config_.host, listen_.port), workers.size(), pid_));
   tell_old_master_ready();
 }
 
@@ -701,9 +701,8 @@ void Supervisor::on_exit(pid_t pid, int status) {
       // A process the master asked to stop (a reload's agent, a restart) is not crashing.
       Millis delay = asked_to_stop ? Millis{0} : slot.backoff.on_exit(uptime);
       if (slot.backoff.crashing()) {
-        notify_systemd(
-            fmt::format("STATUS=degraded: {} {} (crash {} in a row), restarting in {} ms", who, how,
-                        slot.backoff.consecutive_crashes(), delay.count()));
+        notify(fmt::format("STATUS=degraded: {} {} (crash {} in a row), restarting in {} ms", who,
+                           how, slot.backoff.consecutive_crashes(), delay.count()));
         spdlog::warn(
             "{} {} after {} ms{}; crash {} in a row: cluster degraded, restarting in {} ms", who,
             how, uptime.count(), error.empty() ? "" : ": " + error,
@@ -760,7 +759,7 @@ void Supervisor::begin_stop(int exit_code, const std::string& why) {
   phase_ = Phase::kStopping;
   exit_code_ = exit_code;
   spdlog::info("stopping ({}): workers first, then the agent", why);
-  notify_systemd("STOPPING=1");
+  notify("STOPPING=1");
   agent_slot_.restart_timer->cancel();
   for (Slot& s : worker_slots_) s.restart_timer->cancel();
   continue_stop();

@@ -21,6 +21,7 @@
 #include "master/metrics_aggregate.hpp"
 #include "master/metrics_server.hpp"
 #include "master/router.hpp"
+#include "master/sd_notify.hpp"
 
 namespace clutch::master {
 
@@ -138,6 +139,10 @@ class Supervisor {
   // A slot spent its max_restarts: stop everything and exit 1, naming the slot and its last error.
   void give_up(const Slot& slot, const std::string& last);
   void begin_stop(int exit_code, const std::string& why);
+  // Tells systemd `state` (sd_notify), unless this master has handed over to a new one.
+  void notify(std::string_view state) {
+    if (!upgraded_) notify_systemd(state);
+  }
   void continue_stop();
   void force_stop();
   void terminate(Child& child);

@@ -85,6 +85,11 @@ void Supervisor::upgrade(ControlServer::Answer answer) {
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
     if (!pass_sockets_in_child(fds, joined)) _exit(126);
+    // systemd watches the main pid's pings, and the new master becomes the main pid: the
+    // watchdog is its to feed (WATCHDOG_PID named this master).
+    if (getenv("WATCHDOG_PID") != nullptr) {
+      setenv("WATCHDOG_PID", std::to_string(getpid()).c_str(), 1);
+    }
     execve(exe_path_.c_str(), argv.data(), environ);
     _exit(127);
   }
@@ -96,7 +101,7 @@ void Supervisor::upgrade(ControlServer::Answer answer) {
     return;
   }
   spdlog::info("upgrading: started a new master (pid {}) from {}", pid, exe_path_);
-  notify_systemd(fmt::format("STATUS=upgrading: new master pid {}", pid));
+  notify(fmt::format("STATUS=upgrading: new master pid {}", pid));
   upgrade_.pid = pid;
   upgrade_.go_sent = false;
   upgrade_.agent_stopped = false;
@@ -172,7 +177,9 @@ void Supervisor::upgrade_succeeded() {
   upgrade_.channel.reset();
   spdlog::info("upgraded: master {} serves now; this master ({}) drains its workers and exits", pid,
                pid_);
-  // systemd follows the new main process (needs NotifyAccess=all, see docs/OPERATIONS.md).
+  // systemd follows the new main process (needs NotifyAccess=all, see docs/OPERATIONS.md). The
+  // last thing this master tells systemd: from here on the unit's state is the new master's, and
+  // a STOPPING=1 (or a STATUS) from this pid would be taken as the service's own.
   notify_systemd(fmt::format("MAINPID={}\nSTATUS=upgraded to master {}", pid, pid));
   for (auto& w : std::exchange(upgrade_.waiters, {}))
     w({{"ok", true}, {"master", pid}, {"old_master", pid_}}, true);
@@ -190,7 +197,7 @@ void Supervisor::upgrade_failed(const std::string& why) {
   // Its children die with it (their death signal takes their groups along).
   kill(pid, SIGKILL);
   spdlog::error("upgrade failed: {}; this master keeps serving", why);
-  notify_systemd(fmt::format("STATUS=upgrade failed: {}", why));
+  notify(fmt::format("STATUS=upgrade failed: {}", why));
   bool restart_agent = upgrade_.agent_stopped;
   upgrade_.agent_stopped = false;
   if (restart_agent && phase_ == Phase::kRunning && agent_slot_.current == 0) {

@@ -99,6 +99,50 @@ class Upgrade(ClusterTest):
         third = masters(c)[2]
         self.assertEqual(json.loads(ctl(c, "status", "--json").stdout)["master"], third)
 
+    def test_under_systemd_the_old_master_hands_over_and_says_nothing_that_stops_the_unit(self):
+        # Issue 22.3: after handing over, the old master sent STOPPING=1, which systemd (with
+        # NotifyAccess=all) takes as the service stopping. A fake NOTIFY_SOCKET records who sent
+        # what (SO_PASSCRED gives the sender's pid).
+        path = os.path.join(self.dir, "notify.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        sock.bind(path)
+        sock.settimeout(0.2)
+        self.addCleanup(sock.close)
+        received = []  # (sender pid, datagram)
+
+        def drain():
+            while True:
+                try:
+                    data, ancillary, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(12))
+                except socket.timeout:
+                    return
+                pid = next(int.from_bytes(d[:4], "little") for level, kind, d in ancillary
+                           if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS)
+                received.append((pid, data.decode()))
+
+        # WATCHDOG_PID names a pid other than the first master, as it names the old main pid
+        # once the new master runs.
+        c = self.cluster(env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000",
+                              "WATCHDOG_PID": "0"})
+        old = c.ready["master"]
+        out = ctl(c, "upgrade", "--json")
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        new = json.loads(out.stdout)["master"]
+        self.assertEqual(c.wait_exit(30), 0)
+        drain()
+        # The new master feeds the watchdog once it is the main pid.
+        wait_for(lambda: drain() or any(p == new and m == "WATCHDOG=1" for p, m in received), 20,
+                 "a watchdog ping from the new master")
+        from_old = [m for p, m in received if p == old]
+        from_new = [m for p, m in received if p == new]
+        self.assertTrue(any("READY=1" in m and f"MAINPID={new}" in m for m in from_new), received)
+        handover = [i for i, m in enumerate(from_old) if f"MAINPID={new}" in m]
+        self.assertEqual(len(handover), 1, from_old)
+        # Nothing from the old pid after the hand-over, and never a STOPPING=1.
+        self.assertEqual(from_old[handover[0] + 1:], [], from_old)
+        self.assertFalse(any("STOPPING=1" in m for m in from_old), from_old)
+
     def test_a_new_master_whose_workers_fail_leaves_the_old_one_serving_with_its_agent(self):
         flag = os.path.join(self.dir, "fail")
         c = self.cluster(env={"PROBE_FAIL_FLAG": flag}, args=("-s", "startup_timeout=10s"))
