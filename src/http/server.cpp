@@ -107,17 +107,27 @@ class Server : public std::enable_shared_from_this<Server> {
     for (int i = 0; i < 64; ++i) {  // bounded batch: other sockets get their turn
       if (connections_.size() >= options_.max_connections) {
         accepting_paused_ = true;  // resumed when a connection closes; peers take the rest
+        if (!cap_episode_) {
+          cap_episode_ = true;
+          spdlog::warn(
+              "http: {} connection(s) open, this worker's cap (max_connections): new connections "
+              "wait in the listen queue or go to other workers (logged once per episode)",
+              connections_.size());
+        }
         return;
       }
       int fd = accept4(ctx_.listen_fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
-        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
           out_of_descriptors(errno);
+        } else if (fd_episode_) {
+          // The queue is empty and the last accepts found descriptors: the episode is over. An
+          // accept that succeeds while the queue still holds connections ends nothing, or the
+          // episode's two lines flap at every freed descriptor.
+          fd_episode_ = false;
+          spdlog::info("http: accepting again ({} connection(s) open)", connections_.size());
+        }
         return;  // EAGAIN: another worker took it, or nothing left
-      }
-      if (fd_episode_) {
-        fd_episode_ = false;
-        spdlog::info("http: accepting again ({} connection(s) open)", connections_.size() + 1);
       }
       std::weak_ptr<Server> weak = weak_from_this();
       auto connection = std::make_shared<Connection>(io_, fd, router_, options_, dates_, figures_,
@@ -127,6 +137,14 @@ class Server : public std::enable_shared_from_this<Server> {
       connections_[connection.get()] = connection;
       figures_.open->set(static_cast<double>(connections_.size()));
       connection->start();
+    }
+    // The batch ended with the queue perhaps empty: look once more, so that an episode of
+    // EMFILE ends (at EAGAIN) even when no new connection wakes the listener.
+    if (fd_episode_) {
+      asio::post(io_, [weak = weak_from_this()] {
+        if (auto self = weak.lock(); self && !self->draining_ && !self->accepting_paused_)
+          self->accept_ready();
+      });
     }
   }
 
@@ -167,6 +185,12 @@ class Server : public std::enable_shared_from_this<Server> {
     // Keep the object alive until its handler returns; it holds a shared_ptr to itself meanwhile.
     connections_.erase(c);
     figures_.open->set(static_cast<double>(connections_.size()));
+    // Under the cap by a margin before the episode ends, so that it is not one line per close.
+    if (cap_episode_ && connections_.size() <= options_.max_connections * 9 / 10) {
+      cap_episode_ = false;
+      spdlog::info("http: {} connection(s) open, under this worker's cap ({}) again",
+                   connections_.size(), options_.max_connections);
+    }
     if (accepting_paused_ && connections_.size() < options_.max_connections) {
       accepting_paused_ = false;
       wait_for_connections();
@@ -211,6 +235,7 @@ class Server : public std::enable_shared_from_this<Server> {
   asio::steady_timer fd_backoff_timer_;
   SpareDescriptors spare_fds_;
   bool waiting_ = false, accepting_paused_ = false, draining_ = false, fd_episode_ = false;
+  bool cap_episode_ = false;  // at max_connections: said once until well under it
   std::function<void()> drain_done_;
 };
 

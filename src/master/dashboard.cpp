@@ -14,6 +14,21 @@
 namespace clutch::master {
 namespace {
 
+// The names a browser may use for this dashboard: its listen address, and for a loopback one the
+// loopback names with the same port. A page on another site that resolves its own name to this
+// address (DNS rebinding) sends its own name as Host, and its own origin.
+bool names_this_dashboard(std::string_view host, const std::string& listen_address) {
+  if (host == listen_address) return true;
+  auto colon = listen_address.rfind(':');
+  if (colon == std::string::npos) return false;
+  std::string_view address = std::string_view(listen_address).substr(0, colon);
+  std::string_view port = std::string_view(listen_address).substr(colon);  // ":9464"
+  bool loopback = address == "127.0.0.1" || address == "[::1]";
+  if (!loopback || !host.ends_with(port)) return false;
+  std::string_view name = host.substr(0, host.size() - port.size());
+  return name == "localhost" || name == "127.0.0.1" || name == "[::1]";
+}
+
 // The last `keep` lines of a file, reading at most its last 64 KiB.
 std::vector<std::string> tail(const std::string& path, std::size_t keep) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
@@ -61,8 +76,8 @@ header button{margin-left:6px}#acted{margin-left:8px;color:#cfd6e4}
 .muted{color:#8a93a6}
 </style></head><body>
 <header><h1 id="app">clutch</h1><span id="state">…</span><span id="summary" class="muted"></span>
-<span id="controls" hidden><button data-act="/api/reload">Reload</button>
-<button data-act="/api/scale?delta=1">+1 worker</button><button data-act="/api/scale?delta=-1">−1 worker</button>
+<span id="controls" hidden><button data-act="/api/reload" data-confirm="Reload every worker (rolling)?">Reload</button>
+<button data-act="/api/scale?delta=1">+1 worker</button><button data-act="/api/scale?delta=-1" data-confirm="Drain and stop one worker?">−1 worker</button>
 <span id="acted"></span></span></header>
 <main>
 <section><h2>Processes</h2><table id="procs"><thead><tr><th>Role</th><th>Slot</th><th>PID</th>
@@ -144,6 +159,8 @@ function render(s) {
 }
 for (const b of document.querySelectorAll("#controls button")) {
   b.onclick = async () => {
+    // What stops work in progress is asked first; adding a worker is not.
+    if (b.dataset.confirm && !confirm(b.dataset.confirm)) return;
     const r = await fetch(b.dataset.act, {method: "POST", headers: {"X-Clutch-Action": "1"}});
     const a = await r.json();
     document.getElementById("acted").textContent = a.ok ? "started" : a.error;
@@ -218,6 +235,18 @@ MetricsServer::Page Supervisor::dashboard_action(const MetricsServer::Request& r
   // A cross-site form cannot add a header, and a script from another origin is stopped by the
   // browser's preflight, which this server never answers.
   if (!request.action_header) return refuse(403, "missing the X-Clutch-Action header");
+  // A header is no proof against a page whose own name resolves here (DNS rebinding): it is the
+  // same origin to the browser. Its Host and Origin still name the other site.
+  std::string address = metrics_.address();
+  if (!names_this_dashboard(request.host, address)) {
+    return refuse(403, fmt::format("Host '{}' is not this dashboard's address ({}): refused",
+                                   request.host, address));
+  }
+  if (!request.origin.empty() &&
+      !(request.origin.starts_with("http://") &&
+        names_this_dashboard(std::string_view(request.origin).substr(7), address))) {
+    return refuse(403, fmt::format("a page from {} may not drive this dashboard", request.origin));
+  }
   // The control socket's rule: the master's own user, or root.
   if (request.peer_uid < 0 ||
       (request.peer_uid != static_cast<long>(geteuid()) && request.peer_uid != 0)) {

@@ -54,6 +54,14 @@ class MetricsServer::Session : public std::enable_shared_from_this<Session> {
     request.query = q == std::string::npos ? "" : target.substr(q + 1);
     while (std::getline(in, line)) {
       if (strncasecmp(line.c_str(), "X-Clutch-Action:", 16) == 0) request.action_header = true;
+      auto value_of = [&](std::size_t name_length) {
+        std::string v = line.substr(name_length);
+        v.erase(0, v.find_first_not_of(" \t"));
+        v.erase(v.find_last_not_of(" \t\r") + 1);
+        return v;
+      };
+      if (strncasecmp(line.c_str(), "Host:", 5) == 0) request.host = value_of(5);
+      if (strncasecmp(line.c_str(), "Origin:", 7) == 0) request.origin = value_of(7);
     }
     Page page;
     if (method == "POST") {

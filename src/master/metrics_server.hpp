@@ -24,6 +24,7 @@ class MetricsServer {
   struct Request {
     std::string method, path, query;
     bool action_header = false;  // X-Clutch-Action present: not a cross-site form post
+    std::string host, origin;    // the Host and Origin headers, "" when absent
     long peer_uid = -1;          // POST only: the loopback client's uid, -1 if not known
   };
   // Builds the answer for a request ("/metrics", "/healthz", ...).

@@ -89,9 +89,10 @@ class Dashboard(ClusterTest):
         self.assertGreater(os.path.getsize(shot), 10000)
 
 
-def post(address, path, header=True):
-    req = urllib.request.Request(f"http://{address}{path}", method="POST", data=b"",
-                                 headers={"X-Clutch-Action": "1"} if header else {})
+def post(address, path, header=True, extra=None):
+    headers = {"X-Clutch-Action": "1"} if header else {}
+    headers.update(extra or {})
+    req = urllib.request.Request(f"http://{address}{path}", method="POST", data=b"", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, json.loads(r.read())
@@ -114,6 +115,20 @@ class DashboardControls(ClusterTest):
         c.wait_ready()
         address = re.search(r", metrics ([^,\s]+)", c.stdout_lines[0]).group(1)
         self.assertEqual(post(address, "/api/scale?delta=1", header=False)[0], 403)  # a cross-site form
+        # Issue 22.4: a page on another site whose name resolves to 127.0.0.1 (DNS rebinding) is
+        # same-origin to the browser, so its script may add the header; its Host and Origin name it.
+        port = address.rsplit(":", 1)[1]
+        status, answer = post(address, "/api/scale?delta=1",
+                              extra={"Host": "evil.example", "Origin": "http://evil.example"})
+        self.assertEqual(status, 403, answer)
+        self.assertIn("Host 'evil.example' is not this dashboard's address", answer["error"])
+        status, answer = post(address, "/api/scale?delta=1", extra={"Origin": "http://evil.example"})
+        self.assertEqual(status, 403, answer)
+        self.assertIn("a page from http://evil.example may not drive", answer["error"])
+        # The dashboard's own names pass: its address, and localhost for a loopback listener.
+        status, answer = post(address, "/api/scale?delta=0", extra={
+            "Host": f"localhost:{port}", "Origin": f"http://localhost:{port}"})
+        self.assertNotEqual(status, 403, answer)
         if os.geteuid() == 0:
             # Another local user (nobody) is refused by the uid rule.
             nobody = pwd.getpwnam("nobody")

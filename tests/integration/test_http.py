@@ -178,8 +178,11 @@ class HttpLifecycle(ClusterTest):
                 self.assertEqual(statuses(read_all(s, 2, until_close=False)), [200])
             with socket.create_connection(("127.0.0.1", port), timeout=5) as third:
                 third.sendall(request)
-                # Queued by the kernel, not accepted: no answer while both are open.
+                # Queued by the kernel, not accepted: no answer while both are open, and the
+                # worker says why (issue 28.5: it waited silently).
                 self.assertEqual(read_all(third, 1.0, until_close=False), b"")
+                wait_for(lambda: "2 connection(s) open, this worker's cap (max_connections)" in c.stderr(),
+                         10, "the cap's log line")
                 held.pop().close()
                 # One closed: the worker accepts the queued connection and answers it.
                 self.assertEqual(statuses(read_all(third, 5, until_close=False)), [200])
