@@ -299,10 +299,9 @@ void Supervisor::wait_children() {
     int status = 0;
     for (pid_t pid; (pid = waitpid(-1, &status, WNOHANG)) > 0;) {
       // The child led its own process group: whatever it started and left behind (a shell's
-      // background job holding the port) goes with it. The group's id cannot be reused while
-      // a member lives, so this never reaches a stranger.
+      // background job holding the port) goes with it, asked first as the child was.
       if (on_new_master_exit(pid, status)) continue;  // a failed upgrade, not a child
-      kill(-pid, SIGKILL);
+      end_group(pid);
       on_exit(pid, status);
     }
     wait_children();
@@ -815,6 +814,70 @@ void Supervisor::expect_exit_after_drain(Child& c) {
 void Supervisor::force_stop() {
   exit_code_ = kExitForced;
   children_.for_each([](Child& c) { kill(-c.pid, SIGKILL); });
+  for (auto& [pgid, deadline] : lingering_groups_) kill(-pgid, SIGKILL);
+  lingering_groups_.clear();
+}
+
+void Supervisor::end_group(pid_t pgid) {
+  // The group's id cannot be reused while a member lives, so these reach no stranger; the
+  // group is looked at every 100 ms and forgotten once empty, so that a later SIGKILL cannot
+  // reach a new group that took the freed id either.
+  if (kill(-pgid, SIGTERM) != 0) return;  // ESRCH: the child left nothing behind
+  lingering_groups_[pgid] = Clock::now() + config_.kill_timeout;
+  watch_lingering_groups();
+}
+
+void Supervisor::warn_and_kill_group(pid_t pgid) {
+  spdlog::warn(
+      "process group {} (what a child started) still running {} ms after SIGTERM "
+      "(kill_timeout): SIGKILL",
+      pgid, config_.kill_timeout.count());
+  kill(-pgid, SIGKILL);
+}
+
+void Supervisor::watch_lingering_groups() {
+  if (!group_timer_) group_timer_ = std::make_unique<asio::steady_timer>(io_);
+  if (lingering_groups_.empty()) return;
+  group_timer_->expires_after(std::chrono::milliseconds(100));
+  group_timer_->async_wait([this](const asio::error_code& ec) {
+    if (ec) return;
+    auto now = Clock::now();
+    for (auto it = lingering_groups_.begin(); it != lingering_groups_.end();) {
+      if (kill(-it->first, 0) != 0) {
+        it = lingering_groups_.erase(it);
+      } else if (now >= it->second) {
+        warn_and_kill_group(it->first);
+        it = lingering_groups_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    watch_lingering_groups();
+  });
+}
+
+void Supervisor::end_lingering_groups_now() {
+  // The master is about to exit: its timers go with it, so wait here (bounded by the latest
+  // deadline, polling) for groups still ending.
+  for (int turn = 0; turn < 100000 && !lingering_groups_.empty(); ++turn) {
+    auto now = Clock::now();
+    for (auto it = lingering_groups_.begin(); it != lingering_groups_.end();) {
+      if (kill(-it->first, 0) != 0) {
+        it = lingering_groups_.erase(it);
+      } else if (now >= it->second) {
+        warn_and_kill_group(it->first);
+        it = lingering_groups_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (lingering_groups_.empty()) break;
+    // Orphans reparented here (if this master is their subreaper) would stay as zombies, and a
+    // zombie still counts as a member.
+    for (int status = 0; waitpid(-1, &status, WNOHANG) > 0;) {
+    }
+    usleep(20000);
+  }
 }
 
 void Supervisor::finish() {
@@ -826,6 +889,7 @@ void Supervisor::finish() {
   // A UNIX socket's file goes with the last master that serves it (not with one that upgraded).
   if (config_.host.rfind("unix:", 0) == 0 && !upgraded_) unlink(config_.host.c_str() + 5);
   for (int fd : slot_listen_fds_) close(fd);
+  end_lingering_groups_now();
   spdlog::info("stopped (exit code {})", exit_code_);
   io_.stop();
 }

@@ -139,6 +139,12 @@ class Supervisor {
   // A slot spent its max_restarts: stop everything and exit 1, naming the slot and its last error.
   void give_up(const Slot& slot, const std::string& last);
   void begin_stop(int exit_code, const std::string& why);
+  // A reaped child's group: SIGTERM now, SIGKILL after kill_timeout if anything is left in it.
+  void end_group(pid_t pgid);
+  void watch_lingering_groups();
+  void warn_and_kill_group(pid_t pgid);
+  // At the master's exit: waits (bounded by the groups' deadlines) for them, then SIGKILLs them.
+  void end_lingering_groups_now();
   // Tells systemd `state` (sd_notify), unless this master has handed over to a new one.
   void notify(std::string_view state) {
     if (!upgraded_) notify_systemd(state);
@@ -208,6 +214,10 @@ class Supervisor {
   int exit_code_ = kExitOk;
   asio::signal_set stop_signals_, hangup_signal_, child_signals_, reopen_signal_, upgrade_signal_;
   asio::steady_timer hang_timer_, announce_timer_, memory_timer_, watchdog_timer_;
+  // Process groups of reaped children that still have members (what the child started): sent
+  // SIGTERM at the reap, SIGKILLed at their deadline (kill_timeout later) unless empty by then.
+  std::map<pid_t, Clock::time_point> lingering_groups_;
+  std::unique_ptr<asio::steady_timer> group_timer_;
   ControlServer control_;
   MetricsServer metrics_;
   MetricsAggregate app_metrics_;  // what the children report, merged

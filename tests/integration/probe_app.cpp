@@ -292,6 +292,24 @@ void worker_setup(clutch::Context& ctx) {
     m.histogram("probe_setup_seconds", "Setup time.", {0.01, 0.1}).observe(0.05);
     record(R"("ev":"metrics-registered")");
   }
+  // A helper that cleans up on SIGTERM (writes "term" to the file), and one that ignores it;
+  // both loop for at most 300 s.
+  if (std::string marker = env("PROBE_HELPER_MARKER"); !marker.empty()) {
+    std::string command = fmt::format(
+        "sh -c 'trap \"echo term > {}; exit 0\" TERM; i=0; while [ $i -lt 3000 ]; do sleep 0.1; "
+        "i=$((i+1)); done' >/dev/null 2>&1 & echo $!; "
+        "sh -c 'trap \"\" TERM; i=0; while [ $i -lt 3000 ]; do sleep 0.1; i=$((i+1)); done' "
+        ">/dev/null 2>&1 & echo $!",
+        marker);
+    FILE* out = popen(command.c_str(), "r");
+    char first[32] = {}, second[32] = {};
+    if (out != nullptr && fgets(first, sizeof first, out) != nullptr &&
+        fgets(second, sizeof second, out) != nullptr) {
+      record(fmt::format(R"("ev":"helpers","cleans_up":{},"ignores_term":{})", std::atoi(first),
+                         std::atoi(second)));
+    }
+    if (out != nullptr) pclose(out);
+  }
   if (env("PROBE_GRANDCHILD") == "1") {
     // A program the app runs in the background, as system("... &") would; bounded at 300 s.
     FILE* out = popen("sleep 300 >/dev/null 2>&1 & echo $!", "r");

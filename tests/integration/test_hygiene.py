@@ -3,6 +3,7 @@ the master passed a child leaks into the programs it runs (issue 8, item 2)."""
 
 import os
 import signal
+import tempfile
 import socket
 import unittest
 
@@ -38,6 +39,24 @@ class Hygiene(ClusterTest):
         worker = c.ready["workers"][0]
         self.assertEqual(os.getpgid(worker), worker)
         self.assertEqual(os.getpgid(grandchild), worker)
+
+    def test_a_workers_helpers_get_sigterm_first_then_sigkill_after_kill_timeout(self):
+        # Issue 22.6: what a worker started got SIGKILL alone when the worker stopped; helpers
+        # that clean up on SIGTERM (as egg users' do) never could.
+        marker = os.path.join(tempfile.mkdtemp(prefix="clutch-helper-"), "cleaned")
+        c = self.start(workers=1, args=("-s", "kill_timeout=2s"), env={"PROBE_HELPER_MARKER": marker})
+        c.wait_ready()
+        helpers = wait_for(lambda: c.events("helpers"), 10, "the worker's helpers")[0]
+        polite, stubborn = helpers["cleans_up"], helpers["ignores_term"]
+        self.addCleanup(lambda: [alive(p) and os.kill(p, signal.SIGKILL) for p in (polite, stubborn)])
+        c.signal(signal.SIGTERM)
+        self.assertEqual(c.wait_exit(30), 0, c.stderr())
+        # The polite one ran its SIGTERM trap; the stubborn one was SIGKILLed after kill_timeout.
+        with open(marker) as f:
+            self.assertEqual(f.read().strip(), "term")
+        self.assertFalse(alive(polite))
+        self.assertFalse(alive(stubborn))
+        self.assertIn("still running 2000 ms after SIGTERM (kill_timeout): SIGKILL", c.stderr())
 
     def test_graceful_stop_takes_the_background_job_and_frees_the_port(self):
         c, port, grandchild = self.start_with_grandchild()
