@@ -180,7 +180,11 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
                      spdlog::error("bad frame from the master: {}", reason);
                    else
                      spdlog::debug("master channel closed: {}", reason);
-                   // Without its master a child has nothing to do: leave at once.
+                   // Without its master a child has nothing to do: leave at once. Unasked (not
+                   // stopping), the master died or gave up on this child: take the group (what
+                   // it started) along now. The master's death signal would, but the channel's
+                   // end can be read first, and an exit here left those behind (issue 22.2).
+                   if (!context->stopping()) kill(0, SIGKILL);
                    exit_now(context->stopping() ? 0 : 1);
                  });
   io.run();
