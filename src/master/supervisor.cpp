@@ -835,23 +835,27 @@ void Supervisor::warn_and_kill_group(pid_t pgid) {
   kill(-pgid, SIGKILL);
 }
 
+void Supervisor::sweep_lingering_groups() {
+  auto now = Clock::now();
+  for (auto it = lingering_groups_.begin(); it != lingering_groups_.end();) {
+    if (kill(-it->first, 0) != 0) {
+      it = lingering_groups_.erase(it);  // empty: forgotten before its id can be reused
+    } else if (now >= it->second) {
+      warn_and_kill_group(it->first);
+      it = lingering_groups_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
 void Supervisor::watch_lingering_groups() {
   if (!group_timer_) group_timer_ = std::make_unique<asio::steady_timer>(io_);
   if (lingering_groups_.empty()) return;
   group_timer_->expires_after(std::chrono::milliseconds(100));
   group_timer_->async_wait([this](const asio::error_code& ec) {
     if (ec) return;
-    auto now = Clock::now();
-    for (auto it = lingering_groups_.begin(); it != lingering_groups_.end();) {
-      if (kill(-it->first, 0) != 0) {
-        it = lingering_groups_.erase(it);
-      } else if (now >= it->second) {
-        warn_and_kill_group(it->first);
-        it = lingering_groups_.erase(it);
-      } else {
-        ++it;
-      }
-    }
+    sweep_lingering_groups();
     watch_lingering_groups();
   });
 }
@@ -860,17 +864,7 @@ void Supervisor::end_lingering_groups_now() {
   // The master is about to exit: its timers go with it, so wait here (bounded by the latest
   // deadline, polling) for groups still ending.
   for (int turn = 0; turn < 100000 && !lingering_groups_.empty(); ++turn) {
-    auto now = Clock::now();
-    for (auto it = lingering_groups_.begin(); it != lingering_groups_.end();) {
-      if (kill(-it->first, 0) != 0) {
-        it = lingering_groups_.erase(it);
-      } else if (now >= it->second) {
-        warn_and_kill_group(it->first);
-        it = lingering_groups_.erase(it);
-      } else {
-        ++it;
-      }
-    }
+    sweep_lingering_groups();
     if (lingering_groups_.empty()) break;
     // Orphans reparented here (if this master is their subreaper) would stay as zombies, and a
     // zombie still counts as a member.

@@ -143,6 +143,8 @@ class Supervisor {
   void end_group(pid_t pgid);
   void watch_lingering_groups();
   void warn_and_kill_group(pid_t pgid);
+  // Forgets the empty groups and SIGKILLs those past their deadline.
+  void sweep_lingering_groups();
   // At the master's exit: waits (bounded by the groups' deadlines) for them, then SIGKILLs them.
   void end_lingering_groups_now();
   // Tells systemd `state` (sd_notify), unless this master has handed over to a new one.
