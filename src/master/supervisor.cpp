@@ -144,7 +144,17 @@ int Supervisor::run() {
   }
   if (!config_.user.empty()) {
     try {
-      runtime::resolve_credentials(config_.user, config_.group);  // fail here, not in each child
+      // Fail here, not in each child: an unknown user, or a log_dir the user cannot write (the
+      // master checked it as root; the children would fall back to stderr, unseen).
+      auto who = runtime::resolve_credentials(config_.user, config_.group);
+      if (!config_.log_dir.empty()) {
+        std::string refused = runtime::first_unwritable_as(
+            who, {fmt::format("{}/{}.agent.log", config_.log_dir, app_name_),
+                  fmt::format("{}/{}.worker.log", config_.log_dir, app_name_)});
+        if (!refused.empty())
+          throw ConfigError(
+              fmt::format("log_dir: user '{}' cannot write {}", config_.user, refused));
+      }
     } catch (const ConfigError& e) {
       spdlog::error("cannot start: {}", e.what());
       std::cerr << app_name_ << ": " << e.what() << std::endl;

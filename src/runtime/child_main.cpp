@@ -116,7 +116,10 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
   };
   messenger->on_cluster_ready = [&] { context->cluster_ready(); };
   messenger->master_pid = master_pid;
-  set_exit_on_uncaught(config.on_uncaught_exception == "exit");
+  set_exit_on_uncaught(config.on_uncaught_exception == "exit", [&] {
+    if (context->stopping()) return;  // a stop already under way ends the process anyway
+    context->begin_stop([&](int) { exit_now(kExitUncaught); });
+  });
   messenger->handled_counter = &detail::MetricsAccess::counter(
       context->metrics(), "clutch_messenger_handled_total",
       "Messages handed to this process's handlers (counted by the receiver).");

@@ -350,6 +350,17 @@ void worker_setup(clutch::Context& ctx) {
       ctx.set_timeout(std::chrono::milliseconds(300),
                       [ex]() mutable { ex.send(200, "slow done"); });
     });
+    router.get("/throw-later", [&ctx](clutch::http::Exchange ex) {
+      // A timer's exception while this request is in flight: with on_uncaught_exception = exit
+      // the worker stops, and this request must still get its answer.
+      record(R"("ev":"throw-later-start")");
+      ctx.set_timeout(std::chrono::milliseconds(50), [] {
+        record(R"("ev":"throwing")");
+        throw std::runtime_error("probe: a timer threw mid-request");
+      });
+      ctx.set_timeout(std::chrono::milliseconds(400),
+                      [ex]() mutable { ex.send(200, "answered after the throw"); });
+    });
     router.get("/never", [](clutch::http::Exchange ex) {
       static std::vector<clutch::http::Exchange> held;  // never answered
       held.push_back(ex);

@@ -122,6 +122,41 @@ class PrivilegeDrop(ClusterTest):
         wait_for(lambda: not any(alive(p) for p in [ready["agent"], *ready["workers"]]), 5,
                  "the children to die with the master")
 
+    def log_dir_owned_by(self, uid):
+        import shutil
+        import tempfile
+        d = tempfile.mkdtemp(prefix="clutch-logs-")
+        self.addCleanup(shutil.rmtree, d, True)
+        os.chmod(d, 0o755)
+        os.chown(d, uid, -1)
+        return d
+
+    def test_a_log_dir_the_user_cannot_write_stops_the_start_with_exit_2(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to start the master")
+        log_dir = self.log_dir_owned_by(0)  # root's, 0755: root may write, nobody may not
+        c = self.start(workers=1, args=("-s", "user=nobody", "-s", f"log_dir={log_dir}"))
+        self.assertEqual(c.wait_exit(), 2)
+        self.assertIn(f"log_dir: user 'nobody' cannot write {log_dir}/", c.stderr())
+        self.assertIn("Permission denied", c.stderr())
+        self.assertEqual(c.events("ready"), [], "no child may have started")
+
+    def test_a_log_dir_the_user_owns_gets_every_childs_log(self):
+        import pwd
+        if os.geteuid() != 0:
+            self.skipTest("needs root to start the master")
+        nobody = pwd.getpwnam("nobody")
+        log_dir = self.log_dir_owned_by(nobody.pw_uid)
+        c = self.start(workers=1, args=("-s", "user=nobody", "-s", f"log_dir={log_dir}"))
+        ready = c.wait_ready()
+        for role in ("agent", "worker"):
+            path = os.path.join(log_dir, f"probe.{role}.log")
+            self.assertEqual(os.stat(path).st_uid, nobody.pw_uid, path)
+        wait_for(lambda: "set up" in open(os.path.join(log_dir, "probe.worker.log")).read(), 10,
+                 "the worker to log into its file")
+        c.signal(signal.SIGTERM)
+        self.assertEqual(c.wait_exit(), 0)
+
     def test_an_unknown_user_stops_the_start_with_exit_2(self):
         c = self.start(workers=1, args=("-s", "user=no-such-user-here"))
         self.assertEqual(c.wait_exit(), 2)

@@ -61,6 +61,32 @@ class Parity(ClusterTest):
         wait_for(lambda: any(e["replacement"] for e in c.events("start")), 20, "its replacement")
         self.assertEqual(len(c.events("throwing")), 1)  # the replacement does not throw again
 
+    def test_with_exit_the_requests_in_flight_are_answered_before_the_worker_goes(self):
+        import concurrent.futures
+        import urllib.request
+        c = self.start(workers=1, env={"PROBE_HTTP": "1"},
+                       args=("-s", "on_uncaught_exception=exit", "-s", "kill_timeout=20s"))
+        ready = c.wait_ready()
+        url = f"http://127.0.0.1:{ready['port']}"
+
+        def get(path):
+            with urllib.request.urlopen(url + path, timeout=30) as r:
+                return r.status, r.read().decode()
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            slow = [pool.submit(get, "/slow") for _ in range(4)]
+            wait_for(lambda: len(c.events("slow-http-start")) == 4, 20, "four requests in flight")
+            throwing = pool.submit(get, "/throw-later")
+            # The timer throws 50 ms in; the request that set it is answered 400 ms in, by the
+            # worker that is already stopping. Every request in flight gets its answer.
+            self.assertEqual(throwing.result(), (200, "answered after the throw"))
+            self.assertEqual([f.result() for f in slow], [(200, "slow done")] * 4)
+        wait_for(lambda: "exited with code 70" in c.stderr(), 20, "the worker to exit with 70")
+        self.assertIn("exiting (on_uncaught_exception = exit)", c.stderr())
+        self.assertNotIn("SIGKILL", c.stderr(), "it drained on its own, within kill_timeout")
+        wait_for(lambda: any(e["replacement"] for e in c.events("start")), 20, "its replacement")
+        self.assertEqual(get("/"), (200, "hello world"))
+
     def test_ipv6_loopback(self):
         proc = subprocess.Popen([os.path.join(BUILD_DIR, "tests/integration/probe"), "--workers", "1", "--port", "0",
                                  "--host", "::1", "-s", "control_socket=off"],
