@@ -3,9 +3,9 @@
 //   clutchctl cron 'EXPR' [--tz ZONE] [--from TIME] [--next N]
 //       prints the next N fire times of a cron expression strictly after TIME, one ISO-8601 time
 //       with its UTC offset a line; exits 1 with the parser's message on a bad expression.
-//   clutchctl publish URL [BODY] [--count N]
+//   clutchctl publish URL [BODY] [--count N] [--header NAME=VALUE]...
 //       publishes BODY (or, with --count, N messages "BODY-1".."BODY-N") to a queue URL such as
-//       sqlite:/var/lib/app/queue.db.
+//       sqlite:/var/lib/app/queue.db, with headers where the queue carries them (Redis, AMQP).
 //   clutchctl status [--watch] | top | reload | upgrade | stop [--now] | scale N|+N|-N | restart
 //   SLOT clutchctl jobs | jobs run NAME clutchctl queue [NAME] | queue dead [NAME] | queue
 //   requeue|purge NAME (ID... | --all) clutchctl logs [-f] [--role R] [-n N]
@@ -50,11 +50,24 @@ int cron_command(const std::string& expression, const std::string& zone_name,
   }
 }
 
-int publish_command(const std::string& url, const std::string& body, std::size_t count) {
+int publish_command(const std::string& url, const std::string& body, std::size_t count,
+                    const std::vector<std::string>& header_args) {
   try {
+    clutch::QueueHeaders headers;
+    for (const std::string& h : header_args) {
+      auto eq = h.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        std::cerr << "clutchctl: --header takes NAME=VALUE, not '" << h << "'\n";
+        return 2;
+      }
+      headers.emplace_back(h.substr(0, eq), h.substr(eq + 1));
+    }
     auto queue = clutch::open_message_source(url);
     if (count == 0) {
-      queue->publish(body);
+      queue->publish_with_headers(body, headers);
+    } else if (!headers.empty()) {
+      for (std::size_t i = 1; i <= count; ++i)
+        queue->publish_with_headers(body + "-" + std::to_string(i), headers);
     } else {
       // In batches: a broker with publisher confirms (AMQP) pipelines each batch.
       std::vector<std::string> batch;
@@ -95,6 +108,10 @@ int main(int argc, char** argv) {
   publish->add_option("url", url, "queue URL, e.g. sqlite:queue.db")->required();
   publish->add_option("body", body, "message body (with --count: the prefix of each body)");
   publish->add_option("--count", publish_count, "publish N numbered messages");
+  std::vector<std::string> publish_headers;
+  publish->add_option("--header", publish_headers,
+                      "NAME=VALUE, a header (Redis: an entry field; AMQP: a header, or amqp.* "
+                      "property); repeatable");
 
   clutchctl::Target target;
   auto add_target = [&target](CLI::App* command) {
@@ -173,6 +190,6 @@ int main(int argc, char** argv) {
   }
   if (logs->parsed()) return clutchctl::logs_command(target, log_role, log_follow, log_lines);
   if (cron->parsed()) return cron_command(expression, zone, from, count);
-  if (publish->parsed()) return publish_command(url, body, publish_count);
+  if (publish->parsed()) return publish_command(url, body, publish_count, publish_headers);
   return 2;
 }

@@ -76,13 +76,26 @@ void print_dead(const json& dead) {
     std::cout << "no dead letters\n";
     return;
   }
-  std::cout << fmt::format("{:<22} {:<20} {:>8}  {:<40}  {}\n", "ID", "FAILED AT", "ATTEMPTS",
-                           "ERROR", "BODY");
+  // ID is what requeue and purge take; MESSAGE ID, when it differs (Redis: the dead stream
+  // has ids of its own), is the id the agent logged when the message failed.
+  bool both = std::any_of(dead.begin(), dead.end(), [](const json& d) {
+    std::string original = d.value("message_id", "");
+    return !original.empty() && original != d.value("id", "");
+  });
+  std::cout << fmt::format("{:<22} {}{:<20} {:>8}  {:<40}  {}\n", "ID",
+                           both ? fmt::format("{:<22} ", "MESSAGE ID") : "", "FAILED AT",
+                           "ATTEMPTS", "ERROR", "BODY");
   for (const auto& d : dead) {
     std::string body = d.value("body", "");
     if (body.size() > 60) body = body.substr(0, 57) + "...";
     std::replace(body.begin(), body.end(), '\n', ' ');
-    std::cout << fmt::format("{:<22} {:<20} {:>8}  {:<40}  {}\n", d.value("id", ""),
+    std::string headers;
+    if (d.contains("headers"))
+      for (const auto& h : d["headers"])
+        headers += fmt::format(" {}={}", h[0].get<std::string>(), h[1].get<std::string>());
+    if (!headers.empty()) body += "  [" + headers.substr(1) + "]";
+    std::cout << fmt::format("{:<22} {}{:<20} {:>8}  {:<40}  {}\n", d.value("id", ""),
+                             both ? fmt::format("{:<22} ", d.value("message_id", "")) : "",
                              local_time(d.value("failed_at_ms", 0LL)), d.value("attempts", 0),
                              d.value("error", ""), body);
   }

@@ -17,6 +17,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "clutch/context.hpp"
@@ -24,10 +25,26 @@
 
 namespace clutch {
 
+// A message's fields besides its body, in the broker's order (see `QueueMessage::headers`).
+using QueueHeaders = std::vector<std::pair<std::string, std::string>>;
+
 struct QueueMessage {
   std::string id;
   std::string body;
   int attempts = 0;  // earlier deliveries that failed
+  // What the message carries besides its body, kept through retries, dead letters and requeues.
+  // Redis: the entry's fields other than `body`, as written (XADD s * body B tenant t1 gives
+  // {"tenant", "t1"}). AMQP: the headers table (values as text: strings as they are, numbers in
+  // decimal, booleans true/false) and the properties that are set, as "amqp.content_type",
+  // "amqp.content_encoding", "amqp.correlation_id", "amqp.reply_to", "amqp.type",
+  // "amqp.app_id". SQLite: none.
+  QueueHeaders headers;
+  // The value of the first header called `name`, or nullptr.
+  const std::string* header(std::string_view name) const {
+    for (const auto& [key, value] : headers)
+      if (key == name) return &value;
+    return nullptr;
+  }
 };
 
 struct ConsumeOptions {
@@ -66,8 +83,10 @@ class QueueUnavailable : public std::runtime_error {
 
 // A message that failed max_attempts times, as its dead-letter place keeps it.
 struct DeadLetter {
-  std::string id;  // its id in the dead-letter place (what requeue and purge take)
+  std::string id;          // its id in the dead-letter place (what requeue and purge take)
+  std::string message_id;  // the id it had in the queue (what the agent logged), if known
   std::string body;
+  QueueHeaders headers;  // as the message had them
   int attempts = 0;
   std::string error;         // the last handler's error
   int64_t failed_at_ms = 0;  // Unix time in milliseconds
@@ -102,6 +121,12 @@ class MessageSource {
   // Moved to the dead-letter place with its last error.
   virtual void dead_letter(const QueueMessage& message, std::string_view error) = 0;
   virtual void publish(std::string_view body) = 0;
+  // Publishes with headers (QueueMessage::headers): Redis writes them as the entry's fields, AMQP
+  // as its headers table and the amqp.* properties. A source that carries none (SQLite) throws.
+  virtual void publish_with_headers(std::string_view body, const QueueHeaders& headers) {
+    if (!headers.empty()) throw std::runtime_error("this queue's messages carry no headers");
+    publish(body);
+  }
   // Publishes several, in order; returns once the queue holds all of them (AMQP pipelines them
   // under one wait for the broker's confirms). Throws as publish does.
   virtual void publish_many(const std::vector<std::string>& bodies) {

@@ -66,6 +66,77 @@ const amqp_field_value_t* header(const amqp_basic_properties_t& p, std::string_v
   return nullptr;
 }
 
+// The basic properties a handler may read, as "amqp.NAME" headers, and written back on copies.
+struct TextProperty {
+  const char* name;
+  amqp_flags_t flag;
+  amqp_bytes_t amqp_basic_properties_t::*field;
+};
+constexpr TextProperty kTextProperties[] = {
+    {"amqp.content_type", AMQP_BASIC_CONTENT_TYPE_FLAG, &amqp_basic_properties_t::content_type},
+    {"amqp.content_encoding", AMQP_BASIC_CONTENT_ENCODING_FLAG,
+     &amqp_basic_properties_t::content_encoding},
+    {"amqp.correlation_id", AMQP_BASIC_CORRELATION_ID_FLAG,
+     &amqp_basic_properties_t::correlation_id},
+    {"amqp.reply_to", AMQP_BASIC_REPLY_TO_FLAG, &amqp_basic_properties_t::reply_to},
+    {"amqp.type", AMQP_BASIC_TYPE_FLAG, &amqp_basic_properties_t::type},
+    {"amqp.app_id", AMQP_BASIC_APP_ID_FLAG, &amqp_basic_properties_t::app_id},
+};
+
+bool is_clutch_header(std::string_view key) {
+  return key.starts_with("x-clutch-");
+}
+
+// A header's value as text; false for kinds with no one-line text (tables, arrays, void).
+bool value_text(const amqp_field_value_t& v, std::string& out) {
+  switch (v.kind) {
+    case AMQP_FIELD_KIND_UTF8:
+    case AMQP_FIELD_KIND_BYTES:
+      out = text_of(v.value.bytes);
+      return true;
+    case AMQP_FIELD_KIND_BOOLEAN:
+      out = v.value.boolean ? "true" : "false";
+      return true;
+    case AMQP_FIELD_KIND_F32:
+      out = fmt::format("{}", v.value.f32);
+      return true;
+    case AMQP_FIELD_KIND_F64:
+      out = fmt::format("{}", v.value.f64);
+      return true;
+    case AMQP_FIELD_KIND_U64:
+    case AMQP_FIELD_KIND_TIMESTAMP:
+      out = std::to_string(v.value.u64);
+      return true;
+    case AMQP_FIELD_KIND_I8:
+    case AMQP_FIELD_KIND_U8:
+    case AMQP_FIELD_KIND_I16:
+    case AMQP_FIELD_KIND_U16:
+    case AMQP_FIELD_KIND_I32:
+    case AMQP_FIELD_KIND_U32:
+    case AMQP_FIELD_KIND_I64:
+      out = std::to_string(int_value(v, 0));
+      return true;
+    default:
+      return false;
+  }
+}
+
+// QueueMessage::headers of a message: its text properties, then its headers table (clutch's
+// own x-clutch-* bookkeeping left out).
+QueueHeaders headers_of(const amqp_basic_properties_t& p) {
+  QueueHeaders out;
+  for (const TextProperty& t : kTextProperties)
+    if (p._flags & t.flag) out.emplace_back(t.name, text_of(p.*t.field));
+  if (!(p._flags & AMQP_BASIC_HEADERS_FLAG)) return out;
+  std::string value;
+  for (int i = 0; i < p.headers.num_entries; ++i) {
+    const amqp_table_entry_t& e = p.headers.entries[i];
+    std::string key = text_of(e.key);
+    if (!is_clutch_header(key) && value_text(e.value, value)) out.emplace_back(key, value);
+  }
+  return out;
+}
+
 int attempts_of(const amqp_basic_properties_t& p) {
   const amqp_field_value_t* v = header(p, kAttemptsHeader);
   int64_t n = v ? int_value(*v, 0) : 0;
@@ -253,8 +324,24 @@ void AmqpSession::reject(uint64_t tag, bool requeue) {
 }
 
 void AmqpSession::publish(const AmqpPublication& p, std::function<void(bool)> confirmed) {
-  amqp_table_entry_t entries[3];
+  amqp_basic_properties_t props{};
+  std::vector<amqp_table_entry_t> entries(3 + p.headers.size());
   int n = 0;
+  // The message's own headers and properties go on every copy (retries, dead letters,
+  // requeues); table values go back as text (QueueMessage::headers holds text).
+  for (const auto& [key, value] : p.headers) {
+    const TextProperty* property = nullptr;
+    for (const TextProperty& t : kTextProperties)
+      if (key == t.name) property = &t;
+    if (property != nullptr) {
+      props._flags |= property->flag;
+      props.*property->field = bytes_of(value);
+    } else if (!is_clutch_header(key)) {
+      entries[n].key = bytes_of(key);
+      entries[n].value.kind = AMQP_FIELD_KIND_UTF8;
+      entries[n++].value.value.bytes = bytes_of(value);
+    }
+  }
   entries[n].key = bytes_of(kAttemptsHeader);
   entries[n].value.kind = AMQP_FIELD_KIND_I64;
   entries[n++].value.value.i64 = p.attempts;
@@ -266,12 +353,11 @@ void AmqpSession::publish(const AmqpPublication& p, std::function<void(bool)> co
     entries[n].value.kind = AMQP_FIELD_KIND_I64;
     entries[n++].value.value.i64 = p.failed_at_ms;
   }
-  amqp_basic_properties_t props{};
-  props._flags =
+  props._flags |=
       AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_HEADERS_FLAG;
   props.delivery_mode = 2;  // persistent
   props.message_id = bytes_of(p.message_id);
-  props.headers = amqp_table_t{n, entries};
+  props.headers = amqp_table_t{n, entries.data()};
   check_status(rabbitmq().amqp_basic_publish(state_->conn, kPublishChannel, kNoBytes,
                                              bytes_of(p.queue), 0, 0, &props, bytes_of(p.body)),
                "publishing");
@@ -318,6 +404,7 @@ void AmqpSession::pump(int timeout_ms) {
       unsettled_.insert(env.delivery_tag);
       d.message.body = text_of(env.message.body);
       d.message.attempts = attempts_of(p);
+      d.message.headers = headers_of(p);
       // The publisher's message id, stable across redeliveries (the master's once-only key);
       // without one, the delivery's own name.
       d.message.id = (p._flags & AMQP_BASIC_MESSAGE_ID_FLAG) && p.message_id.len > 0
@@ -430,6 +517,7 @@ void AmqpSession::browse_dead(std::size_t max, const std::function<bool(const Br
     b.message_id =
         (m.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? text_of(m.properties.message_id) : "";
     b.attempts = attempts_of(m.properties);
+    b.headers = headers_of(m.properties);
     if (const amqp_field_value_t* e = header(m.properties, kErrorHeader);
         e && (e->kind == AMQP_FIELD_KIND_UTF8 || e->kind == AMQP_FIELD_KIND_BYTES))
       b.error = text_of(e->value.bytes);

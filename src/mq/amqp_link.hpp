@@ -47,6 +47,7 @@ struct AmqpPublication {
   int attempts = 0;
   std::string error;         // set for dead letters
   int64_t failed_at_ms = 0;  // set for dead letters
+  QueueHeaders headers;      // the message's own (QueueMessage::headers): kept on every copy
 };
 
 class AmqpSession;  // the thread's side: the connection itself
@@ -136,6 +137,7 @@ class AmqpSession {
     int attempts = 0;
     std::string error;
     int64_t failed_at_ms = 0;
+    QueueHeaders headers;
   };
   void browse_dead(std::size_t max, const std::function<bool(const Browsed&)>& visit);
   std::size_t purge_dead();

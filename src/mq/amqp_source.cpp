@@ -22,11 +22,13 @@ int64_t now_ms() {
       .count();
 }
 
-AmqpPublication publication(std::string queue, std::string body, std::string message_id) {
+AmqpPublication publication(std::string queue, std::string body, std::string message_id,
+                            QueueHeaders headers = {}) {
   AmqpPublication p;
   p.queue = std::move(queue);
   p.body = std::move(body);
   p.message_id = std::move(message_id);
+  p.headers = std::move(headers);
   return p;
 }
 
@@ -63,7 +65,8 @@ std::vector<QueueMessage> AmqpSource::fetch(std::size_t max) {
   while (!delayed_.empty() && delayed_.front().due <= now) {
     Delayed d = std::move(delayed_.front());
     delayed_.pop_front();
-    AmqpPublication copy = publication(link_->url().queue, std::move(d.message.body), d.message.id);
+    AmqpPublication copy = publication(link_->url().queue, std::move(d.message.body), d.message.id,
+                                       std::move(d.message.headers));
     copy.attempts = d.message.attempts + 1;
     republish_then_ack(std::move(copy), d.delivery);
   }
@@ -130,7 +133,8 @@ void AmqpSource::retry(const QueueMessage& message, std::chrono::milliseconds de
 void AmqpSource::dead_letter(const QueueMessage& message, std::string_view error) {
   Held h = take_held(message);
   if (h.tag == 0) return;
-  AmqpPublication copy = publication(link_->url().dead_queue, message.body, message.id);
+  AmqpPublication copy =
+      publication(link_->url().dead_queue, message.body, message.id, message.headers);
   copy.attempts = message.attempts + 1;
   copy.error = std::string(error);
   copy.failed_at_ms = now_ms();
@@ -153,7 +157,11 @@ void AmqpSource::republish_then_ack(AmqpPublication copy, Held original) {
 }
 
 void AmqpSource::publish(std::string_view body) {
-  AmqpPublication p = publication(link_->url().queue, std::string(body), new_message_id());
+  publish_with_headers(body, {});
+}
+
+void AmqpSource::publish_with_headers(std::string_view body, const QueueHeaders& headers) {
+  AmqpPublication p = publication(link_->url().queue, std::string(body), new_message_id(), headers);
   ask<bool>(
       [p = std::move(p)](AmqpSession& s) {
         s.publish_confirmed(p);
@@ -209,7 +217,13 @@ std::vector<DeadLetter> AmqpSource::list_dead(std::size_t max) {
       [max](AmqpSession& s) {
         std::vector<DeadLetter> out;
         s.browse_dead(max, [&](const AmqpSession::Browsed& b) {
-          out.push_back({b.message_id, b.body, b.attempts, b.error, b.failed_at_ms});
+          out.push_back({.id = b.message_id,
+                         .message_id = b.message_id,
+                         .body = b.body,
+                         .headers = b.headers,
+                         .attempts = b.attempts,
+                         .error = b.error,
+                         .failed_at_ms = b.failed_at_ms});
           return false;  // only looking
         });
         return out;
@@ -226,7 +240,7 @@ std::size_t AmqpSource::requeue_dead(const std::vector<std::string>& ids) {
         s.browse_dead(kMaxBrowse, [&](const AmqpSession::Browsed& b) {
           if (!wanted.empty() && !wanted.count(b.message_id)) return false;
           // Back as a new message (attempts from 0), confirmed before the dead letter goes.
-          s.publish_confirmed(publication(queue, b.body, b.message_id));
+          s.publish_confirmed(publication(queue, b.body, b.message_id, b.headers));
           ++moved;
           return true;
         });

@@ -40,6 +40,7 @@ class AmqpSource final : public MessageSource {
   void release(const QueueMessage& message) override;
   void dead_letter(const QueueMessage& message, std::string_view error) override;
   void publish(std::string_view body) override;
+  void publish_with_headers(std::string_view body, const QueueHeaders& headers) override;
   void publish_many(const std::vector<std::string>& bodies) override;
   void recover_in_flight() override {}  // the broker requeues a dead connection's deliveries
   std::size_t pending() override;

@@ -304,7 +304,10 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
         // Acks gathered over a loop turn go to the queue together (one XACK, one transaction).
         // An ack needs the id, not the body: the body is freed here rather than carried on (and
         // copied to a source's thread).
-        acks_.push_back(QueueMessage{std::move(m.id), {}, m.attempts});
+        QueueMessage ack;
+        ack.id = std::move(m.id);
+        ack.attempts = m.attempts;
+        acks_.push_back(std::move(ack));
         if (!ack_flush_posted_) {
           ack_flush_posted_ = true;
           auto self = shared_from_this();
@@ -430,7 +433,11 @@ void add_operator_commands(runtime::OperatorCommands& commands,
     std::size_t limit = request.value("limit", 100);
     nlohmann::json out = nlohmann::json::array();
     for (const DeadLetter& d : c->list_dead(std::min<std::size_t>(limit, 10000))) {
+      nlohmann::json headers = nlohmann::json::array();
+      for (const auto& [key, value] : d.headers) headers.push_back({key, value});
       out.push_back({{"id", d.id},
+                     {"message_id", d.message_id},
+                     {"headers", headers},
                      {"body", d.body},
                      {"attempts", d.attempts},
                      {"error", d.error},
@@ -450,12 +457,34 @@ void add_operator_commands(runtime::OperatorCommands& commands,
 
 }  // namespace
 
+// A delivery is "ID\nATTEMPTS\nBODY", or, when the message has headers,
+// "ID\nATTEMPTS HEADER_BYTES\nHEADERS BODY" with each header as "KEYLEN:KEY VALLEN:VALUE"
+// (netstring lengths, so keys and values may hold any byte).
 void encode_delivery(const QueueMessage& m, std::string& out) {
   // Per message on the agent's hot path: plain appends into a reused buffer, no format parsing.
-  char attempts[16];
-  auto end = std::to_chars(attempts, attempts + sizeof attempts, m.attempts).ptr;
+  char number[24];
+  auto append_number = [&](std::size_t n) {
+    out.append(number, std::to_chars(number, number + sizeof number, n).ptr);
+  };
   out.clear();
-  out.append(m.id).append(1, '\n').append(attempts, end).append(1, '\n').append(m.body);
+  out.append(m.id).append(1, '\n');
+  out.append(number, std::to_chars(number, number + sizeof number, m.attempts).ptr);
+  if (m.headers.empty()) {
+    out.append(1, '\n').append(m.body);
+    return;
+  }
+  std::size_t header_bytes_at = out.size() + 1;
+  out.append(" 0000000000\n");  // patched below, once the block's size is known
+  std::size_t block_start = out.size();
+  for (const auto& [key, value] : m.headers) {
+    append_number(key.size());
+    out.append(1, ':').append(key);
+    append_number(value.size());
+    out.append(1, ':').append(value);
+  }
+  std::string size = std::to_string(out.size() - block_start);
+  out.replace(header_bytes_at, 10, std::string(10 - size.size(), '0') + size);
+  out.append(m.body);
 }
 
 std::string encode_delivery(const QueueMessage& m) {
@@ -463,6 +492,21 @@ std::string encode_delivery(const QueueMessage& m) {
   encode_delivery(m, out);
   return out;
 }
+
+namespace {
+// Reads "LEN:BYTES" at the front of `in`; false if malformed.
+bool take_netstring(std::string_view& in, std::string& out) {
+  auto colon = in.find(':');
+  std::size_t n = 0;
+  if (colon == std::string_view::npos ||
+      std::from_chars(in.data(), in.data() + colon, n).ptr != in.data() + colon ||
+      in.size() - colon - 1 < n)
+    return false;
+  out.assign(in.substr(colon + 1, n));
+  in.remove_prefix(colon + 1 + n);
+  return true;
+}
+}  // namespace
 
 QueueMessage decode_delivery(std::string_view payload) {
   QueueMessage m;
@@ -473,8 +517,21 @@ QueueMessage decode_delivery(std::string_view payload) {
     return m;
   }
   m.id = std::string(payload.substr(0, first));
-  m.attempts = std::atoi(std::string(payload.substr(first + 1, second - first - 1)).c_str());
-  m.body = std::string(payload.substr(second + 1));
+  std::string_view counts = payload.substr(first + 1, second - first - 1);
+  std::string_view rest = payload.substr(second + 1);
+  auto space = counts.find(' ');
+  std::from_chars(counts.data(), counts.data() + std::min(space, counts.size()), m.attempts);
+  if (space != std::string_view::npos) {
+    std::size_t header_bytes = 0;
+    std::from_chars(counts.data() + space + 1, counts.data() + counts.size(), header_bytes);
+    header_bytes = std::min(header_bytes, rest.size());
+    std::string_view block = rest.substr(0, header_bytes);
+    rest.remove_prefix(header_bytes);
+    std::string key, value;
+    while (!block.empty() && take_netstring(block, key) && take_netstring(block, value))
+      m.headers.emplace_back(std::move(key), std::move(value));
+  }
+  m.body = std::string(rest);
   return m;
 }
 

@@ -192,6 +192,12 @@ class OffLoopSource final : public MessageSource {
       return true;
     });
   }
+  void publish_with_headers(std::string_view body, const QueueHeaders& headers) override {
+    ask<bool>([b = std::string(body), headers](MessageSource& s) {
+      s.publish_with_headers(b, headers);
+      return true;
+    });
+  }
   void recover_in_flight() override { shared_->inner->recover_in_flight(); }
   std::size_t pending() override {
     // The inner source's count already includes what was read ahead (Redis: XPENDING).

@@ -172,7 +172,7 @@ void RedisSource::ensure_group() {
   }
 }
 
-redisReply* RedisSource::command(std::initializer_list<std::string_view> args) {
+redisReply* RedisSource::command(const std::vector<std::string_view>& args) {
   if (ctx_ == nullptr) connect();
   collect_outstanding();  // replies come in order: a prefetch's comes before this command's
   append_argv(args);
@@ -304,13 +304,20 @@ void RedisSource::read_entries(redisReply* entries, std::vector<QueueMessage>& o
     QueueMessage m;
     m.id.assign(entry->element[0]->str, entry->element[0]->len);
     redisReply* fields = entry->element[1];
+    bool has_body = false;
     if (fields->type == REDIS_REPLY_ARRAY) {
       for (std::size_t f = 0; f + 1 < fields->elements; f += 2) {
-        if (std::string_view(fields->element[f]->str, fields->element[f]->len) == "body") {
-          m.body.assign(fields->element[f + 1]->str, fields->element[f + 1]->len);
+        std::string_view key(fields->element[f]->str, fields->element[f]->len);
+        std::string_view value(fields->element[f + 1]->str, fields->element[f + 1]->len);
+        if (key == "body" && !has_body) {
+          m.body.assign(value);
+          has_body = true;
+        } else {
+          m.headers.emplace_back(key, value);
         }
       }
     }
+    if (!has_body) bodiless_.insert(m.id);
     if (auto it = attempts_.find(m.id); it != attempts_.end()) m.attempts = it->second;
     out.push_back(std::move(m));
   }
@@ -356,7 +363,35 @@ std::vector<QueueMessage> RedisSource::fetch(std::size_t max) {
     // dropped with the exception; the broker's error comes back on the next call.
     if (out.empty()) throw;
   }
+  if (!bodiless_.empty()) dead_letter_bodiless(out);
   return out;
+}
+
+void RedisSource::dead_letter_bodiless(std::vector<QueueMessage>& out) {
+  std::vector<QueueMessage> kept;
+  kept.reserve(out.size());
+  for (QueueMessage& m : out) {
+    if (!bodiless_.contains(m.id)) {
+      kept.push_back(std::move(m));
+      continue;
+    }
+    std::string fields;
+    for (const auto& [key, value] : m.headers)
+      fields.append(fields.empty() ? "" : ", ").append(key);
+    std::string why = fmt::format("the entry has no 'body' field (its fields: {})",
+                                  fields.empty() ? "none" : fields);
+    try {
+      add_dead_letter(m, why, false);
+      bodiless_.erase(m.id);
+      spdlog::error("redis: entry {} of {} dead-lettered: {}", m.id, url_.stream, why);
+    } catch (const std::exception& e) {
+      // Still pending in the group: it comes back (this consumer's pending list after a
+      // reconnect, or XAUTOCLAIM after the visibility timeout) and is tried again then.
+      spdlog::error("redis: entry {} has no 'body' field and could not be dead-lettered: {}", m.id,
+                    e.what());
+    }
+  }
+  out = std::move(kept);
 }
 
 void RedisSource::fetch_from_redis(std::vector<QueueMessage>& out, std::size_t max) {
@@ -438,16 +473,39 @@ void RedisSource::release(const QueueMessage& m) {
 }
 
 void RedisSource::dead_letter(const QueueMessage& m, std::string_view error) {
+  add_dead_letter(m, error, true);
+}
+
+void RedisSource::add_dead_letter(const QueueMessage& m, std::string_view error, bool has_body) {
+  // The dead entry: body (if the entry had one), id (the entry's id in the stream), attempts,
+  // error, and each of the entry's own fields as field.NAME, so that a requeue restores it.
   std::string dead = url_.stream + ":dead";
   std::string attempts = std::to_string(m.attempts + 1);
-  Reply added = hold(command(
-      {"XADD", dead, "*", "body", m.body, "id", m.id, "attempts", attempts, "error", error}));
+  std::vector<std::string> prefixed;
+  prefixed.reserve(m.headers.size());
+  std::vector<std::string_view> args = {"XADD", dead, "*"};
+  if (has_body) args.insert(args.end(), {"body", m.body});
+  args.insert(args.end(), {"id", m.id, "attempts", attempts, "error", error});
+  for (const auto& [key, value] : m.headers) {
+    prefixed.push_back("field." + key);
+    args.insert(args.end(), {prefixed.back(), value});
+  }
+  Reply added = hold(command(args));
   attempts_.erase(m.id);
   Reply acked = hold(command({"XACK", url_.stream, url_.group, m.id}));
 }
 
 void RedisSource::publish(std::string_view body) {
   Reply r = hold(command({"XADD", url_.stream, "*", "body", body}));
+}
+
+void RedisSource::publish_with_headers(std::string_view body, const QueueHeaders& headers) {
+  std::vector<std::string_view> args = {"XADD", url_.stream, "*", "body", body};
+  for (const auto& [key, value] : headers) {
+    if (key == "body") throw std::runtime_error("a header may not be called 'body'");
+    args.insert(args.end(), {key, value});
+  }
+  Reply r = hold(command(args));
 }
 
 std::size_t RedisSource::pending() {
@@ -477,20 +535,36 @@ int64_t id_millis(std::string_view id) {
   return ms;
 }
 
-// One XRANGE entry as a dead letter.
-DeadLetter dead_entry(const redisReply* entry) {
-  DeadLetter d;
+// One XRANGE entry of STREAM:dead as a dead letter (the layout add_dead_letter writes).
+struct DeadEntry {
+  DeadLetter letter;
+  bool has_body = false;  // an entry dead-lettered for having none goes back without one
+};
+
+DeadEntry dead_entry(const redisReply* entry) {
+  DeadEntry e;
+  DeadLetter& d = e.letter;
   d.id = reply_text(entry->element[0]);
   d.failed_at_ms = id_millis(d.id);
   const redisReply* fields = entry->element[1];
+  constexpr std::string_view kField = "field.";
   for (std::size_t i = 0; i + 1 < fields->elements; i += 2) {
     std::string key = reply_text(fields->element[i]);
     std::string value = reply_text(fields->element[i + 1]);
-    if (key == "body") d.body = std::move(value);
-    if (key == "error") d.error = std::move(value);
-    if (key == "attempts") d.attempts = std::atoi(value.c_str());
+    if (key == "body") {
+      d.body = std::move(value);
+      e.has_body = true;
+    } else if (key == "id") {
+      d.message_id = std::move(value);
+    } else if (key == "error") {
+      d.error = std::move(value);
+    } else if (key == "attempts") {
+      d.attempts = std::atoi(value.c_str());
+    } else if (key.starts_with(kField)) {
+      d.headers.emplace_back(key.substr(kField.size()), std::move(value));
+    }
   }
-  return d;
+  return e;
 }
 
 }  // namespace
@@ -534,15 +608,16 @@ std::vector<DeadLetter> RedisSource::list_dead(std::size_t max) {
   Reply r =
       hold(command({"XRANGE", url_.stream + ":dead", "-", "+", "COUNT", std::to_string(max)}));
   std::vector<DeadLetter> out;
-  for (std::size_t i = 0; i < r->elements; ++i) out.push_back(dead_entry(r->element[i]));
+  for (std::size_t i = 0; i < r->elements; ++i) out.push_back(dead_entry(r->element[i]).letter);
   return out;
 }
 
 std::size_t RedisSource::requeue_dead(const std::vector<std::string>& ids) {
   std::string dead = url_.stream + ":dead";
-  std::vector<DeadLetter> letters;
+  std::vector<DeadEntry> letters;
   if (ids.empty()) {
-    letters = list_dead(std::numeric_limits<uint32_t>::max());
+    Reply r = hold(command({"XRANGE", dead, "-", "+"}));
+    for (std::size_t i = 0; i < r->elements; ++i) letters.push_back(dead_entry(r->element[i]));
   } else {
     for (const std::string& id : ids) {
       Reply r = hold(command({"XRANGE", dead, id, id}));
@@ -550,9 +625,15 @@ std::size_t RedisSource::requeue_dead(const std::vector<std::string>& ids) {
     }
   }
   // Added before it is deleted: a crash between the two requeues it twice, never loses it.
+  // Back as the producer wrote it: its body (if it had one) and its own fields.
   std::size_t moved = 0;
-  for (const DeadLetter& d : letters) {
-    Reply added = hold(command({"XADD", url_.stream, "*", "body", d.body}));
+  for (const DeadEntry& e : letters) {
+    const DeadLetter& d = e.letter;
+    std::vector<std::string_view> args = {"XADD", url_.stream, "*"};
+    if (e.has_body) args.insert(args.end(), {"body", d.body});
+    for (const auto& [key, value] : d.headers) args.insert(args.end(), {key, value});
+    if (args.size() == 3) args.insert(args.end(), {"body", ""});  // XADD needs a field
+    Reply added = hold(command(args));
     Reply gone = hold(command({"XDEL", dead, d.id}));
     ++moved;
   }

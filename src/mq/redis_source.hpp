@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -60,6 +61,7 @@ class RedisSource final : public MessageSource {
   void release(const QueueMessage& message) override;
   void dead_letter(const QueueMessage& message, std::string_view error) override;
   void publish(std::string_view body) override;
+  void publish_with_headers(std::string_view body, const QueueHeaders& headers) override;
   void recover_in_flight() override {
     read_own_pending_ = true;
     pending_cursor_ = "0";
@@ -94,7 +96,7 @@ class RedisSource final : public MessageSource {
   Reply hold(redisReply* r) { return Reply(r, ReplyRelease{&arena_}); }
   // Runs one command; reconnects first if needed. Throws on a lost connection or an error reply.
   // The caller holds the reply it returns (hold()).
-  redisReply* command(std::initializer_list<std::string_view> args);
+  redisReply* command(const std::vector<std::string_view>& args);
   // Connects, or throws why not. In non-blocking mode a connect in progress throws "connecting"
   // and is looked at again on the next call (bounded by the 1 s connect timeout).
   void connect();
@@ -146,6 +148,12 @@ class RedisSource final : public MessageSource {
   bool was_connected_ = false;
   std::deque<Delayed> delayed_;          // retries waiting for their time, still pending in Redis
   std::map<std::string, int> attempts_;  // failed attempts of entries being retried
+  // Entries read without a `body` field: fetch dead-letters them instead of handing them out.
+  std::set<std::string> bodiless_;
+  // Dead-letters the entries of `out` that are in bodiless_ and removes them from `out`.
+  void dead_letter_bodiless(std::vector<QueueMessage>& out);
+  // XADD to STREAM:dead (with or without a body field, as the entry had it), then XACK.
+  void add_dead_letter(const QueueMessage& m, std::string_view error, bool has_body);
   // Acks not yet sent: gathered by ack_many, or met a lost connection. They go out with the next
   // XREADGROUP, on flush(), on reconnect, or at once past kMaxDeferredAcks.
   std::vector<std::string> unsent_acks_;

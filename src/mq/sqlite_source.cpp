@@ -253,6 +253,7 @@ std::vector<DeadLetter> SqliteSource::list_dead(std::size_t max) {
   while ((rc = sql_.sqlite3_step(s)) == SQLITE_ROW) {
     DeadLetter d;
     d.id = std::to_string(sql_.sqlite3_column_int64(s, 0));
+    d.message_id = d.id;  // a dead letter keeps its queue row's id
     const void* body = sql_.sqlite3_column_blob(s, 1);
     d.body.assign(static_cast<const char*>(body),
                   static_cast<std::size_t>(sql_.sqlite3_column_bytes(s, 1)));

@@ -563,7 +563,15 @@ void declare_consumer(clutch::App& app) {
                 }
                 int work_us = env_int("PROBE_WORK_US", 0);
                 if (work_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(work_us));
-                record(fmt::format(R"("ev":"mq","body":"{}")", m.body));
+                if (m.headers.empty()) {
+                  record(fmt::format(R"("ev":"mq","body":"{}")", m.body));
+                } else {
+                  std::string headers;  // the tests' headers need no JSON escaping
+                  for (const auto& [key, value] : m.headers)
+                    headers +=
+                        fmt::format(R"({}["{}","{}"])", headers.empty() ? "" : ",", key, value);
+                  record(fmt::format(R"("ev":"mq","body":"{}","headers":[{}])", m.body, headers));
+                }
               });
 }
 

@@ -80,6 +80,30 @@ class Amqp(ClusterTest):
         self.assertEqual(self.queue_counts("poison.dead"), (0, 0))
         self.assertEqual(self.queue_counts("poison"), (0, 0))
 
+    def test_headers_and_properties_reach_the_handler_and_survive_dead_letter_and_requeue(self):
+        url = self.rabbit.url("headers")
+        c = self.start(workers=2, env={"PROBE_QUEUE": url})
+        c.wait_ready()
+        for body, tenant in (("plain", "t1"), ("poison-h", "t2")):
+            subprocess.run([CLUTCHCTL, "publish", url, body, "--header", f"tenant={tenant}",
+                            "--header", "amqp.content_type=text/plain"], check=True,
+                           capture_output=True, timeout=60)
+        wait_for(lambda: self.queue_counts("headers.dead") == (1, 0), 30, "the dead letter")
+        plain = [e for e in c.events("mq") if e["body"] == "plain"]
+        self.assertEqual(len(plain), 1)
+        self.assertEqual(plain[0]["headers"], [["amqp.content_type", "text/plain"], ["tenant", "t1"]])
+        code, dead = ctl_json(c, "queue", "dead", "probe")
+        self.assertEqual(code, 0, dead)
+        self.assertEqual(dead["dead"][0]["headers"],
+                         [["amqp.content_type", "text/plain"], ["tenant", "t2"]],
+                         "kept through two retries and the dead letter")
+        code, moved = ctl_json(c, "queue", "requeue", "probe", "--all")
+        self.assertEqual((code, moved["requeued"]), (0, 1))
+        wait_for(lambda: len(c.events("mq-poison")) == 6, 30, "the requeued message's attempts")
+        wait_for(lambda: self.queue_counts("headers.dead") == (1, 0), 30, "dead again")
+        code, dead = ctl_json(c, "queue", "dead", "probe")
+        self.assertEqual(dead["dead"][0]["headers"], [["amqp.content_type", "text/plain"], ["tenant", "t2"]])
+
     def test_a_stalled_broker_never_stalls_the_agent_or_http_and_loses_nothing(self):
         url = self.rabbit.url("stall")
         self.publish(url, "before", 300)

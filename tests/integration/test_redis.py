@@ -5,6 +5,8 @@ import subprocess
 import time
 import unittest
 
+from test_control import ctl
+from test_operations import ctl_json
 from cluster import BUILD_DIR, ClusterTest, check_unstalled_while_broker_hangs, FAST_RESTARTS, RedisServer, alive, consume_under_kills, maps_library, wait_for
 
 CLUTCHCTL = os.path.join(BUILD_DIR, "clutchctl")
@@ -85,6 +87,50 @@ class RedisStreams(ClusterTest):
         self.assertEqual(len(c.events("mq-poison")), 3)
         wait_for(lambda: self.redis.cli("XPENDING", "jobs", "workers").splitlines()[0] == "0", 10,
                  "nothing pending")
+
+    def test_an_entrys_fields_reach_the_handler_and_survive_dead_letter_and_requeue(self):
+        self.redis.cli("XADD", "jobs", "*", "body", "plain", "tenant", "t1", "trace", "abc")
+        self.redis.cli("XADD", "jobs", "*", "body", "poison-with-fields", "tenant", "t2")
+        c = self.cluster(workers=2)
+        c.wait_ready()
+        wait_for(lambda: self.redis.cli("XLEN", "jobs:dead") == "1", 20, "the poison's dead letter")
+        plain = [e for e in c.events("mq") if e["body"] == "plain"]
+        self.assertEqual(len(plain), 1)
+        self.assertEqual(plain[0]["headers"], [["tenant", "t1"], ["trace", "abc"]])
+        dead = ctl_json(c, "queue", "dead", "probe")[1]["dead"]
+        self.assertEqual(len(dead), 1)
+        self.assertEqual(dead[0]["headers"], [["tenant", "t2"]])
+        self.assertNotEqual(dead[0]["message_id"], dead[0]["id"], "the stream's id and the dead id")
+        self.assertIn(dead[0]["message_id"], c.stderr(), "the id the agent logged")
+        listing = ctl(c, "queue", "dead", "probe").stdout
+        self.assertIn("MESSAGE ID", listing)
+        self.assertIn("tenant=t2", listing)
+        # Requeued, it comes back with its field (and fails again: three more attempts).
+        self.assertEqual(ctl(c, "queue", "requeue", "probe", dead[0]["id"]).returncode, 0)
+        wait_for(lambda: len(c.events("mq-poison")) == 6, 20, "the requeued poison's attempts")
+        wait_for(lambda: self.redis.cli("XLEN", "jobs:dead") == "1", 20, "it to be dead again")
+        again = ctl_json(c, "queue", "dead", "probe")[1]["dead"]
+        self.assertEqual(again[0]["headers"], [["tenant", "t2"]])
+
+    def test_an_entry_without_a_body_is_dead_lettered_with_the_reason_not_handled(self):
+        self.redis.cli("XADD", "jobs", "*", "payload", "oops", "tenant", "t3")
+        self.redis.cli("XADD", "jobs", "*", "body", "after")
+        c = self.cluster(workers=2)
+        c.wait_ready()
+        wait_for(lambda: [e["body"] for e in c.events("mq")] == ["after"], 20, "the next entry")
+        wait_for(lambda: self.redis.cli("XLEN", "jobs:dead") == "1", 20, "the dead letter")
+        self.assertIn("has no 'body' field (its fields: payload, tenant)", c.stderr())
+        dead = ctl_json(c, "queue", "dead", "probe")[1]["dead"]
+        self.assertEqual(dead[0]["headers"], [["payload", "oops"], ["tenant", "t3"]])
+        self.assertIn("no 'body' field", dead[0]["error"])
+        wait_for(lambda: self.redis.cli("XPENDING", "jobs", "workers").splitlines()[0] == "0", 10,
+                 "nothing pending")
+        # Requeued, it goes back as the producer wrote it: still without a body field.
+        self.assertEqual(ctl(c, "queue", "requeue", "probe", "--all").returncode, 0)
+        wait_for(lambda: self.redis.cli("XLEN", "jobs:dead") == "1" and
+                 ctl_json(c, "queue", "dead", "probe")[1]["dead"][0]["id"] != dead[0]["id"],
+                 20, "it to be dead-lettered again")
+        self.assertEqual([e["body"] for e in c.events("mq")], ["after"], "never handled")
 
     def test_hiredis_is_mapped_only_by_the_agent_and_its_absence_fails_the_start(self):
         # hiredis is loaded when the first Redis connection opens: the agent's source here; the
