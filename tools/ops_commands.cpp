@@ -156,6 +156,16 @@ int queue_command(const Target& t, const std::string& what, const std::string& n
       std::cout << fmt::format("{}: {} dead letter(s) deleted\n", answer.value("name", ""),
                                answer.value("purged", 0));
   }
+  if ((what == "requeue" || what == "purge") && !all && answer.value("ok", false)) {
+    // Ids that matched nothing are a mistake to report (a typo, a letter already requeued).
+    std::size_t done = answer.value(what == "requeue" ? "requeued" : "purged", std::size_t{0});
+    if (done < ids.size()) {
+      if (t.json) std::cout << answer.dump() << "\n";
+      std::cerr << fmt::format("clutchctl: {} of the {} id(s) given are not dead letters of {}\n",
+                               ids.size() - done, ids.size(), answer.value("name", name));
+      return 1;
+    }
+  }
   return finish(t, answer);
 }
 

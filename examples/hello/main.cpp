@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
     m.on("tick-done", [](const clutch::Message& msg) {
       spdlog::info("worker {} finished {}", msg.sender().pid, msg.data());
     });
+    // A broadcast reaches every process, its sender included (egg's messenger.broadcast too).
+    m.on("hello", [](const clutch::Message& msg) { spdlog::info("agent hears: {}", msg.data()); });
     m.on("clutch:pids",
          [](const clutch::Message& msg) { spdlog::info("workers now: {}", msg.data()); });
     ctx.on_ready([&ctx, ticks] {

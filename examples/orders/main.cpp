@@ -32,10 +32,41 @@ std::string env_or(const char* name, const char* fallback) {
 const std::string kQueue = env_or("ORDERS_QUEUE", "sqlite:orders-queue.db");
 const std::string kLedger = env_or("ORDERS_LEDGER", "orders-ledger.txt");
 
+// The order as one whitespace-free token, so that a ledger line is always "ORDER PID" whatever
+// the body holds (a newline or a space in a body would split it): backslash escapes, "\e" for
+// an empty body.
+std::string ledger_token(const std::string& order) {
+  if (order.empty()) return "\\e";
+  std::string out;
+  out.reserve(order.size());
+  for (char c : order) {
+    switch (c) {
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case ' ':
+        out += "\\s";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
 // One line per handled order; O_APPEND keeps lines from several workers whole.
 void append_to_ledger(const std::string& order, int pid) {
   static int fd = open(kLedger.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  std::string line = fmt::format("{} {}\n", order, pid);
+  std::string line = fmt::format("{} {}\n", ledger_token(order), pid);
   if (write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
     throw std::runtime_error("cannot append to the ledger " + kLedger);
   }

@@ -535,6 +535,18 @@ int64_t id_millis(std::string_view id) {
   return ms;
 }
 
+// Whether `id` has a stream id's shape ("MS-SEQ" or "MS"): another string is no dead letter's id,
+// and Redis would refuse the whole command for it.
+bool looks_like_stream_id(std::string_view id) {
+  auto dash = id.find('-');
+  auto digits = [](std::string_view s) {
+    return !s.empty() &&
+           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  return dash == std::string_view::npos ? digits(id)
+                                        : digits(id.substr(0, dash)) && digits(id.substr(dash + 1));
+}
+
 // One XRANGE entry of STREAM:dead as a dead letter (the layout add_dead_letter writes).
 struct DeadEntry {
   DeadLetter letter;
@@ -620,6 +632,7 @@ std::size_t RedisSource::requeue_dead(const std::vector<std::string>& ids) {
     for (std::size_t i = 0; i < r->elements; ++i) letters.push_back(dead_entry(r->element[i]));
   } else {
     for (const std::string& id : ids) {
+      if (!looks_like_stream_id(id)) continue;
       Reply r = hold(command({"XRANGE", dead, id, id}));
       if (r->elements == 1) letters.push_back(dead_entry(r->element[0]));
     }
@@ -649,6 +662,7 @@ std::size_t RedisSource::purge_dead(const std::vector<std::string>& ids) {
   }
   std::size_t removed = 0;
   for (const std::string& id : ids) {
+    if (!looks_like_stream_id(id)) continue;
     Reply r = hold(command({"XDEL", dead, id}));
     removed += static_cast<std::size_t>(r->integer);
   }

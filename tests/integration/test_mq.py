@@ -134,6 +134,24 @@ class OrdersExample(ClusterTest):
         s = self.run_orders(naive=True)
         self.assertEqual(s["duplicates"], 600, "naive mode: every worker appends every order")
 
+    def test_bodies_with_spaces_newlines_or_nothing_count_as_one_order_each(self):
+        d = tempfile.mkdtemp(prefix="clutch-orders-")
+        queue, ledger = f"sqlite:{d}/q.db", f"{d}/ledger.txt"
+        bodies = ["a b", "a\nb", "a\\nb", "", "line one\nline two", " lead"]
+        for body in bodies:
+            subprocess.run([CLUTCHCTL, "publish", queue, body], check=True, capture_output=True,
+                           timeout=30)
+        c = self.start(binary=ORDERS, workers=2, env={"ORDERS_QUEUE": queue, "ORDERS_LEDGER": ledger})
+        port = c.wait_ready()["port"]
+
+        def stats():
+            s = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/orders/stats", timeout=10))
+            return s if s["handled"] >= len(bodies) and s["queue_pending"] == 0 else None
+        s = wait_for(stats, 30, "every order in the ledger")
+        self.assertEqual((s["orders"], s["handled"], s["duplicates"]), (len(bodies), len(bodies), 0))
+        with open(ledger) as f:
+            self.assertEqual(len(f.read().splitlines()), len(bodies), "one line per order")
+
 
 if __name__ == "__main__":
     unittest.main()

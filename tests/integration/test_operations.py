@@ -156,6 +156,10 @@ class Queue(ClusterTest):
         wait_for(lambda: len(c.events("mq-poison")) == 12, 30, "the requeued message tried again")
         wait_for(lambda: ctl_json(c, "queue")[1]["queues"][0]["dead_letters"] == 3, 30, "dead again")
 
+        out = ctl(c, "queue", "requeue", "probe", "no-such-id")
+        self.assertEqual(out.returncode, 1, "an id that matches nothing is an error")
+        self.assertIn("1 of the 1 id(s) given are not dead letters of probe", out.stderr)
+        self.assertEqual(ctl(c, "queue", "purge", "probe", "12345678").returncode, 1)
         self.assertEqual(ctl(c, "queue", "purge", "probe").returncode, 2)  # ids or --all
         code, purged = ctl_json(c, "queue", "purge", "probe", "--all")
         self.assertEqual((code, purged["purged"]), (0, 3))

@@ -87,6 +87,18 @@ class Parity(ClusterTest):
         wait_for(lambda: any(e["replacement"] for e in c.events("start")), 20, "its replacement")
         self.assertEqual(get("/"), (200, "hello world"))
 
+    def test_the_hello_example_starts_without_a_warning(self):
+        from cluster import HELLO
+        c = self.start(binary=HELLO, workers=2)
+        c.wait_ready()
+        # The broadcast reached both workers and the agent (its sender), the greeting the others.
+        wait_for(lambda: c.stderr().count("says: the cluster is ready") == 2 and
+                 "agent hears: the cluster is ready" in c.stderr() and
+                 "got greeting: hi from worker 0" in c.stderr(), 20, "the greetings")
+        wait_for(lambda: "the agent has ticked" in c.stderr(), 20, "a tick's round trip")
+        self.assertNotIn("warning", c.stderr())
+        self.assertNotIn("error", c.stderr())
+
     def test_ipv6_loopback(self):
         proc = subprocess.Popen([os.path.join(BUILD_DIR, "tests/integration/probe"), "--workers", "1", "--port", "0",
                                  "--host", "::1", "-s", "control_socket=off"],
