@@ -6,9 +6,9 @@
 //   clutchctl publish URL [BODY] [--count N] [--header NAME=VALUE]...
 //       publishes BODY (or, with --count, N messages "BODY-1".."BODY-N") to a queue URL such as
 //       sqlite:/var/lib/app/queue.db, with headers where the queue carries them (Redis, AMQP).
-//   clutchctl status [--watch] | top | reload | upgrade | stop [--now] | scale N|+N|-N | restart
-//   SLOT clutchctl jobs | jobs run NAME clutchctl queue [NAME] | queue dead [NAME] | queue
-//   requeue|purge NAME (ID... | --all) clutchctl logs [-f] [--role R] [-n N]
+//   clutchctl status [--watch] | top | reload | upgrade | stop [--now] [--no-wait] | scale N|+N|-N
+//   | restart SLOT clutchctl jobs | jobs run NAME clutchctl queue [NAME] | queue dead [NAME] |
+//   queue requeue|purge NAME (ID... | --all) clutchctl logs [-f] [--role R] [-n N]
 //       (each with [--app NAME | --socket PATH] [--json]) talk to a running cluster through its
 //       control socket (docs/OPERATIONS.md).
 #include <CLI/CLI.hpp>
@@ -129,6 +129,8 @@ int main(int argc, char** argv) {
       "upgrade", "replace the master itself with the binary on disk, keeping the sockets");
   auto* stop = cli.add_subcommand("stop", "graceful stop (--now: at once)");
   stop->add_flag("--now", now, "kill every process at once");
+  bool no_wait = false;
+  stop->add_flag("--no-wait", no_wait, "return once the stop has begun, not when the master exits");
   auto* scale = cli.add_subcommand("scale", "set the number of workers: N, +N or -N");
   scale->add_option("workers", how_many, "N, +N or -N")->required()->allow_extra_args(false);
   std::string which;
@@ -176,7 +178,7 @@ int main(int argc, char** argv) {
   if (top->parsed()) return clutchctl::status_command(target, true);
   if (reload->parsed()) return clutchctl::reload_command(target);
   if (upgrade->parsed()) return clutchctl::upgrade_command(target);
-  if (stop->parsed()) return clutchctl::stop_command(target, now);
+  if (stop->parsed()) return clutchctl::stop_command(target, now, !no_wait);
   if (scale->parsed()) return clutchctl::scale_command(target, how_many);
   if (restart->parsed()) return clutchctl::restart_command(target, which);
   if (jobs_run->parsed()) return clutchctl::job_run_command(target, job_name, job_timeout);

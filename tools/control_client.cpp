@@ -6,9 +6,12 @@
 #include <unistd.h>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <thread>
@@ -184,10 +187,42 @@ int upgrade_command(const Target& t) {
   return finish(t, answer);
 }
 
-int stop_command(const Target& t, bool now) {
+namespace {
+// Whether `pid` is gone (a zombie counts as gone: it has closed everything, the port included).
+bool process_gone(int pid) {
+  if (kill(pid, 0) != 0 && errno == ESRCH) return true;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  auto close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z';
+}
+}  // namespace
+
+int stop_command(const Target& t, bool now, bool wait) {
   json answer = converse(t, {{"v", 1}, {"cmd", "stop"}, {"now", now}}, nullptr);
-  if (!t.json && answer.value("ok", false))
-    std::cout << "stopping " << answer.value("stopping", "") << "\n";
+  if (!answer.value("ok", false) || !wait || answer.value("master", 0) <= 0) {
+    if (!t.json && answer.value("ok", false))
+      std::cout << "stopping " << answer.value("stopping", "") << "\n";
+    return finish(t, answer);
+  }
+  // Returns once the master is gone, so that `stop && start` finds the port free. The master
+  // bounds its own stop (kill_timeout per process, then SIGKILL); this bound is only against a
+  // master that cannot end at all.
+  int pid = answer.value("master", 0);
+  auto bound = std::chrono::milliseconds(3 * answer.value("kill_timeout_ms", 30000) + 10000);
+  auto deadline = std::chrono::steady_clock::now() + bound;
+  if (!t.json) std::cout << "stopping " << answer.value("stopping", "") << "..." << std::flush;
+  while (!process_gone(pid)) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      if (!t.json) std::cout << "\n";
+      std::cerr << fmt::format("clutchctl: master {} still runs {} ms after the stop\n", pid,
+                               bound.count());
+      return 1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (!t.json) std::cout << " stopped (master " << pid << " exited)\n";
   return finish(t, answer);
 }
 

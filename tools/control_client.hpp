@@ -29,7 +29,8 @@ std::string seconds(double ms);  // "4.2s", "3m07s", "2h05m"
 int status_command(const Target& target, bool watch);
 int reload_command(const Target& target);
 int upgrade_command(const Target& target);
-int stop_command(const Target& target, bool now);
+// Waits (unless !wait) until the master has exited.
+int stop_command(const Target& target, bool now, bool wait);
 int scale_command(const Target& target, const std::string& how_many);
 // `which`: a worker slot number, "agent", or "pid:P".
 int restart_command(const Target& target, const std::string& which);

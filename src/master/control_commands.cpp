@@ -142,7 +142,12 @@ void Supervisor::on_control_request(const nlohmann::json& request, ControlServer
   }
   if (cmd == "stop") {
     bool now = request.value("now", false);
-    answer({{"ok", true}, {"stopping", now ? "now" : "gracefully"}}, true);
+    // The pid and the stop's bound let clutchctl wait until this process is gone.
+    answer({{"ok", true},
+            {"stopping", now ? "now" : "gracefully"},
+            {"master", getpid()},
+            {"kill_timeout_ms", config_.kill_timeout.count()}},
+           true);
     if (now) {
       spdlog::warn("clutchctl stop --now: stopping at once");
       phase_ = Phase::kStopping;

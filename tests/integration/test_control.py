@@ -172,12 +172,18 @@ class Control(ClusterTest):
         own = tempfile.mkdtemp(prefix="clutch-ctl-")
         self.addCleanup(shutil.rmtree, own, True)
         c = self.start(workers=2, args=("-s", f"control_socket={own}/probe.sock"))
-        c.wait_ready()
+        ready = c.wait_ready()
         path = control_path(c)
         self.assertEqual(path, f"{own}/probe.sock")
         r = ctl(c, "stop")
-        self.assertEqual((r.returncode, r.stdout.strip()), (0, "stopping gracefully"))
+        # It returns once the master is gone: `stop && start` finds the port free.
+        self.assertEqual((r.returncode, r.stdout.strip()),
+                         (0, f"stopping gracefully... stopped (master {c.pid} exited)"))
+        self.assertIsNotNone(c.proc.poll(), "clutchctl stop returned before the master exited")
         self.assertEqual(c.wait_exit(), 0)
+        self.assertFalse(any(alive(p) for p in [ready["agent"], *ready["workers"]]))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", ready["port"]))  # free
         self.assertFalse(os.path.exists(path), "the socket file outlived the master")
 
     def test_a_client_of_another_user_is_refused(self):
