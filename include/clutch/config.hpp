@@ -57,6 +57,9 @@ struct Config {
   // The master's control socket for clutchctl: empty picks $XDG_RUNTIME_DIR/clutch/APP.sock or
   // /tmp/clutch-UID/APP.sock; "off" opens none.
   std::string control_socket;
+  // A file the master writes its pid to (empty, the default: none); an upgrade's new master
+  // writes its own once it serves, and a master removes the file at exit while it names it.
+  std::string pid_file;
   // The master's metrics listener, "HOST:PORT" (port 0: any free one), serving /metrics
   // (Prometheus text), /healthz and /readyz. Empty, the default: off.
   std::string metrics_listen;

@@ -154,6 +154,8 @@ const std::vector<Key>& keys() {
       {"control_socket",
        [](Config& c, std::string_view v, const auto&) { c.control_socket = std::string(v); },
        [](const Config& c) { return c.control_socket; }},
+      {"pid_file", [](Config& c, std::string_view v, const auto&) { c.pid_file = std::string(v); },
+       [](const Config& c) { return c.pid_file; }},
       {"metrics_listen",
        [](Config& c, std::string_view v, const auto& fail) {
          if (!v.empty() && v.rfind(':') == std::string_view::npos)

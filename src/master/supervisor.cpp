@@ -21,6 +21,7 @@
 #include "common/log.hpp"
 #include "common/signals.hpp"
 #include "master/cpu_count.hpp"
+#include "master/pid_file.hpp"
 #include "master/proc_stats.hpp"
 #include "master/sd_notify.hpp"
 #include "master/spawner.hpp"
@@ -182,6 +183,17 @@ int Supervisor::run() {
   if (inherited_.upgrade < 0) {
     open_control_socket();
     open_metrics_listener();
+    // An upgrade's new master writes it once it serves (cluster_is_ready), not before: until
+    // then the pid a signal should reach is the old master's.
+    if (!config_.pid_file.empty()) {
+      try {
+        write_pid_file(config_.pid_file, pid_);
+      } catch (const std::exception& e) {
+        spdlog::error("cannot start: {}", e.what());
+        std::cerr << app_name_ << ": " << e.what() << std::endl;
+        return kExitUsage;
+      }
+    }
   }
   if (long long usec = systemd_watchdog_usec(); usec > 0)
     feed_watchdog(std::chrono::microseconds(usec / 2));
@@ -193,6 +205,7 @@ int Supervisor::run() {
   else
     spawn(agent_slot_);
   io_.run();
+  if (!config_.pid_file.empty()) remove_pid_file_if_ours(config_.pid_file, pid_);
   return exit_code_;
 }
 
@@ -611,6 +624,15 @@ void Supervisor::maybe_cluster_ready() {
             << std::endl;
   notify(fmt::format("READY=1\nSTATUS=serving on {} with {} workers\nMAINPID={}",
                      endpoint_text(config_.host, listen_.port), workers.size(), pid_));
+  if (old_master_ && !config_.pid_file.empty()) {
+    // The hand-over: from now on signals by pid reach this master (the old one leaves the file
+    // alone at its exit, since it no longer names it).
+    try {
+      write_pid_file(config_.pid_file, pid_);
+    } catch (const std::exception& e) {
+      spdlog::error("{} (it still names the old master)", e.what());
+    }
+  }
   tell_old_master_ready();
 }
 

@@ -143,6 +143,33 @@ class Upgrade(ClusterTest):
         self.assertEqual(from_old[handover[0] + 1:], [], from_old)
         self.assertFalse(any("STOPPING=1" in m for m in from_old), from_old)
 
+    def test_the_pid_file_names_whichever_master_serves(self):
+        pid_file = os.path.join(self.dir, "app.pid")
+
+        def held():
+            with open(pid_file) as f:
+                return int(f.read())
+        c = self.cluster(args=("-s", f"pid_file={pid_file}"))
+        self.assertEqual(held(), c.ready["master"])
+        out = ctl(c, "upgrade", "--json")
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        new = json.loads(out.stdout)["master"]
+        self.assertEqual(held(), new, "the new master names itself once it serves")
+        self.assertEqual(c.wait_exit(30), 0)
+        self.assertEqual(held(), new, "the old master's exit left the new pid in place")
+        # logrotate's `kill -USR1 $(cat FILE)` reaches the serving master.
+        os.kill(held(), signal.SIGUSR1)
+        os.kill(new, signal.SIGTERM)
+        wait_for(lambda: not alive(new), 30, "the new master to stop")
+        self.assertFalse(os.path.exists(pid_file), "removed by the master it named")
+
+    def test_a_pid_file_that_cannot_be_written_stops_the_start_with_exit_2(self):
+        c = self.start(binary=self.binary, workers=1,
+                       args=("-s", "pid_file=/nonexistent-dir/app.pid"))
+        self.assertEqual(c.wait_exit(), 2)
+        self.assertIn("pid_file: cannot write /nonexistent-dir/app.pid: No such file or directory",
+                      c.stderr())
+
     def test_a_new_master_whose_workers_fail_leaves_the_old_one_serving_with_its_agent(self):
         flag = os.path.join(self.dir, "fail")
         c = self.cluster(env={"PROBE_FAIL_FLAG": flag}, args=("-s", "startup_timeout=10s"))
