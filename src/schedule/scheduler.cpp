@@ -46,6 +46,7 @@ struct Job {
   bool running = false;
   std::deque<uint64_t> queued;  // ticks waiting for the running one (overlap = queue), oldest first
   uint64_t ticks = 0, current_run = 0;
+  uint64_t running_tick = 0;  // the tick of the run under way
   std::time_t next_fire = 0;  // cron only
   SystemClock::time_point next_interval_fire{};
   // For clutchctl jobs and the metrics.
@@ -337,7 +338,11 @@ class Clock : public std::enable_shared_from_this<Clock> {
     if (job.running) {
       std::string skipped;
       if (job.options.overlap == Overlap::kSkip) {
-        skipped = "the previous run is still going";
+        // The master holds a tick sent while no worker lives until one is ready: that run has
+        // not started, and saying it "is still going" sends the reader after a slow handler.
+        skipped = ctx_.messenger().workers().empty()
+                      ? fmt::format("no worker is alive (tick {} waits for one)", job.running_tick)
+                      : "the previous run is still going";
       } else if (job.queued.size() >= kMaxQueuedTicks) {
         // Bounded: a job that is always slower than its period must not pile up runs forever.
         skipped = fmt::format("{} ticks already queued", kMaxQueuedTicks);
@@ -383,6 +388,7 @@ class Clock : public std::enable_shared_from_this<Clock> {
     // with no ack ever coming.
     job.running = true;
     job.current_run = run;
+    job.running_tick = tick;
     if (job.options.timeout.count() > 0) {
       ctx_.set_timeout(job.options.timeout, [self, j, run, tick] {
         if (!j->running || j->current_run != run) return;

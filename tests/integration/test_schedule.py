@@ -142,5 +142,24 @@ class Schedule(ClusterTest):
         self.assertIn("field 2 (hour) '25'", c.stderr())
 
 
+class NoWorker(ClusterTest):
+    def test_a_tick_while_no_worker_is_alive_says_so_and_runs_once_one_is(self):
+        flag = os.path.join("/tmp", f"clutch-noworker-{os.getpid()}")
+        self.addCleanup(lambda: os.path.exists(flag) and os.remove(flag))
+        c = self.start(workers=1, env={"PROBE_JOBS": "every200", "PROBE_HANG_ROLE": "worker",
+                                       "PROBE_HANG_FLAG": flag},
+                       args=("-s", "startup_timeout=1s", "-s", "restart_backoff_initial=50ms"))
+        ready = c.wait_ready()
+        wait_for(lambda: len(c.events("job-start")) >= 2, 20, "every200 to run")
+        open(flag, "w").close()  # the replacement's setup waits while this exists
+        os.kill(ready["workers"][0], signal.SIGKILL)
+        wait_for(lambda: "skipped: no worker is alive (tick" in c.stderr(), 20,
+                 "a tick skipped for want of a worker")
+        self.assertNotIn("the previous run is still going", c.stderr())
+        before = len(c.events("job-start"))
+        os.remove(flag)
+        wait_for(lambda: len(c.events("job-start")) >= before + 2, 30, "ticks again on the replacement")
+
+
 if __name__ == "__main__":
     unittest.main()
