@@ -9,6 +9,7 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace clutch {
 
@@ -54,6 +55,11 @@ struct Config {
   std::chrono::milliseconds http_idle_timeout{60000};
   std::chrono::milliseconds http_handler_timeout{60000};  // 0: none
   std::chrono::milliseconds http_write_timeout{60000};
+  // Upper bounds of clutch_http_request_duration_seconds, in microseconds: from 50 us, so that a
+  // fast handler's p99 reads as what it is rather than as the first bucket.
+  std::vector<uint64_t> http_duration_buckets_us = {
+      50,    100,    250,    500,    1000,    2500,    5000,    10000,   25000,
+      50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
   // The master's control socket for clutchctl: empty picks $XDG_RUNTIME_DIR/clutch/APP.sock or
   // /tmp/clutch-UID/APP.sock; "off" opens none.
   std::string control_socket;

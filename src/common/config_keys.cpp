@@ -151,6 +151,21 @@ const std::vector<Key>& keys() {
       duration_key("http_idle_timeout", &Config::http_idle_timeout),
       optional_duration_key("http_handler_timeout", &Config::http_handler_timeout),
       duration_key("http_write_timeout", &Config::http_write_timeout),
+      {"http_duration_buckets",
+       [](Config& c, std::string_view v, const auto& fail) {
+         auto bounds = parse_microsecond_list(v);
+         if (!bounds)
+           fail(
+               "expected increasing durations with a unit of us, ms or s, such as "
+               "\"50us,1ms,10ms,1s\"");
+         c.http_duration_buckets_us = std::move(*bounds);
+       },
+       [](const Config& c) {
+         std::string out;
+         for (uint64_t us : c.http_duration_buckets_us)
+           out += (out.empty() ? "" : ",") + std::to_string(us) + "us";
+         return out;
+       }},
       {"control_socket",
        [](Config& c, std::string_view v, const auto&) { c.control_socket = std::string(v); },
        [](const Config& c) { return c.control_socket; }},

@@ -38,6 +38,22 @@ std::optional<uint64_t> scaled(uint64_t value, uint64_t factor) {
 
 }  // namespace
 
+std::optional<std::vector<uint64_t>> parse_microsecond_list(std::string_view text) {
+  std::vector<uint64_t> out;
+  while (true) {
+    auto comma = text.find(',');
+    auto parts = split_number(text.substr(0, comma));
+    if (!parts) return std::nullopt;
+    auto [value, unit] = *parts;
+    uint64_t factor = unit == "us" ? 1 : unit == "ms" ? 1000 : unit == "s" ? 1'000'000 : 0;
+    auto us = scaled(value, factor);
+    if (factor == 0 || !us || *us == 0 || (!out.empty() && *us <= out.back())) return std::nullopt;
+    out.push_back(*us);
+    if (comma == std::string_view::npos) return out;
+    text.remove_prefix(comma + 1);
+  }
+}
+
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
   auto parts = split_number(text);
   if (!parts) return std::nullopt;

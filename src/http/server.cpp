@@ -52,7 +52,7 @@ class Server : public std::enable_shared_from_this<Server> {
         wakeups_(io_),
         drain_timer_(io_),
         sweep_timer_(io_),
-        figures_(ctx.metrics()),
+        figures_(ctx.metrics(), ctx.config().http_duration_buckets_us),
         fd_backoff_timer_(io_) {
     if (options_.max_connections == 0) options_.max_connections = default_max_connections();
   }

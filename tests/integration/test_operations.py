@@ -68,6 +68,9 @@ class AppMetrics(ClusterTest):
         text = scrape(c)
         self.assertGreaterEqual(value(text, 'clutch_http_requests_total{code="2xx"}'), 30)
         self.assertGreaterEqual(value(text, "clutch_http_request_duration_seconds_count"), 30)
+        # From 50 us: a fast handler's requests are told apart below a millisecond.
+        self.assertIsNotNone(re.search(r'clutch_http_request_duration_seconds_bucket\{le="(5e-05|0\.00005)"\}',
+                                       text), text)
         code, status = ctl_json(c, "status")
         self.assertEqual(code, 0)
         self.assertGreaterEqual(sum(p["http_requests"] for p in status["processes"]), 30)

@@ -87,6 +87,9 @@ TEST(Config, FileMistakesFailWithWhatToWriteInstead) {
   EXPECT_NE(e.find("under [app]"), std::string::npos) << e;
   e = file_error("ports = 80\n");
   EXPECT_NE(e.find("unknown key 'ports'"), std::string::npos) << e;
+  e = error_of({"-s", "http_duration_buckets=5ms,1ms"});
+  EXPECT_NE(e.find("http_duration_buckets"), std::string::npos) << e;
+  EXPECT_NE(e.find("increasing durations"), std::string::npos) << e;
   e = error_of({"--config", "/tmp"});
   EXPECT_NE(e.find("/tmp is a directory"), std::string::npos) << e;
 }

@@ -23,6 +23,18 @@ TEST(Units, Durations) {
   EXPECT_FALSE(parse_duration("9999999999999999h"));
 }
 
+TEST(Units, MicrosecondListsAreIncreasingDurationsWithUnits) {
+  EXPECT_EQ(parse_microsecond_list("50us,1ms, 2s"), (std::vector<uint64_t>{50, 1000, 2000000}));
+  EXPECT_EQ(parse_microsecond_list("5ms"), (std::vector<uint64_t>{5000}));
+  EXPECT_FALSE(parse_microsecond_list(""));
+  EXPECT_FALSE(parse_microsecond_list("50"));       // a unit is needed
+  EXPECT_FALSE(parse_microsecond_list("1ms,1ms"));  // strictly increasing
+  EXPECT_FALSE(parse_microsecond_list("2ms,1ms"));
+  EXPECT_FALSE(parse_microsecond_list("0us,1ms"));  // a bound of 0 holds nothing
+  EXPECT_FALSE(parse_microsecond_list("1ms,,2ms"));
+  EXPECT_FALSE(parse_microsecond_list("1m"));  // minutes are not a latency bound
+}
+
 TEST(Units, Sizes) {
   EXPECT_EQ(parse_size("1024"), 1024u);
   EXPECT_EQ(parse_size("64MiB"), 64u << 20);
