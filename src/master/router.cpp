@@ -567,10 +567,13 @@ void Router::announce_member_changes() {
   std::string delta = fmt::format(R"({{"agent":{},"joined":[{}],"left":[{}]}})", agent,
                                   fmt::join(joined, ","), fmt::join(left, ","));
   std::string pids = fmt::format("[{}]", fmt::join(workers, ","));
+  // clutch:pids reaches the app's handlers: only when the workers changed. A new agent alone
+  // changes nothing in it, and that agent already had the whole list when it became ready.
+  bool workers_changed = !joined.empty() || !left.empty();
   children_.for_each([&](Child& c) {
     if (c.state != ChildState::kReady && c.state != ChildState::kDraining) return;
     send_runtime(c, "clutch:members-delta", delta);
-    if (!c.is_worker()) send_runtime(c, "clutch:pids", pids);
+    if (workers_changed && !c.is_worker()) send_runtime(c, "clutch:pids", pids);
   });
   announced_agent_ = agent;
   announced_workers_ = std::move(workers);

@@ -157,6 +157,14 @@ class Lifecycle(ClusterTest):
         self.assertEqual(sorted(got[-1]["workers"]), sorted(ready["workers"]))
         wait_for(lambda: len([e for e in c.events("ready") if e["role"] == "agent"]) == 2, 5,
                  "the new agent's clutch:ready")
+        # Once, not twice: a later change (a worker replaced) is the proof that nothing else came.
+        os.kill(ready["workers"][0], signal.SIGKILL)
+        wait_for(lambda: any(ready["workers"][0] not in e["workers"] and len(e["workers"]) == 2
+                             for e in new_agent_pids()), 20, "the replacement in clutch:pids")
+        lists = [sorted(e["workers"]) for e in new_agent_pids()]
+        self.assertEqual(lists[0], sorted(ready["workers"]))
+        self.assertTrue(all(a != b for a, b in zip(lists, lists[1:])),
+                        f"the new agent got one list twice: {lists}")
 
     def test_agent_hanging_in_setup_fails_the_start_after_startup_timeout(self):
         c = self.cluster(workers=2, env={"PROBE_HANG_ROLE": "agent"}, args=("-s", "startup_timeout=700ms"))
