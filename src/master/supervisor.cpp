@@ -723,6 +723,16 @@ void Supervisor::on_exit(pid_t pid, int status) {
       if (reload_.active && reload_.agent_restarting && !was_ready && slot.role == Role::kAgent) {
         abort_reload(fmt::format("the new agent {} before it was ready", how));
       }
+      if (reload_.active && reload_.agent_restarting && asked_to_stop && was_ready &&
+          slot.role == Role::kAgent) {
+        // Replaced by the reload, as the workers are: not a restart (no RESTARTS, no warning),
+        // the one rule for every process a reload replaces. The agent is a singleton, so its
+        // successor starts only now.
+        spdlog::info("{} {} (replaced by reload {})", who, how, reload_.generation);
+        announce_members_soon();
+        spawn(slot);
+        break;
+      }
       if (!asked_to_stop && !slot.budget.on_exit(Clock::now())) {
         give_up(slot, fmt::format("{} {}{}", who, how, error.empty() ? "" : ": " + error));
         break;

@@ -1,6 +1,7 @@
 """Rolling reloads under load (issue 3, acceptance 1 and 2)."""
 
 import http.client
+import json
 import os
 import re
 import signal
@@ -9,6 +10,7 @@ import time
 import unittest
 
 from cluster import ClusterTest, wait_for
+from test_control import ctl
 
 
 class Load:
@@ -99,6 +101,13 @@ class Reload(ClusterTest):
         def everyone_agrees():
             return all(view_of(pid) == workers for pid in [agent, *workers])
         wait_for(everyone_agrees, 10, "every process to see the new workers and none of the old")
+
+        # One rule for every process a reload replaces: not a restart, not a warning.
+        status = json.loads(ctl(c, "status", "--json").stdout)
+        self.assertEqual({(p["role"], p["restarts"]) for p in status["processes"]},
+                         {("agent", 0), ("worker", 0)}, status["processes"])
+        self.assertNotIn("restarting it", c.stderr())
+        self.assertIn("(replaced by reload 1)", c.stderr())
 
     def test_reload_to_a_failing_build_keeps_the_old_workers_serving(self):
         flag = os.path.join("/tmp", f"clutch-failflag-{os.getpid()}")
