@@ -74,6 +74,7 @@ svg.spark polyline{fill:none;stroke:#3b6fd6;stroke-width:1.5}
 header button{margin-left:6px}#acted{margin-left:8px;color:#cfd6e4}
 #log{font:12px/1.35 ui-monospace,monospace;white-space:pre-wrap;max-height:320px;overflow:auto;margin:0}
 .muted{color:#8a93a6}
+#log .warn{color:#b26a00;font-weight:600}#log .err{color:#c62828;font-weight:600}
 </style></head><body>
 <header><h1 id="app">clutch</h1><span id="state">…</span><span id="summary" class="muted"></span>
 <span id="controls" hidden><button data-act="/api/reload" data-confirm="Reload every worker (rolling)?">Reload</button>
@@ -139,6 +140,16 @@ function render(s) {
       "</td><td class=n>" + msgs.toFixed(0) + "</td><td class=n>" + http.toFixed(0) + "</td><td class=n>" + p.in_flight +
       "</td><td>" + esc(p.last_exit || "") + "</td></tr>";
   }).join(""));
+  // The agent's figures are asked only while someone watches: on a first look they may be from
+  // the last time anyone did. Say so instead of showing them as now.
+  const age = s.agent_view_age_ms;
+  const stale = age < 0 || age > 3000;
+  const asking = (n) => '<tr><td colspan=' + n + ' class="muted stale">asking the agent…' +
+      (age > 0 ? " (its last answer is " + dur(age) + " old)" : "") + "</td></tr>";
+  if (stale) {
+    rows("jobs", asking(9));
+    rows("queues", asking(7));
+  } else {
   rows("jobs", s.jobs.length ? s.jobs.map(j => "<tr><td>" + esc(j.name) + "</td><td>" + esc(j.schedule) + "</td><td>" +
       esc(j.disabled ? "disabled" : j.next_fire) + "</td><td>" + esc(j.last_run || "-") + "</td><td>" +
       esc(j.last_result || "-") + "</td><td>" + (j.running ? "yes" : "") + "</td><td class=n>" + j.runs_ok +
@@ -149,11 +160,21 @@ function render(s) {
       "</td><td class=n>" + q.dead_letters + "</td><td class=n>" + q.handled + "</td><td class=n>" +
       q.rate_per_s.toFixed(1) + "</td></tr>").join("")
       : '<tr><td colspan=7 class=muted>no queue consumers</td></tr>');
+  }
   document.getElementById("controls").hidden = !s.controls;
   if (s.log.length) {
+    // Newest at the bottom and in view, unless the reader scrolled up to read; warnings and
+    // errors stand out.
     const log = document.getElementById("log");
+    const following = log.className === "muted" ||
+        log.scrollHeight - log.scrollTop - log.clientHeight < 24;
     log.className = "";
-    log.textContent = s.log.join("\n");
+    log.innerHTML = s.log.map(line => {
+      const level = / (warning|error|critical): /.exec(line);
+      return level ? '<span class="' + (level[1] === "warning" ? "warn" : "err") + '">' + esc(line) +
+          "</span>" : esc(line);
+    }).join("\n");
+    if (following) log.scrollTop = log.scrollHeight;
   }
   last = s;
 }
@@ -193,11 +214,16 @@ nlohmann::json Supervisor::dashboard_json() {
       if (agent == nullptr || agent->state != ChildState::kReady || !agent->connected()) break;
       ++dashboard_.asks_open;
       std::string key = cmd;
+      pid_t by = agent->pid;
       ask(
           *agent, {{"cmd", cmd}},
-          [this, key](const nlohmann::json& answer, bool) {
+          [this, key, by](const nlohmann::json& answer, bool) {
             --dashboard_.asks_open;
-            if (answer.value("ok", false)) dashboard_.agent_view[key] = answer[key];
+            if (!answer.value("ok", false)) return;
+            if (by != dashboard_.answered_by) dashboard_.agent_view = nlohmann::json::object();
+            dashboard_.agent_view[key] = answer[key];
+            dashboard_.answered_at = Clock::now();
+            dashboard_.answered_by = by;
           },
           Millis(2000));
     }
@@ -205,6 +231,12 @@ nlohmann::json Supervisor::dashboard_json() {
   nlohmann::json out = status_json();
   out["jobs"] = dashboard_.agent_view.value("jobs", nlohmann::json::array());
   out["queues"] = dashboard_.agent_view.value("queues", nlohmann::json::array());
+  // How old the agent's figures are: the page marks them rather than show, unmarked, what the
+  // agent said the last time anyone watched (asks are made only while someone does).
+  out["agent_view_age_ms"] =
+      dashboard_.answered_at == Clock::time_point{}
+          ? -1
+          : std::chrono::duration_cast<Millis>(now - dashboard_.answered_at).count();
   const auto& routed = router_.routed();
   uint64_t messages = 0;
   for (uint64_t n : routed) messages += n;

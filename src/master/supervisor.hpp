@@ -234,6 +234,8 @@ class Supervisor {
     Clock::time_point asked_at{};
     int asks_open = 0;
     nlohmann::json agent_view = nlohmann::json::object();  // the agent's last "jobs", "queues"
+    Clock::time_point answered_at{};  // when agent_view was last refreshed (never: epoch)
+    pid_t answered_by = 0;            // by which agent: a new agent's view starts empty
   } dashboard_;
   Clock::time_point last_hang_sweep_;
 };

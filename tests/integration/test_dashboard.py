@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 import unittest
 import urllib.request
 import json
@@ -28,11 +29,11 @@ def chromium():
 
 
 class Dashboard(ClusterTest):
-    def browse(self, url, profile, screenshot=None):
+    def browse(self, url, profile, screenshot=None, budget_ms=4000):
         """The page's DOM once its script ran (Chromium's virtual time lets the polls happen)."""
         args = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                 "--disable-extensions", "--disable-background-networking", f"--user-data-dir={profile}",
-                "--virtual-time-budget=4000", "--window-size=1400,1000"]
+                f"--virtual-time-budget={budget_ms}", "--window-size=1400,1000"]
         if screenshot:
             args.append(f"--screenshot={screenshot}")
         else:
@@ -82,11 +83,37 @@ class Dashboard(ClusterTest):
         self.assertIn('<td class="n restarts">1</td>', row.group(1))
         self.assertNotIn(f">{victim}<", row.group(1))
         self.assertIn("killed by signal 9", row.group(1))
+        # The log panel marks the warning the kill caused.
+        self.assertRegex(dom, r'<span class="warn">[^<]*killed by signal 9[^<]*</span>')
 
         os.makedirs(ARTIFACTS, exist_ok=True)
         shot = os.path.join(ARTIFACTS, "dashboard.png")
         self.browse(url, profile, screenshot=shot)
         self.assertGreater(os.path.getsize(shot), 10000)
+
+
+    def test_a_first_look_after_nobody_watched_marks_the_agents_figures_as_old(self):
+        if chromium() is None:
+            self.fail("chromium is not installed (scripts/deps installs it)")
+        profile = tempfile.mkdtemp(prefix="clutch-chromium-")
+        self.addCleanup(shutil.rmtree, profile, True)
+        c = self.start(workers=1, args=("-s", "metrics_listen=127.0.0.1:0"), env={"PROBE_JOBS": "manual"})
+        c.wait_ready()
+        address = re.search(r", metrics ([^,\s]+)", c.stdout_lines[0]).group(1)
+
+        def status():
+            return json.load(urllib.request.urlopen(f"http://{address}/api/status", timeout=10))
+        self.assertEqual(status()["agent_view_age_ms"], -1, "never asked before")
+        wait_for(lambda: status()["jobs"] and 0 <= status()["agent_view_age_ms"] < 3000, 20,
+                 "the agent's answer")
+        time.sleep(3.5)  # nobody watches: the master asks the agent nothing, its view ages
+        # One poll only (the first paint): what the agent said 3.5 s ago is marked, not shown as now.
+        dom = self.browse(f"http://{address}/", profile, budget_ms=300)
+        self.assertRegex(dom, r"asking the agent…\s*\(its last answer is [\d.]+s old\)")
+        self.assertNotIn("<td>manual</td>", dom)
+        # Watching again refreshes it.
+        dom = self.browse(f"http://{address}/", profile)
+        self.assertIn("<td>manual</td>", dom)
 
 
 def post(address, path, header=True, extra=None):
@@ -98,7 +125,6 @@ def post(address, path, header=True, extra=None):
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
-
 
 class DashboardControls(ClusterTest):
     def test_read_only_by_default(self):
