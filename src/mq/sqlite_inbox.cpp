@@ -1,0 +1,140 @@
+#include "mq/sqlite_inbox.hpp"
+
+#include <fmt/format.h>
+
+#include <stdexcept>
+
+#include "clutch/config.hpp"
+#include "mq/sqlite_api.hpp"
+
+namespace clutch::mq {
+namespace {
+
+int64_t millis_of(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+// Statements are reset however the scope ends.
+struct Reset {
+  const SqliteApi& sql;
+  sqlite3_stmt* stmt;
+  ~Reset() {
+    sql.sqlite3_reset(stmt);
+    sql.sqlite3_clear_bindings(stmt);
+  }
+};
+
+}  // namespace
+
+SqliteInbox::SqliteInbox(const std::string& path, std::chrono::milliseconds busy_timeout)
+    : sql_(sqlite_api()), path_(path) {
+  if (sql_.sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                           nullptr) != SQLITE_OK) {
+    std::string why = db_ != nullptr ? sql_.sqlite3_errmsg(db_) : "out of memory";
+    sql_.sqlite3_close(db_);
+    db_ = nullptr;
+    throw ConfigError(fmt::format("inbox: cannot open sqlite database '{}': {}", path, why));
+  }
+  try {
+    sql_.sqlite3_busy_timeout(db_, static_cast<int>(busy_timeout.count()));
+    exec("PRAGMA journal_mode=WAL");
+    exec("PRAGMA synchronous=NORMAL");  // WAL: a commit survives a crash of the process
+    exec(
+        "CREATE TABLE IF NOT EXISTS clutch_inbox (source TEXT NOT NULL, queue TEXT NOT NULL,"
+        " id TEXT NOT NULL, done_at INTEGER NOT NULL, PRIMARY KEY (source, queue, id))"
+        " WITHOUT ROWID");
+    exec("CREATE INDEX IF NOT EXISTS clutch_inbox_done_at ON clutch_inbox (done_at)");
+    auto prepare = [&](const char* text) {
+      sqlite3_stmt* s = nullptr;
+      if (sql_.sqlite3_prepare_v2(db_, text, -1, &s, nullptr) != SQLITE_OK)
+        throw ConfigError(fmt::format("inbox: '{}' has a table clutch_inbox clutch cannot use ({})",
+                                      path_, sql_.sqlite3_errmsg(db_)));
+      return s;
+    };
+    find_ = prepare("SELECT 1 FROM clutch_inbox WHERE source = ? AND queue = ? AND id = ?");
+    insert_ = prepare("INSERT INTO clutch_inbox (source, queue, id, done_at) VALUES (?, ?, ?, ?)");
+    prune_ = prepare("DELETE FROM clutch_inbox WHERE done_at < ?");
+  } catch (...) {
+    for (sqlite3_stmt* s : {find_, insert_, prune_}) sql_.sqlite3_finalize(s);
+    sql_.sqlite3_close(db_);
+    throw;
+  }
+}
+
+SqliteInbox::~SqliteInbox() {
+  for (sqlite3_stmt* s : {find_, insert_, prune_}) sql_.sqlite3_finalize(s);
+  sql_.sqlite3_close(db_);
+}
+
+void SqliteInbox::exec(const char* text) {
+  char* error = nullptr;
+  if (sql_.sqlite3_exec(db_, text, nullptr, nullptr, &error) != SQLITE_OK) {
+    std::string why = error != nullptr ? error : sql_.sqlite3_errmsg(db_);
+    sql_.sqlite3_free(error);
+    throw ConfigError(fmt::format("inbox: '{}': {}: {}", path_, text, why));
+  }
+}
+
+void SqliteInbox::fail(const std::string& doing) {
+  throw std::runtime_error(
+      fmt::format("inbox: '{}': {}: {}", path_, doing, sql_.sqlite3_errmsg(db_)));
+}
+
+bool SqliteInbox::recorded(const InboxKey& key) {
+  Reset reset{sql_, find_};
+  sql_.sqlite3_bind_text(find_, 1, key.source.data(), static_cast<int>(key.source.size()),
+                         SQLITE_STATIC);
+  sql_.sqlite3_bind_text(find_, 2, key.queue.data(), static_cast<int>(key.queue.size()),
+                         SQLITE_STATIC);
+  sql_.sqlite3_bind_text(find_, 3, key.id.data(), static_cast<int>(key.id.size()), SQLITE_STATIC);
+  int rc = sql_.sqlite3_step(find_);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) fail("looking up a message");
+  return rc == SQLITE_ROW;
+}
+
+SqliteInbox::Outcome SqliteInbox::run_once(const InboxKey& key,
+                                           const std::function<void(sqlite3*)>& work) {
+  // IMMEDIATE: the write lock first, so two workers given the same message (a redelivery racing
+  // the first run) cannot both find it unrecorded; the second waits, then finds the key.
+  if (sql_.sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK)
+    fail("beginning a transaction");
+  bool open = true;
+  auto rollback = [&] {
+    if (open) sql_.sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    open = false;
+  };
+  try {
+    if (recorded(key)) {
+      rollback();
+      return Outcome::kAlreadyDone;
+    }
+    work(db_);
+    {
+      Reset reset{sql_, insert_};
+      sql_.sqlite3_bind_text(insert_, 1, key.source.data(), static_cast<int>(key.source.size()),
+                             SQLITE_STATIC);
+      sql_.sqlite3_bind_text(insert_, 2, key.queue.data(), static_cast<int>(key.queue.size()),
+                             SQLITE_STATIC);
+      sql_.sqlite3_bind_text(insert_, 3, key.id.data(), static_cast<int>(key.id.size()),
+                             SQLITE_STATIC);
+      sql_.sqlite3_bind_int64(insert_, 4, millis_of(std::chrono::system_clock::now()));
+      if (sql_.sqlite3_step(insert_) != SQLITE_DONE) fail("recording a message");
+    }
+    if (sql_.sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK)
+      fail("committing");
+    open = false;
+    return Outcome::kRan;
+  } catch (...) {
+    rollback();
+    throw;
+  }
+}
+
+std::size_t SqliteInbox::prune(std::chrono::system_clock::time_point before) {
+  Reset reset{sql_, prune_};
+  sql_.sqlite3_bind_int64(prune_, 1, millis_of(before));
+  if (sql_.sqlite3_step(prune_) != SQLITE_DONE) fail("pruning");
+  return static_cast<std::size_t>(sql_.sqlite3_changes(db_));
+}
+
+}  // namespace clutch::mq
