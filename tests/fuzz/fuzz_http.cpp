@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "clutch/config.hpp"
 #include "clutch/http.hpp"
 #include "http/connection.hpp"
 #include "http/response_writer.hpp"
@@ -24,7 +25,7 @@ struct Harness {
   ServerOptions options;
   DateCache dates;
   clutch::Metrics metrics;
-  HttpFigures figures{metrics};
+  HttpFigures figures{metrics, clutch::Config{}.http_duration_buckets_us};
   int listener = -1;
   sockaddr_in address{};
 
