@@ -150,16 +150,16 @@ function render(s) {
     rows("jobs", asking(9));
     rows("queues", asking(7));
   } else {
-  rows("jobs", s.jobs.length ? s.jobs.map(j => "<tr><td>" + esc(j.name) + "</td><td>" + esc(j.schedule) + "</td><td>" +
-      esc(j.disabled ? "disabled" : j.next_fire) + "</td><td>" + esc(j.last_run || "-") + "</td><td>" +
-      esc(j.last_result || "-") + "</td><td>" + (j.running ? "yes" : "") + "</td><td class=n>" + j.runs_ok +
-      "</td><td class=n>" + j.runs_failed + "</td><td class=n>" + j.skipped + "</td></tr>").join("")
-      : '<tr><td colspan=9 class=muted>no scheduled jobs</td></tr>');
-  rows("queues", s.queues.length ? s.queues.map(q => "<tr><td>" + esc(q.name) + "</td><td class=n>" + q.pending +
-      "</td><td class=n>" + q.in_flight + "</td><td class=n>" + (q.oldest_age_ms < 0 ? "-" : dur(q.oldest_age_ms)) +
-      "</td><td class=n>" + q.dead_letters + "</td><td class=n>" + q.handled + "</td><td class=n>" +
-      q.rate_per_s.toFixed(1) + "</td></tr>").join("")
-      : '<tr><td colspan=7 class=muted>no queue consumers</td></tr>');
+    rows("jobs", s.jobs.length ? s.jobs.map(j => "<tr><td>" + esc(j.name) + "</td><td>" + esc(j.schedule) + "</td><td>" +
+        esc(j.disabled ? "disabled" : j.next_fire) + "</td><td>" + esc(j.last_run || "-") + "</td><td>" +
+        esc(j.last_result || "-") + "</td><td>" + (j.running ? "yes" : "") + "</td><td class=n>" + j.runs_ok +
+        "</td><td class=n>" + j.runs_failed + "</td><td class=n>" + j.skipped + "</td></tr>").join("")
+        : '<tr><td colspan=9 class=muted>no scheduled jobs</td></tr>');
+    rows("queues", s.queues.length ? s.queues.map(q => "<tr><td>" + esc(q.name) + "</td><td class=n>" + q.pending +
+        "</td><td class=n>" + q.in_flight + "</td><td class=n>" + (q.oldest_age_ms < 0 ? "-" : dur(q.oldest_age_ms)) +
+        "</td><td class=n>" + q.dead_letters + "</td><td class=n>" + q.handled + "</td><td class=n>" +
+        q.rate_per_s.toFixed(1) + "</td></tr>").join("")
+        : '<tr><td colspan=7 class=muted>no queue consumers</td></tr>');
   }
   document.getElementById("controls").hidden = !s.controls;
   if (s.log.length) {

@@ -496,7 +496,7 @@ void RedisSource::add_dead_letter(const QueueMessage& m, std::string_view error,
 }
 
 void RedisSource::publish(std::string_view body) {
-  Reply r = hold(command({"XADD", url_.stream, "*", "body", body}));
+  publish_with_headers(body, {});
 }
 
 void RedisSource::publish_with_headers(std::string_view body, const QueueHeaders& headers) {

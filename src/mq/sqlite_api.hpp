@@ -35,4 +35,14 @@ namespace clutch::mq {
 
 CLUTCH_SHARED_LIBRARY(SqliteApi, CLUTCH_SQLITE_FUNCTIONS, sqlite_api)
 
+// Resets a prepared statement and its bindings however the scope ends.
+struct StatementReset {
+  const SqliteApi& sql;
+  sqlite3_stmt* stmt;
+  ~StatementReset() {
+    sql.sqlite3_reset(stmt);
+    sql.sqlite3_clear_bindings(stmt);
+  }
+};
+
 }  // namespace clutch::mq

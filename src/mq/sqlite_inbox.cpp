@@ -14,15 +14,14 @@ int64_t millis_of(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
-// Statements are reset however the scope ends.
-struct Reset {
-  const SqliteApi& sql;
-  sqlite3_stmt* stmt;
-  ~Reset() {
-    sql.sqlite3_reset(stmt);
-    sql.sqlite3_clear_bindings(stmt);
-  }
-};
+using Reset = StatementReset;
+
+// Binds the key's three parts to parameters 1-3 (the key outlives the statement's step).
+void bind_key(const SqliteApi& sql, sqlite3_stmt* s, const InboxKey& key) {
+  int i = 1;
+  for (const std::string* part : {&key.source, &key.queue, &key.id})
+    sql.sqlite3_bind_text(s, i++, part->data(), static_cast<int>(part->size()), SQLITE_STATIC);
+}
 
 }  // namespace
 
@@ -82,11 +81,7 @@ void SqliteInbox::fail(const std::string& doing) {
 
 bool SqliteInbox::recorded(const InboxKey& key) {
   Reset reset{sql_, find_};
-  sql_.sqlite3_bind_text(find_, 1, key.source.data(), static_cast<int>(key.source.size()),
-                         SQLITE_STATIC);
-  sql_.sqlite3_bind_text(find_, 2, key.queue.data(), static_cast<int>(key.queue.size()),
-                         SQLITE_STATIC);
-  sql_.sqlite3_bind_text(find_, 3, key.id.data(), static_cast<int>(key.id.size()), SQLITE_STATIC);
+  bind_key(sql_, find_, key);
   int rc = sql_.sqlite3_step(find_);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) fail("looking up a message");
   return rc == SQLITE_ROW;
@@ -111,12 +106,7 @@ SqliteInbox::Outcome SqliteInbox::run_once(const InboxKey& key,
     work(db_);
     {
       Reset reset{sql_, insert_};
-      sql_.sqlite3_bind_text(insert_, 1, key.source.data(), static_cast<int>(key.source.size()),
-                             SQLITE_STATIC);
-      sql_.sqlite3_bind_text(insert_, 2, key.queue.data(), static_cast<int>(key.queue.size()),
-                             SQLITE_STATIC);
-      sql_.sqlite3_bind_text(insert_, 3, key.id.data(), static_cast<int>(key.id.size()),
-                             SQLITE_STATIC);
+      bind_key(sql_, insert_, key);
       sql_.sqlite3_bind_int64(insert_, 4, millis_of(std::chrono::system_clock::now()));
       if (sql_.sqlite3_step(insert_) != SQLITE_DONE) fail("recording a message");
     }

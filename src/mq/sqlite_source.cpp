@@ -18,15 +18,7 @@ int64_t now_ms() {
       .count();
 }
 
-// Statements are reset however the scope ends.
-struct Reset {
-  const SqliteApi& sql_;
-  sqlite3_stmt* stmt;
-  ~Reset() {
-    sql_.sqlite3_reset(stmt);
-    sql_.sqlite3_clear_bindings(stmt);
-  }
-};
+using Reset = StatementReset;
 
 }  // namespace
 
