@@ -5,6 +5,7 @@
 #include "master/master_main.hpp"
 #include "master/supervisor.hpp"
 #include "mq/consumer.hpp"
+#include "mq/inbox_handler.hpp"
 #include "runtime/child_main.hpp"
 #include "schedule/scheduler.hpp"
 
@@ -34,11 +35,15 @@ App& App::schedule(JobOptions options, JobTask task) {
 }
 
 App& App::consume(ConsumeOptions options, QueueHandler handler) {
-  return declare_consumer({std::move(options), std::move(handler), nullptr});
+  return declare_consumer({std::move(options), std::move(handler), nullptr, nullptr});
 }
 
 App& App::consume_async(ConsumeOptions options, AsyncQueueHandler handler) {
-  return declare_consumer({std::move(options), nullptr, std::move(handler)});
+  return declare_consumer({std::move(options), nullptr, std::move(handler), nullptr});
+}
+
+App& App::consume_exactly_once(ConsumeOptions options, ExactlyOnceHandler handler) {
+  return declare_consumer({std::move(options), nullptr, nullptr, std::move(handler)});
 }
 
 App& App::declare_consumer(ConsumerDeclaration declaration) {
@@ -49,6 +54,9 @@ App& App::declare_consumer(ConsumerDeclaration declaration) {
     declaration_error_ =
         "consume '" + options.name + "': a queue URL is needed (e.g. sqlite:queue.db)";
   }
+  if (declaration_error_.empty())
+    declaration_error_ =
+        mq::inbox_declaration_error(options, bool(declaration.exactly_once_handler));
   consumers_.push_back(std::move(declaration));
   return *this;
 }

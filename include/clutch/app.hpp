@@ -46,6 +46,17 @@ class App {
   // The same with a coroutine: `[](clutch::Context& ctx, clutch::QueueMessage m) -> clutch::Task
   // { co_await ...; }`; acknowledged when it ends, failed if it throws.
   App& consume_async(ConsumeOptions options, AsyncQueueHandler handler);
+  // Exactly-once effects: `handler` makes the message's writes in a transaction on the database
+  // `options.inbox` names, which also records the message as done; a redelivered message that is
+  // recorded (its worker, the agent, the master or the host died after the commit and before the
+  // ack) is acknowledged without running again. See clutch::Transaction.
+  //
+  //   app.consume_exactly_once({.name = "orders", .url = "sqlite:queue.db",
+  //                             .inbox = "sqlite:app.db"},
+  //                            [](clutch::Context&, const clutch::QueueMessage& m,
+  //                               clutch::Transaction& tx) { /* sqlite3_exec(tx.sqlite(), ...) */
+  //                               });
+  App& consume_exactly_once(ConsumeOptions options, ExactlyOnceHandler handler);
 
   // In the master: parses --workers/--port/--config/--help/--version, runs the cluster and returns
   // the exit code (0 graceful stop, 1 start failed, 2 bad configuration, 3 forced stop).

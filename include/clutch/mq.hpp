@@ -23,6 +23,8 @@
 #include "clutch/context.hpp"
 #include "clutch/coro.hpp"
 
+struct sqlite3;  // <sqlite3.h>, for Transaction::sqlite()
+
 namespace clutch {
 
 // A message's fields besides its body, in the broker's order (see `QueueMessage::headers`).
@@ -60,6 +62,13 @@ struct ConsumeOptions {
   std::chrono::milliseconds visibility_timeout{30000};
   // The seed's bug, for demonstrations only: every worker handles every message.
   bool naive = false;
+  // Exactly-once effects (App::consume_exactly_once): the application's own database, where the
+  // handler's writes and the record that its message is done commit in one transaction.
+  // "sqlite:PATH" (WAL; each worker its own connection; the table clutch_inbox is created).
+  std::string inbox;
+  // How long a done message's record is kept. A redelivery later than this runs again: keep it
+  // longer than any message can stay in the queue unacknowledged (a week by default).
+  std::chrono::hours inbox_retention{24 * 7};
 };
 
 using QueueHandler = std::function<void(Context&, const QueueMessage&)>;
@@ -67,11 +76,27 @@ using QueueHandler = std::function<void(Context&, const QueueMessage&)>;
 // failed (retried, then dead-lettered) if it throws, however many co_awaits it takes.
 using AsyncQueueHandler = std::function<Task(Context&, QueueMessage)>;
 
+// The transaction an exactly-once handler runs in (App::consume_exactly_once). Make the
+// message's effects with statements on its connection and return: clutch records the message as
+// done in the same transaction, commits, and only then acknowledges it to the queue. Throwing
+// rolls all of it back and the message is retried. Do not BEGIN, COMMIT or ROLLBACK yourself.
+class Transaction {
+ public:
+  virtual ~Transaction() = default;
+  // The inbox's SQLite connection (a "sqlite:" inbox), inside BEGIN IMMEDIATE; else nullptr.
+  virtual sqlite3* sqlite() const = 0;
+  // The inbox's location as configured ("sqlite:PATH").
+  virtual const std::string& inbox() const = 0;
+};
+
+using ExactlyOnceHandler = std::function<void(Context&, const QueueMessage&, Transaction&)>;
+
 // One App::consume declaration (the runtime's; apps use App::consume).
 struct ConsumerDeclaration {
   ConsumeOptions options;
-  QueueHandler handler;  // or
-  AsyncQueueHandler async_handler;
+  QueueHandler handler;             // or
+  AsyncQueueHandler async_handler;  // or
+  ExactlyOnceHandler exactly_once_handler;
 };
 
 // Thrown by a source that cannot reach its queue right now and has already logged why (waiting
@@ -152,6 +177,14 @@ class MessageSource {
   // (from that thread) when messages arrive after a fetch came back empty, so the consumer fetches
   // at once instead of at its next poll. `wake` must not be called once the source is destroyed.
   virtual void set_waker(std::function<void()> wake) { (void)wake; }
+  // Called by a consumer with an exactly-once inbox, which recognises a redelivery by its id:
+  // every message fetched from now on must keep its id on every redelivery. AMQP republishes a
+  // message without a message_id with one (and acks the original) before handing it out.
+  virtual void require_stable_ids() {}
+  // What names this queue in an inbox's keys, the same for every process that opens it and new
+  // for a queue made anew, so that ids a new queue reuses are not taken for handled ones.
+  // SQLite: a token kept in the file. Empty (the default): the URL without credentials.
+  virtual std::string identity() { return {}; }
   // Called by the agent's consumer about once a second: says this consumer lives, and takes over
   // what consumers that stopped saying so left unacknowledged (Redis). Never blocks for long.
   virtual void keep_alive() {}

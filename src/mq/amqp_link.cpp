@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <map>
+#include <random>
 #include <stdexcept>
 #include <thread>
 
@@ -406,10 +407,11 @@ void AmqpSession::pump(int timeout_ms) {
       d.message.attempts = attempts_of(p);
       d.message.headers = headers_of(p);
       // The publisher's message id, stable across redeliveries (the master's once-only key);
-      // without one, the delivery's own name.
-      d.message.id = (p._flags & AMQP_BASIC_MESSAGE_ID_FLAG) && p.message_id.len > 0
-                         ? text_of(p.message_id)
-                         : fmt::format("{}.{}", generation_, env.delivery_tag);
+      // without one, the delivery's own name, unique to this link.
+      d.named_by_publisher = (p._flags & AMQP_BASIC_MESSAGE_ID_FLAG) && p.message_id.len > 0;
+      d.message.id = d.named_by_publisher ? text_of(p.message_id)
+                                          : fmt::format("{}.{}.{}", link_.delivery_prefix_,
+                                                        generation_, env.delivery_tag);
       rabbitmq().amqp_destroy_envelope(&env);
       std::lock_guard lock(link_.mutex_);
       link_.deliveries_.push_back(std::move(d));
@@ -550,6 +552,8 @@ std::shared_ptr<AmqpLink> AmqpLink::start(AmqpUrl url) {
 }
 
 AmqpLink::AmqpLink(AmqpUrl url) : url_(std::move(url)) {
+  std::random_device random;
+  delivery_prefix_ = fmt::format("{:08x}{:08x}", random(), random());
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) throw std::runtime_error("mq: eventfd failed");
 }

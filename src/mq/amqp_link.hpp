@@ -33,6 +33,9 @@ struct AmqpDelivery {
   QueueMessage message;
   uint64_t generation = 0;  // of the connection it came on
   uint64_t tag = 0;         // its delivery tag on that connection
+  // Whether message.id is the publisher's message_id (the same on every redelivery) rather than
+  // a name made up for this delivery.
+  bool named_by_publisher = false;
 };
 
 // Headers clutch reads and writes on messages.
@@ -95,6 +98,10 @@ class AmqpLink : public std::enable_shared_from_this<AmqpLink> {
   void log(bool error, std::string text);
 
   AmqpUrl url_;
+  // Names deliveries without a message_id: random per link, so that a restarted agent (whose
+  // connections count from 1 again) never reuses the name of a delivery the master still
+  // remembers as handled under its idempotency key.
+  std::string delivery_prefix_;
   int wake_fd_ = -1;  // an eventfd the thread polls beside its socket
   std::mutex mutex_;
   std::condition_variable drained_;

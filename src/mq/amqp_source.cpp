@@ -76,6 +76,22 @@ std::vector<QueueMessage> AmqpSource::fetch(std::size_t max) {
   }
   std::vector<QueueMessage> out;
   for (AmqpDelivery& d : link_->take_deliveries(max)) {
+    if (require_stable_ids_ && !d.named_by_publisher) {
+      // Not handled yet, so republishing it under a name of its own changes nothing but its
+      // place in the queue; from then on every redelivery carries that name.
+      if (!said_renaming_) {
+        said_renaming_ = true;
+        spdlog::warn(
+            "mq: messages without a message_id are republished with one before they are "
+            "handled (an exactly-once inbox recognises a redelivery by it); publishers can set "
+            "it (clutchctl publish and clutch::Producer do)");
+      }
+      AmqpPublication copy = publication(link_->url().queue, std::move(d.message.body),
+                                         new_message_id(), std::move(d.message.headers));
+      copy.attempts = d.message.attempts;
+      republish_then_ack(std::move(copy), {d.generation, d.tag});
+      continue;
+    }
     held_[d.message.id].push_back({d.generation, d.tag});
     ++held_count_;
     out.push_back(std::move(d.message));

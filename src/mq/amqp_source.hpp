@@ -43,12 +43,16 @@ class AmqpSource final : public MessageSource {
   void publish_with_headers(std::string_view body, const QueueHeaders& headers) override;
   void publish_many(const std::vector<std::string>& bodies) override;
   void recover_in_flight() override {}  // the broker requeues a dead connection's deliveries
+  std::string identity() override {
+    return "amqp:" + link_->url().vhost + "/" + link_->url().queue;
+  }
   std::size_t pending() override;
   std::size_t dead_letters() override;
   std::vector<DeadLetter> list_dead(std::size_t max) override;
   std::size_t requeue_dead(const std::vector<std::string>& ids) override;
   std::size_t purge_dead(const std::vector<std::string>& ids) override;
   void keep_alive() override { emit_log(); }
+  void require_stable_ids() override { require_stable_ids_ = true; }
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -76,6 +80,7 @@ class AmqpSource final : public MessageSource {
   bool blocking_ = true;
   std::map<std::string, std::deque<Held>> held_;  // by message id
   std::size_t held_count_ = 0;
+  bool require_stable_ids_ = false, said_renaming_ = false;
   std::deque<Delayed> delayed_;
   std::mt19937_64 random_{std::random_device{}()};
 };

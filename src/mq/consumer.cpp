@@ -9,6 +9,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "mq/inbox_handler.hpp"
 #include "mq/off_loop_source.hpp"
 #include "runtime/metrics_access.hpp"
 #include "runtime/reserved_scope.hpp"
@@ -100,6 +101,12 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
 
   void start() {
     source_->avoid_blocking();
+    if (!options_.inbox.empty()) {
+      // The workers' inbox recognises a redelivery by the queue's identity and the message's id.
+      source_->require_stable_ids();
+      inbox_source_ = source_->identity();
+      if (inbox_source_.empty()) inbox_source_ = redact_url(options_.url);
+    }
     // Unique per cluster instance (its master), stable across this agent's restarts under it.
     source_->name_instance(std::to_string(ctx_.master_pid()));
     source_->recover_in_flight();
@@ -214,7 +221,14 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
   // Hands one message to a worker. False when the messenger refused it (its queue to the master
   // is full, or the master is gone): the message went back to the queue and pumping waits.
   bool dispatch(QueueMessage m) {
-    encode_delivery(m, payload_);  // into one reused buffer: the messenger copies it out
+    if (inbox_source_.empty()) {
+      encode_delivery(m, payload_);  // into one reused buffer: the messenger copies it out
+    } else {
+      // Carried to the worker, not kept: a retry or a dead letter must not write it back.
+      m.headers.emplace_back(kInboxSourceHeader, inbox_source_);
+      encode_delivery(m, payload_);
+      m.headers.pop_back();
+    }
     if (payload_.size() > ctx_.config().max_message_size) {
       // It can never be delivered: say so once and keep it, rather than fetch it forever.
       std::string why = fmt::format("message of {} bytes is over max_message_size ({} bytes)",
@@ -378,8 +392,9 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
   ConsumeOptions options_;
   std::vector<QueueMessage> acks_;
   std::string action_ = action_of(options_);
-  std::string payload_;  // the delivery being sent, reused
-  std::string key_;      // its idempotency key, reused
+  std::string payload_;       // the delivery being sent, reused
+  std::string key_;           // its idempotency key, reused
+  std::string inbox_source_;  // an exactly-once consumer's queue identity, for the workers
   bool ack_flush_posted_ = false, source_flush_scheduled_ = false;
   std::unique_ptr<MessageSource> source_;
   std::size_t in_flight_ = 0, window_ = 0;
@@ -566,6 +581,10 @@ void install_worker_handlers(Context& ctx, const ConsumerList& consumers) {
           }
         });
       });
+      continue;
+    }
+    if (declaration.exactly_once_handler) {
+      install_exactly_once_handler(ctx, declaration);
       continue;
     }
     QueueHandler run = declaration.handler;

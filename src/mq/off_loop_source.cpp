@@ -224,6 +224,9 @@ class OffLoopSource final : public MessageSource {
   void name_instance(const std::string& instance) override {
     shared_->inner->name_instance(instance);
   }
+  // Both before the thread starts, or pure (a name made from the URL).
+  void require_stable_ids() override { shared_->inner->require_stable_ids(); }
+  std::string identity() override { return shared_->inner->identity(); }
   void keep_alive() override {
     post([](MessageSource& s) { s.keep_alive(); });
   }

@@ -76,6 +76,9 @@ class RedisSource final : public MessageSource {
     if (!url_.consumer_given) url_.consumer += "-" + instance;
   }
   void keep_alive() override;
+  // Entry ids are unique within a stream (and time-based, so a stream made anew does not reuse
+  // them); the group's name keeps two groups' inboxes apart.
+  std::string identity() override { return "redis:" + url_.stream + "?group=" + url_.group; }
   // How long a consumer's liveness key lasts without renewal (renewed about once a second).
   static constexpr std::chrono::milliseconds kLivenessTtl{3000};
 

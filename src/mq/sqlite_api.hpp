@@ -22,10 +22,12 @@
   X(sqlite3_column_int)            \
   X(sqlite3_column_int64)          \
   X(sqlite3_column_text)           \
+  X(sqlite3_errcode)               \
   X(sqlite3_errmsg)                \
   X(sqlite3_exec)                  \
   X(sqlite3_finalize)              \
   X(sqlite3_free)                  \
+  X(sqlite3_get_autocommit)        \
   X(sqlite3_open_v2)               \
   X(sqlite3_prepare_v2)            \
   X(sqlite3_reset)                 \

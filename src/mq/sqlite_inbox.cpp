@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <stdexcept>
+#include <thread>
 
 #include "clutch/config.hpp"
 #include "mq/sqlite_api.hpp"
@@ -36,7 +37,21 @@ SqliteInbox::SqliteInbox(const std::string& path, std::chrono::milliseconds busy
   }
   try {
     sql_.sqlite3_busy_timeout(db_, static_cast<int>(busy_timeout.count()));
-    exec("PRAGMA journal_mode=WAL");
+    // Every worker opens the file at once when the cluster starts; switching a new file to WAL
+    // takes a lock the busy timeout does not wait for, so the setup is tried again, boundedly.
+    auto deadline = std::chrono::steady_clock::now() + busy_timeout;
+    for (;;) {
+      try {
+        exec("PRAGMA journal_mode=WAL");
+        break;
+      } catch (const ConfigError&) {
+        int code = sql_.sqlite3_errcode(db_);
+        if ((code != SQLITE_BUSY && code != SQLITE_LOCKED) ||
+            std::chrono::steady_clock::now() > deadline)
+          throw;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
     exec("PRAGMA synchronous=NORMAL");  // WAL: a commit survives a crash of the process
     exec(
         "CREATE TABLE IF NOT EXISTS clutch_inbox (source TEXT NOT NULL, queue TEXT NOT NULL,"
@@ -104,6 +119,11 @@ SqliteInbox::Outcome SqliteInbox::run_once(const InboxKey& key,
       return Outcome::kAlreadyDone;
     }
     work(db_);
+    if (sql_.sqlite3_get_autocommit(db_) != 0) {
+      open = false;  // whatever it did is done; the key is not recorded
+      throw std::runtime_error(
+          "the handler ended the inbox's transaction (no BEGIN, COMMIT or ROLLBACK in a handler)");
+    }
     {
       Reset reset{sql_, insert_};
       bind_key(sql_, insert_, key);

@@ -35,6 +35,9 @@ class SqliteSource final : public MessageSource {
   std::vector<DeadLetter> list_dead(std::size_t max) override;
   std::size_t requeue_dead(const std::vector<std::string>& ids) override;
   std::size_t purge_dead(const std::vector<std::string>& ids) override;
+  // "sqlite:" and a random token the file keeps from its creation: ids count from 1 again in a
+  // queue file made anew, and must not be taken for the old file's handled ones.
+  std::string identity() override { return "sqlite:" + token_; }
 
  private:
   class Transaction;
@@ -47,6 +50,7 @@ class SqliteSource final : public MessageSource {
 
   const struct SqliteApi& sql_;  // the library, loaded by the first queue opened (sqlite_api.hpp)
   std::string path_;
+  std::string token_;
   sqlite3* db_ = nullptr;
   std::chrono::milliseconds visibility_timeout_;
   sqlite3_stmt *select_ = nullptr, *hide_ = nullptr, *delete_ = nullptr, *retry_ = nullptr,

@@ -296,6 +296,19 @@ class RabbitServer:
 FAST_RESTARTS = ("-s", "min_uptime=50ms", "-s", "restart_backoff_initial=10ms", "-s", "restart_backoff_max=200ms")
 
 
+def debian_module(name):
+    """Imports a Python module that scripts/deps installs from Debian (python3-NAME), also when
+    the python3 running the tests is not Debian's own (pyenv, a venv) and does not look in
+    Debian's dist-packages."""
+    import importlib
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        import sys
+        sys.path.append("/usr/lib/python3/dist-packages")
+        return importlib.import_module(name)
+
+
 def consume_under_kills(c, total, seed, timeout=240):
     """Waits until `total` distinct queue messages were handled (probe "mq" events) while a random
     worker is SIGKILLed every 200 ms and the agent once, a third of the way through. Returns

@@ -3,6 +3,7 @@
 // (one write per line, O_APPEND, so lines from several processes never interleave).
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sqlite3.h>
 #include <unistd.h>
 #include <clutch/app.hpp>
 #include <clutch/coro.hpp>
@@ -533,9 +534,15 @@ void exclusive_run(const std::string& job, int work_ms) {
   }
 }
 
+void declare_exactly_once(clutch::App& app, const std::string& url, const std::string& inbox);
+
 void declare_consumer(clutch::App& app) {
   std::string url = env("PROBE_QUEUE");
   if (url.empty()) return;
+  if (std::string inbox = env("PROBE_INBOX"); !inbox.empty()) {
+    declare_exactly_once(app, url, inbox);
+    return;
+  }
   if (env("PROBE_ASYNC_MQ") == "1") {
     app.consume_async({.name = "probe",
                        .url = url,
@@ -573,6 +580,58 @@ void declare_consumer(clutch::App& app) {
                   record(fmt::format(R"("ev":"mq","body":"{}","headers":[{}])", m.body, headers));
                 }
               });
+}
+
+// The effect of a message, in the inbox's transaction: a row in `effects`, which has no unique
+// constraint, so that a message run twice shows as two rows.
+void insert_effect(sqlite3* db, const std::string& body) {
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(db, "INSERT INTO effects (body, pid) VALUES (?, ?)", -1, &s, nullptr) !=
+      SQLITE_OK)
+    throw std::runtime_error(std::string("probe: ") + sqlite3_errmsg(db));
+  sqlite3_bind_text(s, 1, body.data(), static_cast<int>(body.size()), SQLITE_TRANSIENT);
+  sqlite3_bind_int(s, 2, getpid());
+  int rc = sqlite3_step(s);
+  sqlite3_finalize(s);
+  if (rc != SQLITE_DONE) throw std::runtime_error(std::string("probe: ") + sqlite3_errmsg(db));
+}
+
+// Ends the process right after its transaction commits, before the ack leaves: the WAL hook runs
+// once the commit is in the log.
+int exit_after_commit(void*, sqlite3*, const char*, int) {
+  record(R"("ev":"exit-after-commit")");
+  _exit(9);
+}
+
+// PROBE_INBOX=sqlite:PATH: the consumer is exactly once; PROBE_EXIT_AFTER_COMMIT=PREFIX: a worker
+// handling a message whose body starts with PREFIX dies between its commit and its ack.
+void declare_exactly_once(clutch::App& app, const std::string& url, const std::string& inbox) {
+  if (inbox.rfind("sqlite:", 0) == 0) {
+    // The app's own table, made before the cluster starts (the inbox makes its own).
+    sqlite3* db = nullptr;
+    sqlite3_open(inbox.substr(7).c_str(), &db);
+    sqlite3_exec(db, "CREATE TABLE IF NOT EXISTS effects (body TEXT NOT NULL, pid INTEGER)",
+                 nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+  }
+  app.consume_exactly_once(
+      {.name = "probe",
+       .url = url,
+       .max_attempts = 3,
+       .retry_backoff = std::chrono::milliseconds(20),
+       .inbox = inbox},
+      [](clutch::Context&, const clutch::QueueMessage& m, clutch::Transaction& tx) {
+        if (m.body.rfind("poison", 0) == 0) {
+          record(fmt::format(R"("ev":"mq-poison","attempt":{})", m.attempts));
+          insert_effect(tx.sqlite(), m.body);  // rolled back with the throw
+          throw std::runtime_error("probe: poison message");
+        }
+        insert_effect(tx.sqlite(), m.body);
+        std::string prefix = env("PROBE_EXIT_AFTER_COMMIT");
+        if (!prefix.empty() && m.body.rfind(prefix, 0) == 0)
+          sqlite3_wal_hook(tx.sqlite(), &exit_after_commit, nullptr);
+        record(fmt::format(R"("ev":"mq","body":"{}","id":"{}")", m.body, m.id));
+      });
 }
 
 void declare_jobs(clutch::App& app) {

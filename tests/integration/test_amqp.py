@@ -7,11 +7,13 @@ others at once (the broker requeues a closed connection's deliveries)."""
 
 import collections
 import os
+import signal
 import subprocess
+import tempfile
 import time
 import unittest
 
-from cluster import BUILD_DIR, ClusterTest, check_unstalled_while_broker_hangs, FAST_RESTARTS, RabbitServer, alive, consume_under_kills, wait_for
+from cluster import BUILD_DIR, ClusterTest, check_unstalled_while_broker_hangs, debian_module, FAST_RESTARTS, RabbitServer, alive, consume_under_kills, wait_for
 from test_operations import ctl_json
 
 CLUTCHCTL = os.path.join(BUILD_DIR, "clutchctl")
@@ -157,6 +159,61 @@ class Amqp(ClusterTest):
     def consumer_count(self, queue):
         info = self.rabbit.queue_info(queue, "consumers")
         return info and info[0]
+
+    def publish_without_message_id(self, queue, prefix, count):
+        """As a plain client (pika) does by default: no message_id property."""
+        pika = debian_module("pika")
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", self.rabbit.port))
+        try:
+            channel = conn.channel()
+            channel.confirm_delivery()
+            for i in range(1, count + 1):
+                channel.basic_publish("", queue, f"{prefix}-{i}".encode(),
+                                      pika.BasicProperties(delivery_mode=2))
+        finally:
+            conn.close()
+
+    def restart_agent(self, c):
+        agents = [e["pid"] for e in c.events("ready") if e["role"] == "agent"]
+        os.kill(agents[-1], signal.SIGKILL)
+        wait_for(lambda: len([e for e in c.events("ready") if e["role"] == "agent"]) > len(agents),
+                 30, "a new agent")
+
+    def test_messages_without_a_message_id_after_an_agent_restart_are_all_handled(self):
+        # Such deliveries are named by the agent; a restarted agent's names must not repeat the
+        # old one's, which the master remembers as handled (it would ack them unrun).
+        url = self.rabbit.url("unnamed")
+        c = self.start(workers=2, env={"PROBE_QUEUE": url}, args=FAST_RESTARTS)
+        c.wait_ready()
+        wait_for(lambda: self.queue_counts("unnamed") is not None, 30, "the queue declared")
+        self.publish_without_message_id("unnamed", "a", 50)
+        wait_for(lambda: len(c.events("mq")) >= 50, 30, "the first 50 handled")
+        self.restart_agent(c)
+        self.publish_without_message_id("unnamed", "b", 50)
+        wait_for(lambda: {f"b-{i}" for i in range(1, 51)} <= {e["body"] for e in c.events("mq")},
+                 30, "the 50 published after the agent's restart handled")
+
+    def test_an_exactly_once_consumer_names_messages_that_have_no_message_id(self):
+        import sqlite3
+        app_db = os.path.join(tempfile.mkdtemp(prefix="clutch-once-"), "app.db")
+        url = self.rabbit.url("unnamed-once")
+        c = self.start(workers=2, env={"PROBE_QUEUE": url, "PROBE_INBOX": "sqlite:" + app_db},
+                       args=FAST_RESTARTS)
+        c.wait_ready()
+        wait_for(lambda: self.queue_counts("unnamed-once") is not None, 30, "the queue declared")
+        self.publish_without_message_id("unnamed-once", "u", 40)
+
+        def effects():
+            with sqlite3.connect(app_db, timeout=10) as db:
+                return collections.Counter(b for (b,) in db.execute("SELECT body FROM effects"))
+        wait_for(lambda: len(effects()) == 40, 30, "40 effects")
+        self.assertIn("messages without a message_id are republished with one", c.stderr())
+        # Every handled message had an id of its own, from clutch (32 hex digits).
+        ids = [e["id"] for e in c.events("mq")]
+        self.assertEqual(len(set(ids)), len(ids))
+        self.assertTrue(all(len(i) == 32 for i in ids), ids[:3])
+        self.assertEqual(set(effects().values()), {1})
+        wait_for(lambda: self.queue_counts("unnamed-once") == (0, 0), 30, "the queue settled")
 
     def test_bad_amqp_url_fails_the_start(self):
         c = self.start(workers=1, env={"PROBE_QUEUE": "amqp://127.0.0.1:5672/%2F"})

@@ -95,6 +95,23 @@ TEST_F(SqliteInboxTest, AHandlerThatThrowsLeavesNoWriteAndNoKeySoTheRetryRunsInF
   EXPECT_EQ(effects("order 8"), 1);
 }
 
+TEST_F(SqliteInboxTest, AHandlerThatEndsTheTransactionItselfIsAFailureAndNoKeyIsRecorded) {
+  create_effects_table();
+  SqliteInbox inbox(path_);
+  InboxKey key{"sqlite", "orders", "9"};
+  try {
+    inbox.run_once(key, [&](sqlite3* db) {
+      write_effect(db, "order 9");
+      sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
+    });
+    FAIL() << "a handler's own COMMIT must fail the run";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("ended the inbox's transaction"), std::string::npos);
+  }
+  EXPECT_FALSE(inbox.recorded(key));  // retried, so run again: at least once, said loudly
+  EXPECT_EQ(inbox.run_once(key, [](sqlite3*) {}), SqliteInbox::Outcome::kRan);
+}
+
 TEST_F(SqliteInboxTest, AProcessKilledBeforeTheCommitLeftNothingAndOneKilledAfterItLeftBoth) {
   create_effects_table();
   InboxKey key{"redis", "orders", "1700000000000-0"};

@@ -1,0 +1,25 @@
+// The workers' side of App::consume_exactly_once: each message runs through the inbox (one
+// transaction for the handler's writes and the message's record, see mq/sqlite_inbox.hpp), and a
+// message the inbox already has is acknowledged without running the handler again.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "clutch/mq.hpp"
+
+namespace clutch::mq {
+
+// The header the agent appends to an exactly-once consumer's deliveries: the queue's identity
+// (MessageSource::identity), the first part of the inbox's key. The worker takes it off before
+// the handler sees the message.
+inline constexpr std::string_view kInboxSourceHeader = "clutch.inbox-source";
+
+// "" when `options` suit the kind of handler declared; otherwise why not, naming the key.
+std::string inbox_declaration_error(const ConsumeOptions& options, bool exactly_once);
+
+// Opens this worker's connection to the consumer's inbox (throws ConfigError naming it when it
+// cannot), prunes it now and hourly, and handles the consumer's messages through it.
+void install_exactly_once_handler(Context& ctx, const ConsumerDeclaration& declaration);
+
+}  // namespace clutch::mq

@@ -1,0 +1,151 @@
+"""Exactly-once effects (issue 23): App::consume_exactly_once runs the handler's writes and the
+record of its message in one transaction on the app's own SQLite database (the inbox), and a
+redelivered message the inbox has is acknowledged without running again. The effects are counted
+from rows the handlers wrote into a table with no unique constraint, so a message run twice shows
+as two rows."""
+
+import collections
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import tempfile
+import time
+
+from cluster import BUILD_DIR, ClusterTest, FAST_RESTARTS, RedisServer, alive, wait_for
+
+CLUTCHCTL = os.path.join(BUILD_DIR, "clutchctl")
+
+
+def publish(url, prefix, count):
+    subprocess.run([CLUTCHCTL, "publish", url, prefix, "--count", str(count)], check=True,
+                   capture_output=True, timeout=300)
+
+
+def effects(path):
+    """How many rows each body has in the probe's effects table."""
+    with sqlite3.connect(path, timeout=10) as db:
+        return collections.Counter(body for (body,) in db.execute("SELECT body FROM effects"))
+
+
+def kill_workers_until(c, done, seed, timeout, kill_agent=True):
+    """SIGKILLs a random worker every 200 ms (and the agent once) until `done()`; returns whether
+    the agent was killed."""
+    rng = random.Random(seed)
+    killed_agent = False
+    deadline = time.monotonic() + timeout
+    rounds = 0
+    while time.monotonic() < deadline and not done():
+        workers = [e["pid"] for e in c.events("ready") if e["role"] == "worker" and alive(e["pid"])]
+        if workers:
+            os.kill(rng.choice(workers), signal.SIGKILL)
+        rounds += 1
+        if kill_agent and not killed_agent and rounds == 3:
+            agent = [e["pid"] for e in c.events("ready") if e["role"] == "agent"][-1]
+            os.kill(agent, signal.SIGKILL)
+            killed_agent = True
+        time.sleep(0.2)
+    return killed_agent
+
+
+class SqliteInbox(ClusterTest):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="clutch-once-")
+        self.app_db = os.path.join(self.dir, "app.db")
+        self.queue = "sqlite:" + os.path.join(self.dir, "queue.db")
+
+    def cluster(self, url=None, workers=3, env=None, args=()):
+        env = {"PROBE_QUEUE": url or self.queue, "PROBE_INBOX": "sqlite:" + self.app_db,
+               **(env or {})}
+        return self.start(workers=workers, env=env, args=args)
+
+    def test_a_worker_killed_between_its_commit_and_its_ack_does_not_run_the_message_again(self):
+        publish(self.queue, "fine", 20)
+        publish(self.queue, "die", 1)
+        publish(self.queue, "after", 20)
+        c = self.cluster(workers=2, env={"PROBE_EXIT_AFTER_COMMIT": "die"}, args=FAST_RESTARTS)
+        c.wait_ready()
+        wait_for(lambda: "message " in c.stderr() and "is already done" in c.stderr(), 30,
+                 "the redelivery of the message whose worker died after its commit")
+        wait_for(lambda: len(effects(self.app_db)) == 41, 30, "every message's effect")
+        self.assertEqual(len(c.events("exit-after-commit")), 1)
+        counts = effects(self.app_db)
+        self.assertEqual(counts["die-1"], 1, "the message was run again after its commit")
+        self.assertEqual(set(counts.values()), {1}, f"duplicated effects: {counts.most_common(3)}")
+        # The handler itself ran once for it: the redelivery was acknowledged without a run.
+        self.assertEqual([e["body"] for e in c.events("mq")].count("die-1"), 1)
+        wait_for(lambda: queue_rows(self.queue) == 0, 20, "the queue to be empty")
+
+    def test_workers_and_the_agent_killed_under_load_leave_each_effect_exactly_once(self):
+        total = 20_000
+        publish(self.queue, "m", total)
+        c = self.cluster(workers=3, args=FAST_RESTARTS)
+        c.wait_ready()
+        killed_agent = kill_workers_until(c, lambda: len(effects(self.app_db)) >= total, seed=23,
+                                          timeout=240)
+        self.assertTrue(killed_agent)
+        wait_for(lambda: len(effects(self.app_db)) == total, 60, "every message's effect")
+        wait_for(lambda: queue_rows(self.queue) == 0, 30, "the queue to be empty")
+        counts = effects(self.app_db)
+        self.assertEqual(set(counts), {f"m-{i}" for i in range(1, total + 1)})
+        self.assertEqual(sum(counts.values()) - total, 0,
+                         f"duplicated effects: {counts.most_common(3)}")
+
+    def test_a_failing_handler_leaves_no_effect_and_is_dead_lettered(self):
+        publish(self.queue, "poison", 1)
+        publish(self.queue, "fine", 5)
+        c = self.cluster(workers=2)
+        c.wait_ready()
+        wait_for(lambda: "dead-lettered: probe: poison message" in c.stderr(), 30,
+                 "the poison message dead-lettered")
+        wait_for(lambda: len(effects(self.app_db)) == 5, 20, "the good messages' effects")
+        self.assertEqual(sorted(e["attempt"] for e in c.events("mq-poison")), [0, 1, 2])
+        self.assertNotIn("poison-1", effects(self.app_db), "a throw must roll its writes back")
+
+    def test_a_queue_file_made_anew_is_not_taken_for_the_old_one(self):
+        # Ids count from 1 again in a new queue file: the inbox must not skip them as done.
+        publish(self.queue, "first", 5)
+        c = self.cluster(workers=2)
+        c.wait_ready()
+        wait_for(lambda: len(effects(self.app_db)) == 5, 30, "the first queue's effects")
+        c.signal(signal.SIGTERM)
+        self.assertEqual(c.wait_exit(), 0)
+        for suffix in ("", "-wal", "-shm"):
+            path = self.queue[len("sqlite:"):] + suffix
+            if os.path.exists(path):
+                os.remove(path)
+        publish(self.queue, "second", 5)
+        c = self.cluster(workers=2)
+        c.wait_ready()
+        wait_for(lambda: len(effects(self.app_db)) == 10, 30, "the new queue's effects")
+        self.assertNotIn("is already done", c.stderr())
+
+    def test_the_redis_source_under_kills_leaves_each_effect_exactly_once(self):
+        redis = RedisServer()
+        self.addCleanup(redis.stop)
+        url = redis.url("once")
+        total = 20_000
+        publish(url, "r", total)
+        c = self.cluster(url=url, workers=3, args=FAST_RESTARTS)
+        c.wait_ready()
+        self.assertTrue(kill_workers_until(c, lambda: len(effects(self.app_db)) >= total,
+                                           seed=5, timeout=240))
+        wait_for(lambda: len(effects(self.app_db)) == total, 60, "every message's effect")
+        counts = effects(self.app_db)
+        self.assertEqual(sum(counts.values()) - total, 0,
+                         f"duplicated effects: {counts.most_common(3)}")
+
+    def test_bad_declarations_fail_the_start_naming_the_key(self):
+        c = self.start(workers=1, env={"PROBE_QUEUE": self.queue, "PROBE_INBOX": "mysql://x"})
+        self.assertEqual(c.wait_exit(), 2)
+        self.assertIn("inbox 'mysql://x' is not sqlite:PATH", c.stderr())
+        c = self.start(workers=1, env={"PROBE_QUEUE": self.queue,
+                                       "PROBE_INBOX": "sqlite:/nonexistent-dir/app.db"})
+        self.assertNotEqual(c.wait_exit(), 0)
+        self.assertIn("inbox: cannot open sqlite database '/nonexistent-dir/app.db'", c.stderr())
+
+
+def queue_rows(url):
+    with sqlite3.connect(url[len("sqlite:"):], timeout=10) as db:
+        return db.execute("SELECT count(*) FROM messages").fetchone()[0]
