@@ -24,6 +24,7 @@
 #include "clutch/coro.hpp"
 
 struct sqlite3;  // <sqlite3.h>, for Transaction::sqlite()
+struct pg_conn;  // <libpq-fe.h>'s PGconn, for Transaction::postgres()
 
 namespace clutch {
 
@@ -64,7 +65,9 @@ struct ConsumeOptions {
   bool naive = false;
   // Exactly-once effects (App::consume_exactly_once): the application's own database, where the
   // handler's writes and the record that its message is done commit in one transaction.
-  // "sqlite:PATH" (WAL; each worker its own connection; the table clutch_inbox is created).
+  // "sqlite:PATH" (WAL; each worker its own connection), or a PostgreSQL database,
+  // "postgres://USER:PASSWORD@HOST:PORT/DB" (libpq's URL; each worker its own connection). The
+  // table clutch_inbox is created in it if missing.
   std::string inbox;
   // How long a done message's record is kept. A redelivery later than this runs again: keep it
   // longer than any message can stay in the queue unacknowledged (a week by default).
@@ -84,8 +87,11 @@ class Transaction {
  public:
   virtual ~Transaction() = default;
   // The inbox's SQLite connection (a "sqlite:" inbox), inside BEGIN IMMEDIATE; else nullptr.
-  virtual sqlite3* sqlite() const = 0;
-  // The inbox's location as configured ("sqlite:PATH").
+  virtual sqlite3* sqlite() const { return nullptr; }
+  // The inbox's PostgreSQL connection (a "postgres://" inbox), inside BEGIN; else nullptr. A
+  // statement that fails and is not thrown for fails the message anyway (it cannot commit).
+  virtual pg_conn* postgres() const { return nullptr; }
+  // The inbox's location as configured ("sqlite:PATH", "postgres://...").
   virtual const std::string& inbox() const = 0;
 };
 

@@ -11,6 +11,7 @@
 
 #include "mq/inbox_handler.hpp"
 #include "mq/off_loop_source.hpp"
+#include "mq/url_query.hpp"
 #include "runtime/metrics_access.hpp"
 #include "runtime/reserved_scope.hpp"
 
@@ -134,6 +135,7 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
       self->stopping_ = true;
       // The workers stopped first, so every ack is in; none may wait for a read that won't come.
       self->flush_acks();
+      self->release_inbox_waiting();
       try {
         self->source_->close();
       } catch (const std::exception& e) {
@@ -196,16 +198,6 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
     } catch (const std::exception&) {
       // The broker is away: the pump logs that; the figures keep their last values.
     }
-  }
-
-  static std::string redact_url(const std::string& url) {
-    // redis://user:secret@host -> redis://user:***@host
-    auto scheme = url.find("://");
-    auto at = url.find('@');
-    if (scheme == std::string::npos || at == std::string::npos || at < scheme) return url;
-    auto colon = url.find(':', scheme + 3);
-    if (colon == std::string::npos || colon > at) return url;
-    return url.substr(0, colon + 1) + "***" + url.substr(at);
   }
 
   void schedule_poll() {
@@ -313,6 +305,9 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
 
   void settle(QueueMessage&& m, const AckResult& r) {
     try {
+      if (!r.ok && r.error.rfind(kInboxUnavailablePrefix, 0) == 0)
+        return wait_for_inbox(std::move(m), r.error);
+      if (r.ok) inbox_outage_ = 0;
       if (r.ok) {
         handled_->inc();
         // Acks gathered over a loop turn go to the queue together (one XACK, one transaction).
@@ -348,6 +343,39 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
       // The message stays hidden until its visibility timeout, then comes back: not lost.
       spdlog::error("mq {}: cannot settle message {}: {}", options_.name, m.id, e.what());
     }
+  }
+
+  // The workers' inbox database is away: the message waits here (counted in the window, so that
+  // the agent stops fetching), and all that wait are offered again after a back-off that grows
+  // to 5 s. Not an attempt: an outage of the database must not dead-letter the queue.
+  void wait_for_inbox(QueueMessage&& m, const std::string& error) {
+    ++in_flight_;
+    in_flight_gauge_->set(static_cast<double>(in_flight_));
+    inbox_waiting_.push_back(std::move(m));
+    auto now = std::chrono::steady_clock::now();
+    if (inbox_outage_ == 0 || now - inbox_said_at_ > std::chrono::seconds(10)) {
+      spdlog::warn("mq {}: {}; messages wait and are offered again (attempts not counted)",
+                   options_.name, error);
+      inbox_said_at_ = now;
+    }
+    if (inbox_retry_scheduled_) return;
+    inbox_retry_scheduled_ = true;
+    auto delay = std::min<std::chrono::milliseconds>(
+        std::chrono::milliseconds(100) * (int64_t{1} << std::min(inbox_outage_++, 6)),
+        std::chrono::seconds(5));
+    auto self = shared_from_this();
+    ctx_.set_timeout(delay, [self] {
+      self->inbox_retry_scheduled_ = false;
+      self->release_inbox_waiting();
+      self->pump();
+    });
+  }
+
+  void release_inbox_waiting() {
+    in_flight_ -= inbox_waiting_.size();
+    in_flight_gauge_->set(static_cast<double>(in_flight_));
+    for (const QueueMessage& m : inbox_waiting_) release(m);
+    inbox_waiting_.clear();
   }
 
   void flush_acks() {
@@ -395,6 +423,10 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
   std::string payload_;       // the delivery being sent, reused
   std::string key_;           // its idempotency key, reused
   std::string inbox_source_;  // an exactly-once consumer's queue identity, for the workers
+  std::vector<QueueMessage> inbox_waiting_;  // failed because the inbox was away
+  bool inbox_retry_scheduled_ = false;
+  int inbox_outage_ = 0;  // such failures in a row
+  std::chrono::steady_clock::time_point inbox_said_at_{};
   bool ack_flush_posted_ = false, source_flush_scheduled_ = false;
   std::unique_ptr<MessageSource> source_;
   std::size_t in_flight_ = 0, window_ = 0;

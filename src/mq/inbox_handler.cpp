@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "mq/consumer.hpp"
+#include "mq/postgres_inbox.hpp"
 #include "mq/sqlite_inbox.hpp"
 #include "runtime/metrics_access.hpp"
 
@@ -13,6 +14,19 @@ namespace clutch::mq {
 namespace {
 
 constexpr std::string_view kSqliteScheme = "sqlite:";
+
+bool is_postgres(std::string_view inbox) {
+  return inbox.rfind("postgres://", 0) == 0 || inbox.rfind("postgresql://", 0) == 0;
+}
+
+// A worker's inbox, whichever database holds it.
+class Inbox {
+ public:
+  virtual ~Inbox() = default;
+  virtual InboxOutcome run_once(const InboxKey& key,
+                                const std::function<void(Transaction&)>& work) = 0;
+  virtual std::size_t prune(std::chrono::system_clock::time_point before) = 0;
+};
 
 class SqliteTransaction final : public Transaction {
  public:
@@ -24,6 +38,44 @@ class SqliteTransaction final : public Transaction {
   sqlite3* db_;
   const std::string& inbox_;
 };
+
+class PostgresTransaction final : public Transaction {
+ public:
+  PostgresTransaction(PGconn* conn, const std::string& inbox) : conn_(conn), inbox_(inbox) {}
+  pg_conn* postgres() const override { return conn_; }
+  const std::string& inbox() const override { return inbox_; }
+
+ private:
+  PGconn* conn_;
+  const std::string& inbox_;
+};
+
+template <typename Store, typename Tx, typename Handle>
+class InboxOn final : public Inbox {
+ public:
+  InboxOn(const std::string& spec, std::string location) : spec_(spec), store_(location) {}
+  InboxOutcome run_once(const InboxKey& key,
+                        const std::function<void(Transaction&)>& work) override {
+    return store_.run_once(key, [&](Handle* handle) {
+      Tx tx(handle, spec_);
+      work(tx);
+    });
+  }
+  std::size_t prune(std::chrono::system_clock::time_point before) override {
+    return store_.prune(before);
+  }
+
+ private:
+  std::string spec_;
+  Store store_;
+};
+
+std::unique_ptr<Inbox> open_inbox(const std::string& spec) {
+  if (is_postgres(spec))
+    return std::make_unique<InboxOn<PostgresInbox, PostgresTransaction, PGconn>>(spec, spec);
+  return std::make_unique<InboxOn<SqliteInbox, SqliteTransaction, sqlite3>>(
+      spec, spec.substr(kSqliteScheme.size()));
+}
 
 // Takes the agent's kInboxSourceHeader off `m` (it is the last header); "" if it is not there.
 std::string take_source(QueueMessage& m) {
@@ -46,8 +98,11 @@ std::string inbox_declaration_error(const ConsumeOptions& options, bool exactly_
   }
   if (options.inbox.empty())
     return who + ": consume_exactly_once needs an inbox (e.g. .inbox = \"sqlite:app.db\")";
-  if (options.inbox.rfind(kSqliteScheme, 0) != 0 || options.inbox.size() == kSqliteScheme.size())
-    return who + ": inbox '" + options.inbox + "' is not sqlite:PATH";
+  bool sqlite =
+      options.inbox.rfind(kSqliteScheme, 0) == 0 && options.inbox.size() > kSqliteScheme.size();
+  if (!sqlite && !is_postgres(options.inbox))
+    return who + ": inbox '" + options.inbox +
+           "' is neither sqlite:PATH nor postgres://USER@HOST:PORT/DB";
   if (options.naive)
     return who + ": naive (every worker runs every message) cannot be exactly once";
   if (options.inbox_retention <= std::chrono::hours(0))
@@ -59,7 +114,7 @@ void install_exactly_once_handler(Context& ctx, const ConsumerDeclaration& decla
   const ConsumeOptions& options = declaration.options;
   // One connection per consumer per worker: the worker's loop runs one handler at a time, so
   // two of its consumers on one database never hold the write lock together.
-  auto inbox = std::make_shared<SqliteInbox>(options.inbox.substr(kSqliteScheme.size()));
+  std::shared_ptr<Inbox> inbox = open_inbox(options.inbox);
   auto skipped = &detail::MetricsAccess::counter(
       ctx.metrics(), "clutch_mq_inbox_skipped_total",
       "Redelivered messages the inbox already had: acknowledged without running the handler.",
@@ -87,11 +142,13 @@ void install_exactly_once_handler(Context& ctx, const ConsumerDeclaration& decla
       // Only an agent of this version sends it; failing leaves the message to a retry.
       throw std::runtime_error("a delivery without its queue's identity (from another version?)");
     }
-    auto outcome = inbox->run_once(key, [&](sqlite3* db) {
-      SqliteTransaction tx(db, options.inbox);
-      run(ctx, m, tx);
-    });
-    if (outcome == SqliteInbox::Outcome::kAlreadyDone) {
+    InboxOutcome outcome;
+    try {
+      outcome = inbox->run_once(key, [&](Transaction& tx) { run(ctx, m, tx); });
+    } catch (const InboxUnavailable& e) {
+      throw std::runtime_error(std::string(kInboxUnavailablePrefix) + e.what());
+    }
+    if (outcome == InboxOutcome::kAlreadyDone) {
       skipped->inc();
       spdlog::info(
           "mq {}: message {} is already done (the inbox has it): acknowledged, not run "

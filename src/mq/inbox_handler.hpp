@@ -15,6 +15,11 @@ namespace clutch::mq {
 // the handler sees the message.
 inline constexpr std::string_view kInboxSourceHeader = "clutch.inbox-source";
 
+// The start of a worker's error for a message whose inbox could not be reached: the agent holds
+// the message and offers it again after a back-off, without counting an attempt (an outage of the
+// database must not dead-letter the queue).
+inline constexpr std::string_view kInboxUnavailablePrefix = "inbox unavailable: ";
+
 // "" when `options` suit the kind of handler declared; otherwise why not, naming the key.
 std::string inbox_declaration_error(const ConsumeOptions& options, bool exactly_once);
 

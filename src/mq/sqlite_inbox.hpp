@@ -15,17 +15,11 @@
 #include <functional>
 #include <string>
 
+#include "mq/inbox_key.hpp"
+
 namespace clutch::mq {
 
 struct SqliteApi;
-
-// What names one handled message: where it came from (the source's URL kind and place, so two
-// queues' "7" differ), the consumer's name and the message's id, or a schedule's tick id.
-struct InboxKey {
-  std::string source;
-  std::string queue;
-  std::string id;
-};
 
 class SqliteInbox {
  public:
@@ -37,7 +31,7 @@ class SqliteInbox {
   SqliteInbox(const SqliteInbox&) = delete;
   SqliteInbox& operator=(const SqliteInbox&) = delete;
 
-  enum class Outcome { kRan, kAlreadyDone };
+  using Outcome = InboxOutcome;
   // In one BEGIN IMMEDIATE transaction: if `key` is recorded, nothing runs (kAlreadyDone);
   // otherwise `work(db)` makes its writes on this connection, the key is recorded and all of it
   // commits together (kRan). If `work` throws, or the commit fails, everything rolls back and

@@ -44,4 +44,15 @@ inline bool percent_decode(std::string_view in, std::string& out) {
   return true;
 }
 
+// The URL with its password (if any) as "***": redis://user:secret@host -> redis://user:***@host,
+// for logs, status and error messages.
+inline std::string redact_url(const std::string& url) {
+  auto scheme = url.find("://");
+  auto at = url.find('@');
+  if (scheme == std::string::npos || at == std::string::npos || at < scheme) return url;
+  auto colon = url.find(':', scheme + 3);
+  if (colon == std::string::npos || colon > at) return url;
+  return url.substr(0, colon + 1) + "***" + url.substr(at);
+}
+
 }  // namespace clutch::mq

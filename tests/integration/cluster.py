@@ -199,6 +199,71 @@ def free_port():
         return s.getsockname()[1]
 
 
+class PostgresServer:
+    """A PostgreSQL server (Debian's postgresql) in its own temporary data directory on a free
+    loopback port, made with initdb and run as the `postgres` user when the tests run as root
+    (the server refuses root); stopped by its pid. Trust authentication, loopback only."""
+
+    def __init__(self):
+        import glob
+        import pwd
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+        if not bins:
+            raise AssertionError("postgresql is not installed (scripts/deps installs it)")
+        self.bin = os.path.dirname(bins[-1])
+        self.user = "postgres" if os.geteuid() == 0 else None
+        self.dir = tempfile.mkdtemp(prefix="clutch-pg-")
+        self.data = os.path.join(self.dir, "data")
+        self.port = free_port()
+        if self.user:
+            entry = pwd.getpwnam(self.user)
+            os.chown(self.dir, entry.pw_uid, entry.pw_gid)
+        subprocess.run([os.path.join(self.bin, "initdb"), "-D", self.data, "-U", "postgres",
+                        "--auth=trust", "-E", "UTF8", "--no-sync"], check=True,
+                       capture_output=True, timeout=120, user=self.user, cwd=self.dir)
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.log = open(os.path.join(self.dir, "server.log"), "a")
+        self.proc = subprocess.Popen(
+            [os.path.join(self.bin, "postgres"), "-D", self.data, "-p", str(self.port),
+             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.dir}",
+             "-c", "fsync=off", "-c", "max_connections=200"],
+            stdout=self.log, stderr=subprocess.STDOUT, user=self.user, cwd=self.dir)
+        wait_for(lambda: self.proc.poll() is not None or self.ready(), 30, "postgres to answer")
+        if self.proc.poll() is not None:
+            raise AssertionError("postgres exited:\n" + open(self.log.name).read()[-3000:])
+
+    def ready(self):
+        return subprocess.run([os.path.join(self.bin, "pg_isready"), "-h", "127.0.0.1", "-p",
+                               str(self.port)], capture_output=True).returncode == 0
+
+    def sql(self, statement):
+        """Runs `statement` with psql; returns its rows as lists of text."""
+        r = subprocess.run([os.path.join(self.bin, "psql"), "-h", "127.0.0.1", "-p", str(self.port),
+                            "-U", "postgres", "-d", "postgres", "-AtX", "-F", "\t",
+                            "-v", "ON_ERROR_STOP=1", "-c", statement],
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise AssertionError(f"psql: {statement}: {r.stderr}")
+        return [line.split("\t") for line in r.stdout.splitlines()]
+
+    def url(self, db="postgres"):
+        return f"postgres://postgres@127.0.0.1:{self.port}/{db}"
+
+    def stop(self, mode=signal.SIGINT):
+        """SIGINT: a fast shutdown (pg_ctl -m fast); SIGQUIT: an immediate one, as a crash."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(mode)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
 class RabbitServer:
     """A rabbitmq-server on free loopback ports with its own data directory, node name, Erlang
     cookie and epmd (started in the foreground, so that it too is stopped by its pid). Starting

@@ -3,6 +3,7 @@
 // (one write per line, O_APPEND, so lines from several processes never interleave).
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <unistd.h>
 #include <clutch/app.hpp>
@@ -596,6 +597,23 @@ void insert_effect(sqlite3* db, const std::string& body) {
   if (rc != SQLITE_DONE) throw std::runtime_error(std::string("probe: ") + sqlite3_errmsg(db));
 }
 
+// The same on PostgreSQL (the test made the table).
+void insert_effect(PGconn* conn, const std::string& body) {
+  std::string pid = std::to_string(getpid());
+  const char* values[] = {body.c_str(), pid.c_str()};
+  PGresult* r = PQexecParams(conn, "INSERT INTO effects (body, pid) VALUES ($1, $2)", 2, nullptr,
+                             values, nullptr, nullptr, 0);
+  bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+  std::string why = ok ? "" : PQresultErrorMessage(r);
+  PQclear(r);
+  if (!ok) throw std::runtime_error("probe: " + why);
+}
+
+void insert_effect(clutch::Transaction& tx, const std::string& body) {
+  if (tx.postgres() != nullptr) return insert_effect(tx.postgres(), body);
+  insert_effect(tx.sqlite(), body);
+}
+
 // Ends the process right after its transaction commits, before the ack leaves: the WAL hook runs
 // once the commit is in the log.
 int exit_after_commit(void*, sqlite3*, const char*, int) {
@@ -623,12 +641,12 @@ void declare_exactly_once(clutch::App& app, const std::string& url, const std::s
       [](clutch::Context&, const clutch::QueueMessage& m, clutch::Transaction& tx) {
         if (m.body.rfind("poison", 0) == 0) {
           record(fmt::format(R"("ev":"mq-poison","attempt":{})", m.attempts));
-          insert_effect(tx.sqlite(), m.body);  // rolled back with the throw
+          insert_effect(tx, m.body);  // rolled back with the throw
           throw std::runtime_error("probe: poison message");
         }
-        insert_effect(tx.sqlite(), m.body);
+        insert_effect(tx, m.body);
         std::string prefix = env("PROBE_EXIT_AFTER_COMMIT");
-        if (!prefix.empty() && m.body.rfind(prefix, 0) == 0)
+        if (!prefix.empty() && m.body.rfind(prefix, 0) == 0 && tx.sqlite() != nullptr)
           sqlite3_wal_hook(tx.sqlite(), &exit_after_commit, nullptr);
         record(fmt::format(R"("ev":"mq","body":"{}","id":"{}")", m.body, m.id));
       });

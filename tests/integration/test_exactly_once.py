@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 import time
 
-from cluster import BUILD_DIR, ClusterTest, FAST_RESTARTS, RedisServer, alive, wait_for
+from cluster import BUILD_DIR, ClusterTest, FAST_RESTARTS, PostgresServer, RedisServer, alive, wait_for
 
 CLUTCHCTL = os.path.join(BUILD_DIR, "clutchctl")
 
@@ -149,3 +149,88 @@ class SqliteInbox(ClusterTest):
 def queue_rows(url):
     with sqlite3.connect(url[len("sqlite:"):], timeout=10) as db:
         return db.execute("SELECT count(*) FROM messages").fetchone()[0]
+
+
+class PostgresInbox(ClusterTest):
+    """The inbox on a real PostgreSQL server (initdb + postgres on a free loopback port)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = PostgresServer()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pg.stop()
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="clutch-once-")
+        self.queue = "sqlite:" + os.path.join(self.dir, "queue.db")
+        # The app's table, with no unique constraint; the inbox makes its own table.
+        self.pg.sql("DROP TABLE IF EXISTS effects; DROP TABLE IF EXISTS clutch_inbox;"
+                    " CREATE TABLE effects (body TEXT NOT NULL, pid INTEGER)")
+
+    def effects(self):
+        return collections.Counter({body: int(n) for body, n in
+                                    self.pg.sql("SELECT body, count(*) FROM effects GROUP BY body")})
+
+    def cluster(self, url=None, workers=3, env=None, args=FAST_RESTARTS):
+        env = {"PROBE_QUEUE": url or self.queue, "PROBE_INBOX": self.pg.url(), **(env or {})}
+        return self.start(workers=workers, env=env, args=args)
+
+    def test_workers_and_the_agent_killed_under_load_leave_each_effect_exactly_once(self):
+        total = 10_000
+        publish(self.queue, "p", total)
+        c = self.cluster(workers=3)
+        c.wait_ready()
+        self.assertTrue(kill_workers_until(c, lambda: len(self.effects()) >= total, seed=7,
+                                           timeout=240))
+        wait_for(lambda: len(self.effects()) == total, 60, "every message's effect")
+        wait_for(lambda: queue_rows(self.queue) == 0, 30, "the queue to be empty")
+        counts = self.effects()
+        self.assertEqual(set(counts), {f"p-{i}" for i in range(1, total + 1)})
+        self.assertEqual(sum(counts.values()) - total, 0,
+                         f"duplicated effects: {counts.most_common(3)}")
+        self.assertEqual(int(self.pg.sql("SELECT count(*) FROM clutch_inbox")[0][0]), total)
+
+    def test_a_failing_handler_leaves_no_effect_and_is_dead_lettered(self):
+        publish(self.queue, "poison", 1)
+        publish(self.queue, "fine", 5)
+        c = self.cluster(workers=2)
+        c.wait_ready()
+        wait_for(lambda: "dead-lettered: probe: poison message" in c.stderr(), 30,
+                 "the poison message dead-lettered")
+        wait_for(lambda: len(self.effects()) == 5, 20, "the good messages' effects")
+        self.assertNotIn("poison-1", self.effects(), "a throw must roll its writes back")
+
+    def test_the_database_stopped_at_once_mid_run_loses_and_doubles_nothing(self):
+        import urllib.request
+        total = 6000
+        publish(self.queue, "d", total)
+        c = self.cluster(workers=3, env={"PROBE_WORK_US": "200", "PROBE_HTTP": "1"})
+        port = c.wait_ready()["port"]
+        wait_for(lambda: len(self.effects()) > 500, 60, "a start on the messages")
+        self.pg.stop(signal.SIGQUIT)  # pg_ctl stop -m immediate: no shutdown checkpoint
+        wait_for(lambda: "inbox unavailable" in c.stderr(), 30, "the outage noticed")
+        # HTTP goes on while the database is away; no message is failed for it.
+        for _ in range(20):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                self.assertEqual(r.status, 200)
+        self.pg.start()
+        wait_for(lambda: len(self.effects()) == total, 120, "every message's effect")
+        wait_for(lambda: queue_rows(self.queue) == 0, 30, "the queue to be empty")
+        counts = self.effects()
+        self.assertEqual(sum(counts.values()) - total, 0,
+                         f"duplicated effects: {counts.most_common(3)}")
+        self.assertNotIn("dead-lettered", c.stderr())
+
+    def test_an_unreachable_database_fails_the_start_naming_it(self):
+        port = self.pg.port
+        c = self.start(workers=1, env={"PROBE_QUEUE": self.queue,
+                                       "PROBE_INBOX": f"postgres://postgres:secret@127.0.0.1:1/x"})
+        self.assertNotEqual(c.wait_exit(), 0)
+        self.assertIn("inbox: 'postgres://postgres:***@127.0.0.1:1/x': cannot connect", c.stderr())
+        self.assertNotIn("secret", c.stderr())
+        c = self.start(workers=1, env={"PROBE_QUEUE": self.queue,
+                                       "PROBE_INBOX": f"postgres://postgres@127.0.0.1:{port}/nodb"})
+        self.assertNotEqual(c.wait_exit(), 0)
+        self.assertIn('database "nodb" does not exist', c.stderr())
