@@ -139,7 +139,7 @@ class SqliteInbox(ClusterTest):
     def test_bad_declarations_fail_the_start_naming_the_key(self):
         c = self.start(workers=1, env={"PROBE_QUEUE": self.queue, "PROBE_INBOX": "mysql://x"})
         self.assertEqual(c.wait_exit(), 2)
-        self.assertIn("inbox 'mysql://x' is not sqlite:PATH", c.stderr())
+        self.assertIn("inbox 'mysql://x' is neither sqlite:PATH nor postgres://", c.stderr())
         c = self.start(workers=1, env={"PROBE_QUEUE": self.queue,
                                        "PROBE_INBOX": "sqlite:/nonexistent-dir/app.db"})
         self.assertNotEqual(c.wait_exit(), 0)
