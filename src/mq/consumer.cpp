@@ -16,15 +16,15 @@
 #include "runtime/reserved_scope.hpp"
 
 namespace clutch::mq {
+std::string action_of(const ConsumeOptions& o) {
+  return "mq:" + o.name;
+}
+
 namespace {
 
 // The messenger's limit on an idempotency key (ipc::kMaxKeyLength); a consumer whose name and
 // message ids make longer keys sends without one.
 constexpr std::size_t kMaxKeyLength = 254;
-
-std::string action_of(const ConsumeOptions& o) {
-  return "mq:" + o.name;
-}
 
 // Redis is spoken through hiredis's blocking calls: they run on a thread of their own, so that a
 // broker that hangs cannot stall the agent's loop (AMQP has its own I/O thread; SQLite is a
@@ -307,8 +307,8 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
     try {
       if (!r.ok && r.error.rfind(kInboxUnavailablePrefix, 0) == 0)
         return wait_for_inbox(std::move(m), r.error);
-      if (r.ok) inbox_outage_ = 0;
       if (r.ok) {
+        inbox_outage_ = 0;
         handled_->inc();
         // Acks gathered over a loop turn go to the queue together (one XACK, one transaction).
         // An ack needs the id, not the body: the body is freed here rather than carried on (and

@@ -20,6 +20,9 @@ void install_worker_handlers(Context& ctx, const ConsumerList& consumers);
 // The queue consumers as a runtime component: consumers in the agent, handlers in the workers.
 std::unique_ptr<runtime::Component> component(ConsumerList consumers);
 
+// The messenger action a consumer's messages travel under: "mq:NAME".
+std::string action_of(const ConsumeOptions& options);
+
 // The messenger payload for one queue message: "id\nattempts\nbody". Pure.
 std::string encode_delivery(const QueueMessage& message);
 void encode_delivery(const QueueMessage& message, std::string& out);  // replaces out's content

@@ -134,8 +134,7 @@ void install_exactly_once_handler(Context& ctx, const ConsumerDeclaration& decla
   ctx.set_interval(std::chrono::hours(1), prune);
 
   ExactlyOnceHandler run = declaration.exactly_once_handler;
-  ctx.messenger().on("mq:" + options.name, [&ctx, inbox, run, options,
-                                            skipped](const Message& msg) {
+  ctx.messenger().on(action_of(options), [&ctx, inbox, run, options, skipped](const Message& msg) {
     QueueMessage m = decode_delivery(msg.data());
     InboxKey key{take_source(m), options.name, m.id};
     if (key.source.empty()) {

@@ -14,7 +14,6 @@ namespace {
 
 // The statements' names on each connection (prepared once per connection).
 constexpr const char* kInsert = "clutch_inbox_insert";
-constexpr const char* kFind = "clutch_inbox_find";
 constexpr const char* kPrune = "clutch_inbox_prune";
 
 // Any number, the same in every process: serialises the table's creation, which two sessions
@@ -79,7 +78,6 @@ void PostgresInbox::connect() {
           "INSERT INTO clutch_inbox (source, queue, id, done_at) VALUES ($1, $2, $3, $4) "
           "ON CONFLICT (source, queue, id) DO NOTHING",
           4);
-  prepare(kFind, "SELECT 1 FROM clutch_inbox WHERE source = $1 AND queue = $2 AND id = $3", 3);
   prepare(kPrune, "DELETE FROM clutch_inbox WHERE done_at < $1", 1);
 }
 
@@ -109,14 +107,12 @@ void PostgresInbox::exec(const char* sql, const char* doing) {
   fail(doing, why.empty() ? trimmed(pq_.PQerrorMessage(conn_)) : why);
 }
 
-bool PostgresInbox::recorded(const InboxKey& key) {
-  PGconn* conn = connection();
-  const char* values[] = {key.source.c_str(), key.queue.c_str(), key.id.c_str()};
-  std::unique_ptr<PGresult, void (*)(PGresult*)> r(
-      pq_.PQexecPrepared(conn, kFind, 3, values, nullptr, nullptr, 0), pq_.PQclear);
-  if (pq_.PQresultStatus(r.get()) != PGRES_TUPLES_OK)
-    fail("looking up a message", trimmed(pq_.PQresultErrorMessage(r.get())));
-  return pq_.PQntuples(r.get()) > 0;
+PostgresInbox::Result PostgresInbox::run_prepared(const char* name, int count,
+                                                  const char* const* values, const char* doing) {
+  Result r(pq_.PQexecPrepared(conn_, name, count, values, nullptr, nullptr, 0), pq_.PQclear);
+  if (pq_.PQresultStatus(r.get()) != PGRES_COMMAND_OK)
+    fail(doing, trimmed(pq_.PQresultErrorMessage(r.get())));
+  return r;
 }
 
 PostgresInbox::Outcome PostgresInbox::run_once(const InboxKey& key,
@@ -141,15 +137,10 @@ PostgresInbox::Outcome PostgresInbox::run_once(const InboxKey& key,
     }
     std::string done_at = std::to_string(millis_of(std::chrono::system_clock::now()));
     const char* values[] = {key.source.c_str(), key.queue.c_str(), key.id.c_str(), done_at.c_str()};
-    {
-      std::unique_ptr<PGresult, void (*)(PGresult*)> r(
-          pq_.PQexecPrepared(conn, kInsert, 4, values, nullptr, nullptr, 0), pq_.PQclear);
-      if (pq_.PQresultStatus(r.get()) != PGRES_COMMAND_OK)
-        fail("recording a message", trimmed(pq_.PQresultErrorMessage(r.get())));
-      if (std::string(pq_.PQcmdTuples(r.get())) == "0") {
-        rollback();
-        return Outcome::kAlreadyDone;
-      }
+    if (std::string(pq_.PQcmdTuples(
+            run_prepared(kInsert, 4, values, "recording a message").get())) == "0") {
+      rollback();
+      return Outcome::kAlreadyDone;
     }
     work(conn);
     switch (pq_.PQtransactionStatus(conn)) {
@@ -182,14 +173,10 @@ PostgresInbox::Outcome PostgresInbox::run_once(const InboxKey& key,
 }
 
 std::size_t PostgresInbox::prune(std::chrono::system_clock::time_point before) {
-  PGconn* conn = connection();
+  connection();
   std::string at = std::to_string(millis_of(before));
   const char* values[] = {at.c_str()};
-  std::unique_ptr<PGresult, void (*)(PGresult*)> r(
-      pq_.PQexecPrepared(conn, kPrune, 1, values, nullptr, nullptr, 0), pq_.PQclear);
-  if (pq_.PQresultStatus(r.get()) != PGRES_COMMAND_OK)
-    fail("pruning", trimmed(pq_.PQresultErrorMessage(r.get())));
-  return std::stoul(pq_.PQcmdTuples(r.get()));
+  return std::stoul(pq_.PQcmdTuples(run_prepared(kPrune, 1, values, "pruning").get()));
 }
 
 }  // namespace clutch::mq

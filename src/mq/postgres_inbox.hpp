@@ -9,11 +9,13 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "mq/inbox_key.hpp"
 
 typedef struct pg_conn PGconn;
+typedef struct pg_result PGresult;
 
 namespace clutch::mq {
 
@@ -35,7 +37,6 @@ class PostgresInbox {
   // `work` throws, one of its statements failed, or the commit fails, everything rolls back and
   // an exception says why: the message is not done, and its redelivery runs it in full.
   Outcome run_once(const InboxKey& key, const std::function<void(PGconn* conn)>& work);
-  bool recorded(const InboxKey& key);
   // Forgets the keys recorded before `before`; returns how many.
   std::size_t prune(std::chrono::system_clock::time_point before);
 
@@ -44,7 +45,10 @@ class PostgresInbox {
   // it broke. Throws std::runtime_error saying why not.
   PGconn* connection();
   void connect();
-  // Runs `sql`; throws with `doing` unless it ends with `expected` (PGRES_COMMAND_OK by default).
+  // Runs the prepared statement `name` on the connection; throws with `doing` unless it completed.
+  using Result = std::unique_ptr<PGresult, void (*)(PGresult*)>;
+  Result run_prepared(const char* name, int count, const char* const* values, const char* doing);
+  // Runs `sql` (statements without parameters); throws with `doing` unless it succeeded.
   void exec(const char* sql, const char* doing);
   [[noreturn]] void fail(const std::string& doing, const std::string& why);
 

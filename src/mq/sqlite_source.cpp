@@ -59,16 +59,21 @@ SqliteSource::SqliteSource(const std::string& path, std::chrono::milliseconds vi
       " attempts INTEGER NOT NULL DEFAULT 0, visible_at INTEGER NOT NULL DEFAULT 0,"
       " created_at INTEGER NOT NULL, last_error TEXT)");
   exec("CREATE INDEX IF NOT EXISTS messages_visible ON messages (visible_at, id)");
-  // In one transaction, so that two processes creating the file at once agree on one token.
-  exec(
-      "BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS queue_identity (token TEXT NOT NULL);"
-      " INSERT INTO queue_identity SELECT lower(hex(randomblob(16)))"
-      " WHERE NOT EXISTS (SELECT 1 FROM queue_identity); COMMIT");
-  {
+  exec("CREATE TABLE IF NOT EXISTS queue_identity (token TEXT NOT NULL)");
+  auto read_token = [&] {
     sqlite3_stmt* s = prepare("SELECT token FROM queue_identity LIMIT 1");
     if (sql_.sqlite3_step(s) == SQLITE_ROW)
       token_ = reinterpret_cast<const char*>(sql_.sqlite3_column_text(s, 0));
     sql_.sqlite3_finalize(s);
+  };
+  read_token();
+  if (token_.empty()) {
+    // Only a new file takes the write lock for it (not every producer that opens the queue); in
+    // one transaction, so that two processes creating the file at once agree on one token.
+    exec(
+        "BEGIN IMMEDIATE; INSERT INTO queue_identity SELECT lower(hex(randomblob(16)))"
+        " WHERE NOT EXISTS (SELECT 1 FROM queue_identity); COMMIT");
+    read_token();
   }
   exec(
       "CREATE TABLE IF NOT EXISTS dead_letters (id INTEGER PRIMARY KEY, body BLOB NOT NULL,"

@@ -49,11 +49,30 @@ def kill_workers_until(c, done, seed, timeout, kill_agent=True):
     return killed_agent
 
 
-class SqliteInbox(ClusterTest):
+class FailingHandler:
+    """For either inbox: a handler that throws leaves no effect (its writes roll back with it),
+    and the message is dead-lettered after its attempts."""
+
+    def test_a_failing_handler_leaves_no_effect_and_is_dead_lettered(self):
+        publish(self.queue, "poison", 1)
+        publish(self.queue, "fine", 5)
+        c = self.cluster(workers=2)
+        c.wait_ready()
+        wait_for(lambda: "dead-lettered: probe: poison message" in c.stderr(), 30,
+                 "the poison message dead-lettered")
+        wait_for(lambda: len(self.effects()) == 5, 20, "the good messages' effects")
+        self.assertEqual(sorted(e["attempt"] for e in c.events("mq-poison")), [0, 1, 2])
+        self.assertNotIn("poison-1", self.effects(), "a throw must roll its writes back")
+
+
+class SqliteInbox(FailingHandler, ClusterTest):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="clutch-once-")
         self.app_db = os.path.join(self.dir, "app.db")
         self.queue = "sqlite:" + os.path.join(self.dir, "queue.db")
+
+    def effects(self):
+        return effects(self.app_db)
 
     def cluster(self, url=None, workers=3, env=None, args=()):
         env = {"PROBE_QUEUE": url or self.queue, "PROBE_INBOX": "sqlite:" + self.app_db,
@@ -91,17 +110,6 @@ class SqliteInbox(ClusterTest):
         self.assertEqual(set(counts), {f"m-{i}" for i in range(1, total + 1)})
         self.assertEqual(sum(counts.values()) - total, 0,
                          f"duplicated effects: {counts.most_common(3)}")
-
-    def test_a_failing_handler_leaves_no_effect_and_is_dead_lettered(self):
-        publish(self.queue, "poison", 1)
-        publish(self.queue, "fine", 5)
-        c = self.cluster(workers=2)
-        c.wait_ready()
-        wait_for(lambda: "dead-lettered: probe: poison message" in c.stderr(), 30,
-                 "the poison message dead-lettered")
-        wait_for(lambda: len(effects(self.app_db)) == 5, 20, "the good messages' effects")
-        self.assertEqual(sorted(e["attempt"] for e in c.events("mq-poison")), [0, 1, 2])
-        self.assertNotIn("poison-1", effects(self.app_db), "a throw must roll its writes back")
 
     def test_a_queue_file_made_anew_is_not_taken_for_the_old_one(self):
         # Ids count from 1 again in a new queue file: the inbox must not skip them as done.
@@ -151,7 +159,7 @@ def queue_rows(url):
         return db.execute("SELECT count(*) FROM messages").fetchone()[0]
 
 
-class PostgresInbox(ClusterTest):
+class PostgresInbox(FailingHandler, ClusterTest):
     """The inbox on a real PostgreSQL server (initdb + postgres on a free loopback port)."""
 
     @classmethod
@@ -191,16 +199,6 @@ class PostgresInbox(ClusterTest):
         self.assertEqual(sum(counts.values()) - total, 0,
                          f"duplicated effects: {counts.most_common(3)}")
         self.assertEqual(int(self.pg.sql("SELECT count(*) FROM clutch_inbox")[0][0]), total)
-
-    def test_a_failing_handler_leaves_no_effect_and_is_dead_lettered(self):
-        publish(self.queue, "poison", 1)
-        publish(self.queue, "fine", 5)
-        c = self.cluster(workers=2)
-        c.wait_ready()
-        wait_for(lambda: "dead-lettered: probe: poison message" in c.stderr(), 30,
-                 "the poison message dead-lettered")
-        wait_for(lambda: len(self.effects()) == 5, 20, "the good messages' effects")
-        self.assertNotIn("poison-1", self.effects(), "a throw must roll its writes back")
 
     def test_the_database_stopped_at_once_mid_run_loses_and_doubles_nothing(self):
         import urllib.request
