@@ -17,6 +17,7 @@
 #include <iostream>
 #include <iterator>
 
+#include "common/child_exit_codes.hpp"
 #include "common/config_keys.hpp"
 #include "common/log.hpp"
 #include "common/signals.hpp"
@@ -688,7 +689,9 @@ void Supervisor::on_exit(pid_t pid, int status) {
 
   switch (phase_) {
     case Phase::kStarting:
-      fail_start(who, error.empty() ? how : fmt::format("{} ({})", error, how));
+      fail_start(who, error.empty() ? how : fmt::format("{} ({})", error, how),
+                 WIFEXITED(status) && WEXITSTATUS(status) == kExitBadSetup ? kExitUsage
+                                                                           : kExitStartFailed);
       break;
     case Phase::kRunning: {
       if (failed_replacement) {
@@ -774,12 +777,12 @@ void Supervisor::restart_later(Slot& slot, Millis delay) {
   });
 }
 
-void Supervisor::fail_start(const std::string& who, const std::string& error) {
+void Supervisor::fail_start(const std::string& who, const std::string& error, int exit_code) {
   if (phase_ == Phase::kStopping) return;
   spdlog::error("{} failed to start: {}", who, error);
   std::cerr << fmt::format("{}: start failed: {} failed to start: {}", app_name_, who, error)
             << std::endl;
-  begin_stop(kExitStartFailed, "start failed");
+  begin_stop(exit_code, "start failed");
 }
 
 void Supervisor::give_up(const Slot& slot, const std::string& last) {

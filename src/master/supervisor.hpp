@@ -135,7 +135,8 @@ class Supervisor {
   void on_exit(pid_t pid, int status);
   void restart_later(Slot& slot, Millis delay);
   void maybe_cluster_ready();
-  void fail_start(const std::string& who, const std::string& error);
+  void fail_start(const std::string& who, const std::string& error,
+                  int exit_code = kExitStartFailed);
   // A slot spent its max_restarts: stop everything and exit 1, naming the slot and its last error.
   void give_up(const Slot& slot, const std::string& last);
   void begin_stop(int exit_code, const std::string& why);

@@ -11,6 +11,7 @@
 
 #include "mq/inbox_handler.hpp"
 #include "mq/off_loop_source.hpp"
+#include "mq/postgres_url.hpp"
 #include "mq/url_query.hpp"
 #include "runtime/metrics_access.hpp"
 #include "runtime/reserved_scope.hpp"
@@ -26,12 +27,13 @@ namespace {
 // message ids make longer keys sends without one.
 constexpr std::size_t kMaxKeyLength = 254;
 
-// Redis is spoken through hiredis's blocking calls: they run on a thread of their own, so that a
-// broker that hangs cannot stall the agent's loop (AMQP has its own I/O thread; SQLite is a
-// local file).
+// Redis and PostgreSQL are spoken through blocking calls (hiredis's, libpq's): they run on a
+// thread of their own, so that a server that hangs cannot stall the agent's loop (AMQP has its
+// own I/O thread; SQLite is a local file).
 std::unique_ptr<MessageSource> open_for_the_agent(const ConsumeOptions& options) {
   auto source = open_message_source(options.url, options.visibility_timeout);
-  if (options.url.rfind("redis://", 0) == 0) return run_off_loop(std::move(source));
+  if (options.url.rfind("redis://", 0) == 0 || is_postgres_url(options.url))
+    return run_off_loop(std::move(source));
   return source;
 }
 
@@ -105,8 +107,6 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
     if (!options_.inbox.empty()) {
       // The workers' inbox recognises a redelivery by the queue's identity and the message's id.
       source_->require_stable_ids();
-      inbox_source_ = source_->identity();
-      if (inbox_source_.empty()) inbox_source_ = redact_url(options_.url);
     }
     // Unique per cluster instance (its master), stable across this agent's restarts under it.
     source_->name_instance(std::to_string(ctx_.master_pid()));
@@ -213,9 +213,13 @@ class Consumer : public std::enable_shared_from_this<Consumer> {
   // Hands one message to a worker. False when the messenger refused it (its queue to the master
   // is full, or the master is gone): the message went back to the queue and pumping waits.
   bool dispatch(QueueMessage m) {
-    if (inbox_source_.empty()) {
+    if (options_.inbox.empty()) {
       encode_delivery(m, payload_);  // into one reused buffer: the messenger copies it out
     } else {
+      // Asked at the first message, not at the start: PostgreSQL's is read from the table, which
+      // a queue that was down at the start could not tell.
+      if (inbox_source_.empty()) inbox_source_ = source_->identity();
+      if (inbox_source_.empty()) inbox_source_ = redact_url(options_.url);
       // Carried to the worker, not kept: a retry or a dead letter must not write it back.
       m.headers.emplace_back(kInboxSourceHeader, inbox_source_);
       encode_delivery(m, payload_);

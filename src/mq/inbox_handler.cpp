@@ -7,6 +7,7 @@
 
 #include "mq/consumer.hpp"
 #include "mq/postgres_inbox.hpp"
+#include "mq/postgres_url.hpp"
 #include "mq/sqlite_inbox.hpp"
 #include "runtime/metrics_access.hpp"
 
@@ -14,10 +15,6 @@ namespace clutch::mq {
 namespace {
 
 constexpr std::string_view kSqliteScheme = "sqlite:";
-
-bool is_postgres(std::string_view inbox) {
-  return inbox.rfind("postgres://", 0) == 0 || inbox.rfind("postgresql://", 0) == 0;
-}
 
 // A worker's inbox, whichever database holds it.
 class Inbox {
@@ -71,7 +68,7 @@ class InboxOn final : public Inbox {
 };
 
 std::unique_ptr<Inbox> open_inbox(const std::string& spec) {
-  if (is_postgres(spec))
+  if (is_postgres_url(spec))
     return std::make_unique<InboxOn<PostgresInbox, PostgresTransaction, PGconn>>(spec, spec);
   return std::make_unique<InboxOn<SqliteInbox, SqliteTransaction, sqlite3>>(
       spec, spec.substr(kSqliteScheme.size()));
@@ -100,7 +97,7 @@ std::string inbox_declaration_error(const ConsumeOptions& options, bool exactly_
     return who + ": consume_exactly_once needs an inbox (e.g. .inbox = \"sqlite:app.db\")";
   bool sqlite =
       options.inbox.rfind(kSqliteScheme, 0) == 0 && options.inbox.size() > kSqliteScheme.size();
-  if (!sqlite && !is_postgres(options.inbox))
+  if (!sqlite && !is_postgres_url(options.inbox))
     return who + ": inbox '" + options.inbox +
            "' is neither sqlite:PATH nor postgres://USER@HOST:PORT/DB";
   if (options.naive)

@@ -4,7 +4,8 @@ namespace clutch::mq {
 namespace {
 
 const SharedLibrary kLibpq{CLUTCH_LIBPQ_SONAME, "CLUTCH_LIBPQ_LIBRARY",
-                           "a postgres: inbox needs libpq", "Debian package libpq5", "libpq"};
+                           "a postgres:// queue or inbox needs libpq", "Debian package libpq5",
+                           "libpq"};
 
 }  // namespace
 

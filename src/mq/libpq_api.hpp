@@ -1,5 +1,5 @@
-// libpq (PostgreSQL's client), loaded when the first postgres: inbox opens, as SQLite, hiredis
-// and rabbitmq-c are (common/shared_library.hpp): processes that never use PostgreSQL never
+// libpq (PostgreSQL's client), loaded when the first postgres:// queue or inbox opens, as SQLite,
+// hiredis and rabbitmq-c are (common/shared_library.hpp): processes that never use PostgreSQL never
 // map it.
 #pragma once
 
@@ -15,12 +15,20 @@
   X(PQerrorMessage)               \
   X(PQexec)                       \
   X(PQexecParams)                 \
+  X(PQconsumeInput)               \
   X(PQexecPrepared)               \
   X(PQfinish)                     \
+  X(PQfreemem)                    \
+  X(PQgetisnull)                  \
+  X(PQgetlength)                  \
+  X(PQgetvalue)                   \
+  X(PQnotifies)                   \
   X(PQntuples)                    \
   X(PQprepare)                    \
   X(PQresultErrorMessage)         \
   X(PQresultStatus)               \
+  X(PQsetNoticeProcessor)         \
+  X(PQsocket)                     \
   X(PQstatus)                     \
   X(PQtransactionStatus)
 

@@ -107,6 +107,12 @@ void run(const std::shared_ptr<Shared>& shared) {
       }
     }
   }
+  // The inner source ends here, on this thread, not on whichever thread drops the last reference:
+  // its own threads (PostgreSQL's listener) may hold one, and a thread cannot join itself.
+  std::unique_ptr<MessageSource> inner = std::move(s.inner);
+  lock.unlock();
+  inner.reset();
+  lock.lock();
   s.finished = true;
   s.progress.notify_all();
 }
@@ -164,8 +170,24 @@ class OffLoopSource final : public MessageSource {
   }
   void avoid_blocking() override { shared_->inner->avoid_blocking(); }
   void set_waker(std::function<void()> wake) override {
-    std::lock_guard lock(shared_->mutex);
-    shared_->wake = std::move(wake);
+    {
+      std::lock_guard lock(shared_->mutex);
+      shared_->wake = std::move(wake);
+    }
+    // The inner source's own wake-ups (PostgreSQL's LISTEN) make the thread read at once; it
+    // tells the caller when the read found something.
+    std::weak_ptr<Shared> weak = shared_;
+    post([weak](MessageSource& s) {
+      s.set_waker([weak] {
+        auto shared = weak.lock();
+        if (!shared) return;
+        {
+          std::lock_guard lock(shared->mutex);
+          shared->dry = false;
+        }
+        shared->work.notify_one();
+      });
+    });
   }
   void flush() override {
     post([](MessageSource& s) { s.flush(); });
@@ -226,7 +248,10 @@ class OffLoopSource final : public MessageSource {
   }
   // Both before the thread starts, or pure (a name made from the URL).
   void require_stable_ids() override { shared_->inner->require_stable_ids(); }
-  std::string identity() override { return shared_->inner->identity(); }
+  std::string identity() override {
+    std::lock_guard lock(shared_->mutex);  // the thread lets go of the inner source as it ends
+    return shared_->inner != nullptr ? shared_->inner->identity() : std::string();
+  }
   void keep_alive() override {
     post([](MessageSource& s) { s.keep_alive(); });
   }

@@ -3,8 +3,10 @@
 
 #include "clutch/config.hpp"
 #include "mq/amqp_source.hpp"
+#include "mq/postgres_source.hpp"
 #include "mq/redis_source.hpp"
 #include "mq/sqlite_source.hpp"
+#include "mq/url_query.hpp"
 
 namespace clutch {
 
@@ -22,10 +24,12 @@ std::unique_ptr<MessageSource> open_message_source(const std::string& url,
   // visibility timeout to pass (a hung handler is the hang watchdog's business).
   if (url.rfind("amqp://", 0) == 0)
     return std::make_unique<mq::AmqpSource>(mq::parse_amqp_url(url));
+  if (mq::is_postgres_url(url))
+    return std::make_unique<mq::PostgresSource>(mq::parse_postgres_url(url), visibility_timeout);
   throw ConfigError(fmt::format(
       "mq: unsupported queue URL '{}' (supported: sqlite:PATH, redis://HOST:PORT/STREAM?group=G, "
-      "amqp://USER:PASS@HOST:PORT/VHOST?queue=Q)",
-      url));
+      "amqp://USER:PASS@HOST:PORT/VHOST?queue=Q, postgres://USER:PASS@HOST:PORT/DB?table=T)",
+      mq::redact_url(url)));
 }
 
 }  // namespace clutch

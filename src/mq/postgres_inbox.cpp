@@ -7,6 +7,8 @@
 
 #include "clutch/config.hpp"
 #include "mq/libpq_api.hpp"
+#include "mq/postgres_connection.hpp"
+#include "mq/postgres_url.hpp"
 #include "mq/url_query.hpp"
 
 namespace clutch::mq {
@@ -28,17 +30,14 @@ int64_t millis_of(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
-std::string trimmed(const char* message) {
-  std::string s = message != nullptr ? message : "";
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
 }  // namespace
 
 PostgresInbox::PostgresInbox(std::string url)
     : pq_(libpq_api()), url_(std::move(url)), shown_url_(redact_url(url_)) {
   try {
+    // The queue's URL may serve as the inbox's too (the same database): its table= is the
+    // queue's business.
+    conninfo_ = is_postgres_url(url_) ? parse_postgres_url(url_).conninfo : url_;
     connect();
   } catch (const std::exception& e) {
     throw ConfigError(e.what());
@@ -56,19 +55,16 @@ void PostgresInbox::fail(const std::string& doing, const std::string& why) {
 void PostgresInbox::connect() {
   if (conn_ != nullptr) pq_.PQfinish(conn_);
   conn_ = nullptr;
-  // connect_timeout first: the URL's own comes later and wins (expand_dbname).
-  const char* keys[] = {"connect_timeout", "dbname", "application_name", nullptr};
-  const char* values[] = {"5", url_.c_str(), "clutch", nullptr};
-  conn_ = pq_.PQconnectdbParams(keys, values, 1);
-  if (conn_ == nullptr || pq_.PQstatus(conn_) != CONNECTION_OK) {
-    std::string why = conn_ != nullptr ? trimmed(pq_.PQerrorMessage(conn_)) : "out of memory";
-    fail("cannot connect", why);
+  try {
+    conn_ = pg_connect(pq_, conninfo_, 5);
+  } catch (const std::exception& e) {
+    fail("cannot connect", e.what());
   }
   exec(kCreate, "creating the table clutch_inbox");
   auto prepare = [&](const char* name, const char* sql, int params) {
     PGresult* r = pq_.PQprepare(conn_, name, sql, params, nullptr);
     bool ok = pq_.PQresultStatus(r) == PGRES_COMMAND_OK;
-    std::string why = ok ? "" : trimmed(pq_.PQresultErrorMessage(r));
+    std::string why = ok ? "" : pg_text(pq_.PQresultErrorMessage(r));
     pq_.PQclear(r);
     if (!ok)
       throw ConfigError(fmt::format("inbox: '{}' has a table clutch_inbox clutch cannot use ({})",
@@ -97,21 +93,21 @@ PGconn* PostgresInbox::connection() {
 void PostgresInbox::exec(const char* sql, const char* doing) {
   PGresult* r = pq_.PQexec(conn_, sql);
   ExecStatusType status = pq_.PQresultStatus(r);
-  std::string why = trimmed(pq_.PQresultErrorMessage(r));
+  std::string why = pg_text(pq_.PQresultErrorMessage(r));
   pq_.PQclear(r);
   if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return;
   if (pq_.PQtransactionStatus(conn_) == PQTRANS_INERROR) {
     PGresult* rollback = pq_.PQexec(conn_, "ROLLBACK");
     pq_.PQclear(rollback);
   }
-  fail(doing, why.empty() ? trimmed(pq_.PQerrorMessage(conn_)) : why);
+  fail(doing, why.empty() ? pg_text(pq_.PQerrorMessage(conn_)) : why);
 }
 
 PostgresInbox::Result PostgresInbox::run_prepared(const char* name, int count,
                                                   const char* const* values, const char* doing) {
   Result r(pq_.PQexecPrepared(conn_, name, count, values, nullptr, nullptr, 0), pq_.PQclear);
   if (pq_.PQresultStatus(r.get()) != PGRES_COMMAND_OK)
-    fail(doing, trimmed(pq_.PQresultErrorMessage(r.get())));
+    fail(doing, pg_text(pq_.PQresultErrorMessage(r.get())));
   return r;
 }
 

@@ -54,6 +54,7 @@ class PostgresInbox {
 
   const LibpqApi& pq_;
   std::string url_;
+  std::string conninfo_;   // url_ for libpq (without a queue's table=)
   std::string shown_url_;  // without its password
   PGconn* conn_ = nullptr;
 };

@@ -13,6 +13,7 @@
 #include <iostream>
 #include <system_error>
 
+#include "common/child_exit_codes.hpp"
 #include "common/config_keys.hpp"
 #include "common/log.hpp"
 #include "ipc/channel.hpp"
@@ -160,7 +161,9 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
     context->stop_after_failed_setup(config.kill_timeout);
     messenger->send_control("fatal", e.what());
     channel->flush_blocking_and_close();
-    return 1;
+    // A declaration the setup could not use (a bad queue URL, a database that does not exist, a
+    // table of another shape): the master's start fails as for a bad configuration, with exit 2.
+    return dynamic_cast<const ConfigError*>(&e) != nullptr ? kExitBadSetup : 1;
   } catch (...) {
     context->stop_after_failed_setup(config.kill_timeout);
     messenger->send_control("fatal", "setup threw a non-standard exception");

@@ -217,7 +217,7 @@ class Amqp(ClusterTest):
 
     def test_bad_amqp_url_fails_the_start(self):
         c = self.start(workers=1, env={"PROBE_QUEUE": "amqp://127.0.0.1:5672/%2F"})
-        self.assertEqual(c.wait_exit(), 1)
+        self.assertEqual(c.wait_exit(), 2)  # a ConfigError in the setup
         self.assertIn("no queue (add ?queue=NAME)", c.stderr())
 
     def test_a_missing_rabbitmq_library_fails_the_start_with_its_reason(self):

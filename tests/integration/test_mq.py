@@ -103,10 +103,10 @@ class SqliteQueue(ClusterTest):
 
     def test_bad_queue_url_fails_the_start_with_a_clear_message(self):
         c = self.start(workers=1, env={"PROBE_QUEUE": "kafka://nowhere"})
-        self.assertEqual(c.wait_exit(), 1)
+        self.assertEqual(c.wait_exit(), 2)  # a ConfigError in the setup
         self.assertIn("unsupported queue URL 'kafka://nowhere'", c.stderr())
         c = self.start(workers=1, env={"PROBE_QUEUE": "sqlite:/nonexistent-dir/q.db"})
-        self.assertEqual(c.wait_exit(), 1)
+        self.assertEqual(c.wait_exit(), 2)  # a ConfigError in the setup
         self.assertIn("cannot open sqlite queue '/nonexistent-dir/q.db'", c.stderr())
 
 

@@ -153,7 +153,7 @@ class RedisStreams(ClusterTest):
 
     def test_bad_redis_url_fails_the_start(self):
         c = self.start(workers=1, env={"PROBE_QUEUE": "redis://127.0.0.1:notaport/jobs"})
-        self.assertEqual(c.wait_exit(), 1)
+        self.assertEqual(c.wait_exit(), 2)  # a ConfigError in the setup
         self.assertIn("bad Redis URL", c.stderr())
 
 

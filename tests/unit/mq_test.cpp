@@ -7,6 +7,7 @@
 #include "clutch/config.hpp"
 #include "mq/amqp_url.hpp"
 #include "mq/consumer.hpp"
+#include "mq/postgres_url.hpp"
 #include "mq/redis_source.hpp"
 #include "mq/sqlite_source.hpp"
 #include "sqlite_test_file.hpp"
@@ -39,6 +40,39 @@ TEST(RedisUrl, RejectsWhatItCannotUseWithTheReason) {
       FAIL() << url;
     } catch (const ConfigError& e) {
       EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << url << ": " << e.what();
+    }
+  }
+}
+
+TEST(PostgresUrl, TakesTheTableOutAndKeepsLibpqsOwnParameters) {
+  PostgresUrl u = parse_postgres_url(
+      "postgres://app:pw@db.local:5433/shop?sslmode=require&table=orders&application_name=x");
+  EXPECT_EQ(u.table, "orders");
+  EXPECT_EQ(u.conninfo, "postgres://app:pw@db.local:5433/shop?sslmode=require&application_name=x");
+  PostgresUrl d = parse_postgres_url("postgresql://127.0.0.1/jobs");
+  EXPECT_EQ(d.table, "clutch_queue");
+  EXPECT_EQ(d.conninfo, "postgresql://127.0.0.1/jobs");
+  EXPECT_EQ(parse_postgres_url("postgres://h/db?table=t").conninfo, "postgres://h/db");
+}
+
+TEST(PostgresUrl, RejectsWhatItCannotUseWithoutShowingThePassword) {
+  for (auto [url, why] : {
+           std::pair{"postgres://u:secret@host", "no database"},
+           std::pair{"postgres://u:secret@host/", "no database"},
+           std::pair{"postgres://u:secret@host?table=t", "no database"},
+           std::pair{"postgres://u:secret@host/db?table=a-b", "table 'a-b' is not a plain name"},
+           std::pair{"postgres://u:secret@host/db?table=x;drop", "is not a plain name"},
+           std::pair{"postgres://u:secret@host/db?table=1t", "is not a plain name"},
+           std::pair{"postgres://u:secret@host/db?table=", "is not a plain name"},
+           std::pair{"postgres://u:secret@host/db?table=t23456789012345678901234567890123456789012",
+                     "at most 40 characters"},
+       }) {
+    try {
+      parse_postgres_url(url);
+      FAIL() << url;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << url << ": " << e.what();
+      EXPECT_EQ(std::string(e.what()).find("secret"), std::string::npos) << e.what();
     }
   }
 }
