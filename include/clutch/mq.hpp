@@ -93,6 +93,15 @@ class Transaction {
   virtual pg_conn* postgres() const { return nullptr; }
   // The inbox's location as configured ("sqlite:PATH", "postgres://...").
   virtual const std::string& inbox() const = 0;
+  // Publishes `body` to the queue at `url` with this transaction: sent if and only if it
+  // commits. A queue in the inbox's own database (a postgres:// table there, or the sqlite:
+  // queue file that is the inbox) gets its row inserted in this very transaction: exactly once
+  // end to end, no relay. Any other queue gets it through the outbox: a row of clutch_outbox
+  // committed here, published by this worker right after the commit and removed once the queue
+  // has it; if the worker dies first (or the queue is down), a worker of the consumer publishes
+  // it after 30 s. That relay is at least once; its Redis and AMQP messages carry the header
+  // `clutch.outbox-id`, by which an exactly-once consumer downstream runs a repeat once.
+  virtual void publish(const std::string& url, std::string_view body) = 0;
 };
 
 using ExactlyOnceHandler = std::function<void(Context&, const QueueMessage&, Transaction&)>;

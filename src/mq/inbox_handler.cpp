@@ -4,11 +4,16 @@
 #include <spdlog/spdlog.h>
 
 #include <memory>
+#include <stdexcept>
+#include <type_traits>
 
 #include "mq/consumer.hpp"
+#include "mq/outbox_relay.hpp"
 #include "mq/postgres_inbox.hpp"
+#include "mq/postgres_outbox.hpp"
 #include "mq/postgres_url.hpp"
 #include "mq/sqlite_inbox.hpp"
+#include "mq/sqlite_outbox.hpp"
 #include "runtime/metrics_access.hpp"
 
 namespace clutch::mq {
@@ -16,62 +21,86 @@ namespace {
 
 constexpr std::string_view kSqliteScheme = "sqlite:";
 
-// A worker's inbox, whichever database holds it.
+// A worker's inbox, whichever database holds it, with its outbox.
 class Inbox {
  public:
   virtual ~Inbox() = default;
   virtual InboxOutcome run_once(const InboxKey& key,
                                 const std::function<void(Transaction&)>& work) = 0;
   virtual std::size_t prune(std::chrono::system_clock::time_point before) = 0;
+  virtual std::shared_ptr<OutboxStore> outbox() = 0;
+  // What the last run staged in the outbox (to relay once it committed).
+  virtual std::vector<OutboxEntry> take_staged() = 0;
 };
 
-class SqliteTransaction final : public Transaction {
+// The handler's transaction on either database: its connection, and publish through the outbox.
+template <typename Handle>
+class TransactionOn final : public Transaction {
  public:
-  SqliteTransaction(sqlite3* db, const std::string& inbox) : db_(db), inbox_(inbox) {}
-  sqlite3* sqlite() const override { return db_; }
+  TransactionOn(Handle* handle, const std::string& inbox, OutboxStore& outbox,
+                std::vector<OutboxEntry>& staged)
+      : handle_(handle), inbox_(inbox), outbox_(outbox), staged_(staged) {}
+  sqlite3* sqlite() const override {
+    if constexpr (std::is_same_v<Handle, sqlite3>) return handle_;
+    return nullptr;
+  }
+  pg_conn* postgres() const override {
+    if constexpr (std::is_same_v<Handle, PGconn>) return handle_;
+    return nullptr;
+  }
   const std::string& inbox() const override { return inbox_; }
+  void publish(const std::string& url, std::string_view body) override {
+    if (std::string why = outbox_url_error(url); !why.empty()) throw std::invalid_argument(why);
+    OutboxEntry e = outbox_.stage(url, body);
+    if (e.id != 0) staged_.push_back(std::move(e));
+  }
 
  private:
-  sqlite3* db_;
+  Handle* handle_;
   const std::string& inbox_;
+  OutboxStore& outbox_;
+  std::vector<OutboxEntry>& staged_;
 };
 
-class PostgresTransaction final : public Transaction {
- public:
-  PostgresTransaction(PGconn* conn, const std::string& inbox) : conn_(conn), inbox_(inbox) {}
-  pg_conn* postgres() const override { return conn_; }
-  const std::string& inbox() const override { return inbox_; }
+std::shared_ptr<OutboxStore> outbox_of(SqliteInbox& inbox, const std::string& path) {
+  return std::make_shared<SqliteOutbox>(inbox.handle(), path);
+}
 
- private:
-  PGconn* conn_;
-  const std::string& inbox_;
-};
+std::shared_ptr<OutboxStore> outbox_of(PostgresInbox& inbox, const std::string&) {
+  return std::make_shared<PostgresOutbox>([&inbox] { return inbox.handle(); }, inbox.conninfo());
+}
 
-template <typename Store, typename Tx, typename Handle>
+template <typename Store, typename Handle>
 class InboxOn final : public Inbox {
  public:
-  InboxOn(const std::string& spec, std::string location) : spec_(spec), store_(location) {}
+  InboxOn(const std::string& spec, const std::string& location)
+      : spec_(spec), store_(location), outbox_(outbox_of(store_, location)) {}
   InboxOutcome run_once(const InboxKey& key,
                         const std::function<void(Transaction&)>& work) override {
-    return store_.run_once(key, [&](Handle* handle) {
-      Tx tx(handle, spec_);
+    staged_.clear();
+    InboxOutcome outcome = store_.run_once(key, [&](Handle* handle) {
+      TransactionOn<Handle> tx(handle, spec_, *outbox_, staged_);
       work(tx);
     });
+    if (outcome != InboxOutcome::kRan) staged_.clear();
+    return outcome;
   }
   std::size_t prune(std::chrono::system_clock::time_point before) override {
     return store_.prune(before);
   }
+  std::shared_ptr<OutboxStore> outbox() override { return outbox_; }
+  std::vector<OutboxEntry> take_staged() override { return std::exchange(staged_, {}); }
 
  private:
   std::string spec_;
   Store store_;
+  std::shared_ptr<OutboxStore> outbox_;  // on store_'s connection
+  std::vector<OutboxEntry> staged_;
 };
 
 std::unique_ptr<Inbox> open_inbox(const std::string& spec) {
-  if (is_postgres_url(spec))
-    return std::make_unique<InboxOn<PostgresInbox, PostgresTransaction, PGconn>>(spec, spec);
-  return std::make_unique<InboxOn<SqliteInbox, SqliteTransaction, sqlite3>>(
-      spec, spec.substr(kSqliteScheme.size()));
+  if (is_postgres_url(spec)) return std::make_unique<InboxOn<PostgresInbox, PGconn>>(spec, spec);
+  return std::make_unique<InboxOn<SqliteInbox, sqlite3>>(spec, spec.substr(kSqliteScheme.size()));
 }
 
 // Takes the agent's kInboxSourceHeader off `m` (it is the last header); "" if it is not there.
@@ -130,20 +159,32 @@ void install_exactly_once_handler(Context& ctx, const ConsumerDeclaration& decla
   prune();
   ctx.set_interval(std::chrono::hours(1), prune);
 
+  auto open_remover = [spec = options.inbox]() -> std::shared_ptr<OutboxStore> {
+    std::shared_ptr<Inbox> own = open_inbox(spec);  // the relay thread's own connection
+    return std::shared_ptr<OutboxStore>(own, own->outbox().get());
+  };
+  auto relay = std::make_shared<OutboxRelay>(ctx, inbox->outbox(), open_remover, options.name);
+  relay->start();
   ExactlyOnceHandler run = declaration.exactly_once_handler;
-  ctx.messenger().on(action_of(options), [&ctx, inbox, run, options, skipped](const Message& msg) {
+  ctx.messenger().on(action_of(options), [&ctx, inbox, relay, run, options,
+                                          skipped](const Message& msg) {
     QueueMessage m = decode_delivery(msg.data());
     InboxKey key{take_source(m), options.name, m.id};
     if (key.source.empty()) {
       // Only an agent of this version sends it; failing leaves the message to a retry.
       throw std::runtime_error("a delivery without its queue's identity (from another version?)");
     }
+    // Relayed from an outbox: the relay may have published it twice (a crash between its
+    // publish and its removal); its token is the same both times, its queue id is not.
+    if (const std::string* token = m.header(kOutboxIdHeader))
+      key = InboxKey{"outbox", options.name, *token};
     InboxOutcome outcome;
     try {
       outcome = inbox->run_once(key, [&](Transaction& tx) { run(ctx, m, tx); });
     } catch (const InboxUnavailable& e) {
       throw std::runtime_error(std::string(kInboxUnavailablePrefix) + e.what());
     }
+    if (outcome == InboxOutcome::kRan) relay->relay(inbox->take_staged());
     if (outcome == InboxOutcome::kAlreadyDone) {
       skipped->inc();
       spdlog::info(

@@ -39,6 +39,10 @@ class PostgresInbox {
   Outcome run_once(const InboxKey& key, const std::function<void(PGconn* conn)>& work);
   // Forgets the keys recorded before `before`; returns how many.
   std::size_t prune(std::chrono::system_clock::time_point before);
+  // The connection (made again if it broke), for the outbox's statements.
+  PGconn* handle() { return connection(); }
+  // The database, as libpq is given it.
+  const std::string& conninfo() const { return conninfo_; }
 
  private:
   // A connection with the table made and the statements prepared: the one open, or a new one if

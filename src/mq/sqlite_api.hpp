@@ -28,6 +28,7 @@
   X(sqlite3_finalize)              \
   X(sqlite3_free)                  \
   X(sqlite3_get_autocommit)        \
+  X(sqlite3_last_insert_rowid)     \
   X(sqlite3_open_v2)               \
   X(sqlite3_prepare_v2)            \
   X(sqlite3_reset)                 \

@@ -645,6 +645,8 @@ void declare_exactly_once(clutch::App& app, const std::string& url, const std::s
           throw std::runtime_error("probe: poison message");
         }
         insert_effect(tx, m.body);
+        // PROBE_OUTBOX=URL: the handler also publishes "out-BODY" there, with its transaction.
+        if (std::string out = env("PROBE_OUTBOX"); !out.empty()) tx.publish(out, "out-" + m.body);
         std::string prefix = env("PROBE_EXIT_AFTER_COMMIT");
         if (!prefix.empty() && m.body.rfind(prefix, 0) == 0 && tx.sqlite() != nullptr)
           sqlite3_wal_hook(tx.sqlite(), &exit_after_commit, nullptr);

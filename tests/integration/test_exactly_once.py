@@ -96,6 +96,34 @@ class SqliteInbox(FailingHandler, ClusterTest):
         self.assertEqual([e["body"] for e in c.events("mq")].count("die-1"), 1)
         wait_for(lambda: queue_rows(self.queue) == 0, 20, "the queue to be empty")
 
+    def test_the_outbox_publishes_what_committed_and_a_dead_workers_share_later(self):
+        # Published to another queue file through the outbox: relayed after each commit; the
+        # worker that dies after its commit leaves the entries it had not relayed, which another
+        # worker's sweep publishes once their claim runs out (30 s). The relay publishes, then
+        # removes, one entry at a time on its own thread: a death repeats at most the one entry
+        # between the two.
+        out = "sqlite:" + os.path.join(self.dir, "out.db")
+        publish(self.queue, "fine", 20)
+        publish(self.queue, "die", 1)
+        publish(self.queue, "poison", 1)
+        c = self.cluster(workers=2, env={"PROBE_EXIT_AFTER_COMMIT": "die", "PROBE_OUTBOX": out},
+                         args=FAST_RESTARTS)
+        c.wait_ready()
+        wait_for(lambda: len(effects(self.app_db)) == 21, 30, "every message's effect")
+
+        def outbox_rows():
+            with sqlite3.connect(self.app_db, timeout=10) as db:
+                return db.execute("SELECT count(*) FROM clutch_outbox").fetchone()[0]
+        wait_for(lambda: outbox_rows() == 0, 90,
+                 "the outbox relayed, the dead worker's entries after their claim ran out")
+        # die-1's own entry at least: its worker died in the commit, before any relay of it.
+        self.assertRegex(c.stderr(), r"outbox: publishing \d+ message\(s\) staged more than 30 s ago")
+        with sqlite3.connect(out[7:], timeout=10) as db:
+            bodies = collections.Counter(b.decode() for (b,) in db.execute("SELECT body FROM messages"))
+        # Every committed message's publication, and none of the rolled-back poison's.
+        self.assertEqual(set(bodies), {f"out-fine-{i}" for i in range(1, 21)} | {"out-die-1"})
+        self.assertLessEqual(sum(bodies.values()) - 21, 1, f"repeated: {bodies.most_common(3)}")
+
     def test_workers_and_the_agent_killed_under_load_leave_each_effect_exactly_once(self):
         total = 20_000
         publish(self.queue, "m", total)

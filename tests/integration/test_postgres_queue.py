@@ -93,15 +93,24 @@ class PostgresQueue(ClusterTest):
         self.assertEqual(self.rows(), 0)
 
     def test_killed_workers_and_agent_with_the_inbox_on_the_same_database_leave_each_effect_once(self):
+        # The handler also publishes to a second queue table in the same database (the outbox's
+        # direct case): that row commits with its writes, so it too exists exactly once.
+        out = "out_" + self.table
+        self.pg.sql(f"DROP TABLE IF EXISTS {out}, {out}_dead, {out}_consumers")
         total = 6000
         self.publish("k", total)
-        c = self.cluster(workers=3)
+        c = self.cluster(workers=3, env={"PROBE_OUTBOX": f"{self.pg.url()}?table={out}"})
         c.wait_ready()
         self.assertTrue(kill_workers_until(c, lambda: len(self.effects()) >= total, seed=11,
                                            timeout=240))
         wait_for(lambda: len(self.effects()) == total, 60, "every message's effect")
         wait_for(lambda: self.rows() == 0, 30, "the table to be empty")
         self.assert_each_once("k", total)
+        published = collections.Counter(body for (body,) in self.pg.sql(
+            f"SELECT convert_from(body, 'UTF8') FROM {out}"))
+        self.assertEqual(set(published), {f"out-k-{i}" for i in range(1, total + 1)})
+        self.assertEqual(set(published.values()), {1}, f"doubled: {published.most_common(3)}")
+        self.assertEqual(self.rows("clutch_outbox"), 0, "nothing relayed: it went in directly")
 
     def test_two_instances_share_one_table_and_one_killed_whole_is_taken_over(self):
         total = 6000
