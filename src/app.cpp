@@ -30,7 +30,21 @@ App& App::schedule(JobOptions options, JobTask task) {
   } catch (const ConfigError& e) {
     if (declaration_error_.empty()) declaration_error_ = e.what();
   }
-  jobs_.emplace_back(std::move(options), std::move(task));
+  jobs_.push_back({std::move(options), std::move(task), nullptr});
+  return *this;
+}
+
+App& App::schedule_exactly_once(JobOptions options, ExactlyOnceJobTask task) {
+  std::string why = mq::inbox_spec_error(options.inbox);
+  if (options.type != JobType::kWorker) why = "an exactly-once job is of type worker";
+  if (!why.empty() && declaration_error_.empty())
+    declaration_error_ = "schedule: job '" + options.name + "': " + why;
+  try {
+    schedule::validate_job(options);
+  } catch (const ConfigError& e) {
+    if (declaration_error_.empty()) declaration_error_ = e.what();
+  }
+  jobs_.push_back({std::move(options), nullptr, std::move(task)});
   return *this;
 }
 

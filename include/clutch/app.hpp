@@ -39,6 +39,11 @@ class App {
   // Declares a scheduled job: the agent keeps its clock, workers run `task`. Throws ConfigError
   // (at declaration, in every process) for a bad cron expression, interval or zone.
   App& schedule(JobOptions options, JobTask task);
+  // A `worker` job whose every tick runs in a transaction of `options.inbox`, as an exactly-once
+  // consumer's messages do (clutch::Transaction: tx.sqlite() or tx.postgres(), tx.publish()):
+  // a tick whose transaction committed is never run again, even when its worker died before the
+  // agent heard that it ended and the master handed it to another worker.
+  App& schedule_exactly_once(JobOptions options, ExactlyOnceJobTask task);
 
   // Consumes a queue once per host: the agent reads it, each message is handled by exactly one
   // worker's `handler`, and only then acknowledged to the queue (see clutch/mq.hpp).
@@ -67,7 +72,7 @@ class App {
   App& declare_consumer(ConsumerDeclaration declaration);
   std::string name_;
   Setup agent_setup_, worker_setup_;
-  std::vector<std::pair<JobOptions, JobTask>> jobs_;
+  std::vector<JobDeclaration> jobs_;
   std::vector<ConsumerDeclaration> consumers_;
   std::string declaration_error_;
 };

@@ -15,6 +15,8 @@
 
 namespace clutch {
 
+class Transaction;  // clutch/mq.hpp
+
 enum class JobType { kWorker, kAll };  // one worker per tick, or every worker
 enum class Overlap { kSkip, kQueue };  // a tick while the previous run goes on: skip or queue
 // Whose tick: this instance's (every clutch instance runs it), or the cluster's (one instance of
@@ -36,9 +38,23 @@ struct JobOptions {
   Overlap overlap = Overlap::kSkip;
   JobScope scope = JobScope::kInstance;
   std::string lock_url;  // kCluster: redis://HOST:PORT, the same for every instance
+  // App::schedule_exactly_once: the database whose transaction each tick runs in (as
+  // ConsumeOptions::inbox: "sqlite:PATH" or "postgres://..."); its clutch_inbox records the tick.
+  std::string inbox;
 };
 
 using JobTask = std::function<void(Context&)>;
+// A tick that runs in a transaction of `JobOptions::inbox` (App::schedule_exactly_once): its
+// writes and the record of the tick commit together, so a tick the master hands to a second
+// worker (the first died after its commit) is not run again.
+using ExactlyOnceJobTask = std::function<void(Context&, Transaction&)>;
+
+// One App::schedule declaration (the runtime's).
+struct JobDeclaration {
+  JobOptions options;
+  JobTask task;  // or
+  ExactlyOnceJobTask exactly_once_task;
+};
 
 // A job as the agent sees it (for listing).
 struct JobStatus {

@@ -21,6 +21,8 @@ namespace {
 
 constexpr std::string_view kSqliteScheme = "sqlite:";
 
+}  // namespace
+
 // A worker's inbox, whichever database holds it, with its outbox.
 class Inbox {
  public:
@@ -98,6 +100,8 @@ class InboxOn final : public Inbox {
   std::vector<OutboxEntry> staged_;
 };
 
+namespace {
+
 std::unique_ptr<Inbox> open_inbox(const std::string& spec) {
   if (is_postgres_url(spec)) return std::make_unique<InboxOn<PostgresInbox, PGconn>>(spec, spec);
   return std::make_unique<InboxOn<SqliteInbox, sqlite3>>(spec, spec.substr(kSqliteScheme.size()));
@@ -113,6 +117,55 @@ std::string take_source(QueueMessage& m) {
 
 }  // namespace
 
+std::string inbox_spec_error(const std::string& inbox) {
+  if (inbox.empty()) return "exactly once needs an inbox (e.g. .inbox = \"sqlite:app.db\")";
+  bool sqlite = inbox.rfind(kSqliteScheme, 0) == 0 && inbox.size() > kSqliteScheme.size();
+  if (!sqlite && !is_postgres_url(inbox))
+    return "inbox '" + inbox + "' is neither sqlite:PATH nor postgres://USER@HOST:PORT/DB";
+  return {};
+}
+
+std::shared_ptr<ExactlyOnceRunner> ExactlyOnceRunner::open(Context& ctx, const std::string& spec,
+                                                           const std::string& name,
+                                                           std::chrono::hours retention) {
+  std::shared_ptr<ExactlyOnceRunner> runner(new ExactlyOnceRunner());
+  std::shared_ptr<Inbox> inbox = open_inbox(spec);
+  runner->inbox_ = inbox;
+  auto prune = [inbox, name, retention] {
+    try {
+      std::size_t n = inbox->prune(std::chrono::system_clock::now() - retention);
+      if (n > 0)
+        spdlog::info("{}: the inbox forgot {} record(s) made more than {} h ago", name, n,
+                     retention.count());
+    } catch (const std::exception& e) {
+      spdlog::error("{}: pruning the inbox: {}", name, e.what());
+    }
+  };
+  prune();
+  ctx.set_interval(std::chrono::hours(1), prune);
+  auto open_remover = [spec]() -> std::shared_ptr<OutboxStore> {
+    std::shared_ptr<Inbox> own = open_inbox(spec);  // the relay thread's own connection
+    return std::shared_ptr<OutboxStore>(own, own->outbox().get());
+  };
+  runner->relay_ = std::make_shared<OutboxRelay>(ctx, inbox->outbox(), open_remover, name);
+  runner->relay_->start();
+  return runner;
+}
+
+ExactlyOnceRunner::~ExactlyOnceRunner() = default;
+
+InboxOutcome ExactlyOnceRunner::run(const InboxKey& key,
+                                    const std::function<void(Transaction&)>& work) {
+  InboxOutcome outcome;
+  try {
+    outcome = inbox_->run_once(key, work);
+  } catch (const InboxUnavailable& e) {
+    throw std::runtime_error(std::string(kInboxUnavailablePrefix) + e.what());
+  }
+  if (outcome == InboxOutcome::kRan) relay_->relay(inbox_->take_staged());
+  return outcome;
+}
+
 std::string inbox_declaration_error(const ConsumeOptions& options, bool exactly_once) {
   std::string who = "consume '" + options.name + "'";
   if (!exactly_once) {
@@ -122,13 +175,7 @@ std::string inbox_declaration_error(const ConsumeOptions& options, bool exactly_
              "transaction)";
     return {};
   }
-  if (options.inbox.empty())
-    return who + ": consume_exactly_once needs an inbox (e.g. .inbox = \"sqlite:app.db\")";
-  bool sqlite =
-      options.inbox.rfind(kSqliteScheme, 0) == 0 && options.inbox.size() > kSqliteScheme.size();
-  if (!sqlite && !is_postgres_url(options.inbox))
-    return who + ": inbox '" + options.inbox +
-           "' is neither sqlite:PATH nor postgres://USER@HOST:PORT/DB";
+  if (std::string why = inbox_spec_error(options.inbox); !why.empty()) return who + ": " + why;
   if (options.naive)
     return who + ": naive (every worker runs every message) cannot be exactly once";
   if (options.inbox_retention <= std::chrono::hours(0))
@@ -140,34 +187,14 @@ void install_exactly_once_handler(Context& ctx, const ConsumerDeclaration& decla
   const ConsumeOptions& options = declaration.options;
   // One connection per consumer per worker: the worker's loop runs one handler at a time, so
   // two of its consumers on one database never hold the write lock together.
-  std::shared_ptr<Inbox> inbox = open_inbox(options.inbox);
+  auto runner =
+      ExactlyOnceRunner::open(ctx, options.inbox, "mq " + options.name, options.inbox_retention);
   auto skipped = &detail::MetricsAccess::counter(
       ctx.metrics(), "clutch_mq_inbox_skipped_total",
       "Redelivered messages the inbox already had: acknowledged without running the handler.",
       {{"consumer", options.name}});
-
-  auto prune = [inbox, options] {
-    try {
-      std::size_t n = inbox->prune(std::chrono::system_clock::now() - options.inbox_retention);
-      if (n > 0)
-        spdlog::info("mq {}: the inbox forgot {} message(s) done more than {} h ago", options.name,
-                     n, options.inbox_retention.count());
-    } catch (const std::exception& e) {
-      spdlog::error("mq {}: pruning the inbox: {}", options.name, e.what());
-    }
-  };
-  prune();
-  ctx.set_interval(std::chrono::hours(1), prune);
-
-  auto open_remover = [spec = options.inbox]() -> std::shared_ptr<OutboxStore> {
-    std::shared_ptr<Inbox> own = open_inbox(spec);  // the relay thread's own connection
-    return std::shared_ptr<OutboxStore>(own, own->outbox().get());
-  };
-  auto relay = std::make_shared<OutboxRelay>(ctx, inbox->outbox(), open_remover, options.name);
-  relay->start();
   ExactlyOnceHandler run = declaration.exactly_once_handler;
-  ctx.messenger().on(action_of(options), [&ctx, inbox, relay, run, options,
-                                          skipped](const Message& msg) {
+  ctx.messenger().on(action_of(options), [&ctx, runner, run, options, skipped](const Message& msg) {
     QueueMessage m = decode_delivery(msg.data());
     InboxKey key{take_source(m), options.name, m.id};
     if (key.source.empty()) {
@@ -178,13 +205,7 @@ void install_exactly_once_handler(Context& ctx, const ConsumerDeclaration& decla
     // publish and its removal); its token is the same both times, its queue id is not.
     if (const std::string* token = m.header(kOutboxIdHeader))
       key = InboxKey{"outbox", options.name, *token};
-    InboxOutcome outcome;
-    try {
-      outcome = inbox->run_once(key, [&](Transaction& tx) { run(ctx, m, tx); });
-    } catch (const InboxUnavailable& e) {
-      throw std::runtime_error(std::string(kInboxUnavailablePrefix) + e.what());
-    }
-    if (outcome == InboxOutcome::kRan) relay->relay(inbox->take_staged());
+    InboxOutcome outcome = runner->run(key, [&](Transaction& tx) { run(ctx, m, tx); });
     if (outcome == InboxOutcome::kAlreadyDone) {
       skipped->inc();
       spdlog::info(

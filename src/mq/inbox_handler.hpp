@@ -3,10 +3,14 @@
 // message the inbox already has is acknowledged without running the handler again.
 #pragma once
 
+#include <chrono>
+#include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "clutch/mq.hpp"
+#include "mq/inbox_key.hpp"
 
 namespace clutch::mq {
 
@@ -22,6 +26,30 @@ inline constexpr std::string_view kInboxUnavailablePrefix = "inbox unavailable: 
 
 // "" when `options` suit the kind of handler declared; otherwise why not, naming the key.
 std::string inbox_declaration_error(const ConsumeOptions& options, bool exactly_once);
+// "" when `inbox` names a database an inbox can be kept in (sqlite:PATH, postgres://...).
+std::string inbox_spec_error(const std::string& inbox);
+
+class Inbox;
+class OutboxRelay;
+
+// A worker's inbox (its own connection) with its outbox relay and hourly pruning: what every
+// exactly-once handler runs through, a queue's messages or a job's ticks.
+class ExactlyOnceRunner {
+ public:
+  // Throws ConfigError naming the database when it cannot be opened; `name` is for the logs.
+  static std::shared_ptr<ExactlyOnceRunner> open(Context& ctx, const std::string& inbox,
+                                                 const std::string& name,
+                                                 std::chrono::hours retention);
+  ~ExactlyOnceRunner();
+  // Runs `work` once for `key` (kAlreadyDone: the inbox has it, nothing ran), then relays what
+  // it published. An unreachable database throws with kInboxUnavailablePrefix.
+  InboxOutcome run(const InboxKey& key, const std::function<void(Transaction&)>& work);
+
+ private:
+  ExactlyOnceRunner() = default;
+  std::shared_ptr<Inbox> inbox_;
+  std::shared_ptr<OutboxRelay> relay_;
+};
 
 // Opens this worker's connection to the consumer's inbox (throws ConfigError naming it when it
 // cannot), prunes it now and hourly, and handles the consumer's messages through it.

@@ -13,6 +13,7 @@
 
 #include "common/off_loop_worker.hpp"
 #include "common/units.hpp"
+#include "mq/inbox_handler.hpp"
 #include "runtime/metrics_access.hpp"
 #include "runtime/reserved_scope.hpp"
 #include "schedule/cron.hpp"
@@ -28,6 +29,16 @@ constexpr std::string_view kRunPrefix = "schedule:run:";
 constexpr std::string_view kListAction = "schedule:list";
 constexpr std::string_view kRunNowAction = "schedule:run-now";
 constexpr uint64_t kMaxQueuedTicks = 16;
+// How long an exactly-once job's inbox remembers a tick (a hand-over comes within seconds).
+constexpr std::chrono::hours kTickRetention{24 * 7};
+using mq::InboxKey;
+using mq::InboxOutcome;
+
+std::string host_name() {
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  return host;
+}
 // Cluster scope: how often an agent says it is alive and audits other instances' ticks, and how
 // long a silent agent counts as alive (a few renewals, so one slow answer is not a death).
 constexpr Millis kAuditEvery{1000};
@@ -504,7 +515,7 @@ void validate_job(const JobOptions& o) {
 
 void install_agent_clock(Context& ctx, const JobList& jobs, runtime::OperatorCommands* commands) {
   auto clock = std::make_shared<Clock>(ctx);
-  for (const auto& [options, task] : jobs) clock->add(options);
+  for (const JobDeclaration& job : jobs) clock->add(job.options);
   // Registered with no jobs too, so that clutchctl jobs says "none" rather than "no such command".
   if (commands != nullptr) clock->add_operator_commands(*commands);
   if (jobs.empty()) return;
@@ -513,9 +524,16 @@ void install_agent_clock(Context& ctx, const JobList& jobs, runtime::OperatorCom
 
 void install_worker_runners(Context& ctx, const JobList& jobs) {
   using A = detail::MetricsAccess;
-  for (const auto& [options, task] : jobs) {
+  for (const JobDeclaration& job : jobs) {
+    const JobOptions& options = job.options;
     std::string name = options.name;
-    JobTask run = task;
+    JobTask run = job.task;
+    std::shared_ptr<mq::ExactlyOnceRunner> once;
+    if (job.exactly_once_task) {
+      once = mq::ExactlyOnceRunner::open(ctx, options.inbox, "job " + name, kTickRetention);
+      run = nullptr;
+    }
+    ExactlyOnceJobTask run_once = job.exactly_once_task;
     const char* runs_help = "Runs of a job, by result (counted by the worker that ran it).";
     Counter* ok = &A::counter(ctx.metrics(), "clutch_schedule_runs_total", runs_help,
                               {{"job", name}, {"result", "ok"}});
@@ -525,14 +543,28 @@ void install_worker_runners(Context& ctx, const JobList& jobs) {
                                         "How long a job's runs took, in seconds.",
                                         {0.01, 0.1, 0.5, 1, 5, 30, 60, 300, 1800}, {{"job", name}});
     detail::ReservedScope reserved(ctx.messenger());
-    ctx.messenger().on(std::string(kRunPrefix) + name, [&ctx, name, run, ok, failed,
+    ctx.messenger().on(std::string(kRunPrefix) + name, [&ctx, name, run, once, run_once, ok, failed,
                                                         duration](const Message& m) {
       auto started = std::chrono::steady_clock::now();
       auto seconds = [&] {
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       };
       try {
-        run(ctx);
+        if (once) {
+          // The tick's number is its agent's: named with the agent (host, master, pid), it is
+          // the same on the master's hand-over to another worker and new for a new agent.
+          InboxKey key{
+              "schedule", name,
+              fmt::format("{}/{}/{}/{}", host_name(), ctx.master_pid(), m.sender().pid, m.data())};
+          if (once->run(key, [&](Transaction& tx) { run_once(ctx, tx); }) ==
+              InboxOutcome::kAlreadyDone) {
+            spdlog::info("job {}: tick {} is already done (the inbox has it): not run again", name,
+                         m.data());
+            return;
+          }
+        } else {
+          run(ctx);
+        }
       } catch (const std::exception& e) {
         double took = seconds();
         failed->inc();

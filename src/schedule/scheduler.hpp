@@ -12,7 +12,7 @@
 
 namespace clutch::schedule {
 
-using JobList = std::vector<std::pair<JobOptions, JobTask>>;
+using JobList = std::vector<JobDeclaration>;
 
 // Throws ConfigError naming the job and the bad setting.
 void validate_job(const JobOptions& options);

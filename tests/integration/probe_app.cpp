@@ -623,15 +623,19 @@ int exit_after_commit(void*, sqlite3*, const char*, int) {
 
 // PROBE_INBOX=sqlite:PATH: the consumer is exactly once; PROBE_EXIT_AFTER_COMMIT=PREFIX: a worker
 // handling a message whose body starts with PREFIX dies between its commit and its ack.
+// The app's own table in an sqlite: inbox, made before the cluster starts (the inbox makes its
+// own); a postgres: inbox's is made by the test.
+void make_effects_table(const std::string& inbox) {
+  if (inbox.rfind("sqlite:", 0) != 0) return;
+  sqlite3* db = nullptr;
+  sqlite3_open(inbox.substr(7).c_str(), &db);
+  sqlite3_exec(db, "CREATE TABLE IF NOT EXISTS effects (body TEXT NOT NULL, pid INTEGER)", nullptr,
+               nullptr, nullptr);
+  sqlite3_close(db);
+}
+
 void declare_exactly_once(clutch::App& app, const std::string& url, const std::string& inbox) {
-  if (inbox.rfind("sqlite:", 0) == 0) {
-    // The app's own table, made before the cluster starts (the inbox makes its own).
-    sqlite3* db = nullptr;
-    sqlite3_open(inbox.substr(7).c_str(), &db);
-    sqlite3_exec(db, "CREATE TABLE IF NOT EXISTS effects (body TEXT NOT NULL, pid INTEGER)",
-                 nullptr, nullptr, nullptr);
-    sqlite3_close(db);
-  }
+  make_effects_table(inbox);
   app.consume_exactly_once(
       {.name = "probe",
        .url = url,
@@ -659,6 +663,20 @@ void declare_jobs(clutch::App& app) {
   auto wanted = [&](const char* name) {
     return jobs.find(std::string(",") + name + ",") != std::string::npos;
   };
+  if (wanted("once300")) {
+    // An exactly-once tick on PROBE_INBOX (sqlite:PATH): a row in `effects` per run; the first
+    // worker to find PROBE_JOB_EXIT_ONCE missing creates it and dies right after its commit.
+    std::string inbox = env("PROBE_INBOX");
+    make_effects_table(inbox);
+    app.schedule_exactly_once(
+        {.name = "once300", .interval = "300ms", .inbox = inbox},
+        [](clutch::Context&, clutch::Transaction& tx) {
+          insert_effect(tx, "tick");
+          std::string marker = env("PROBE_JOB_EXIT_ONCE");
+          if (!marker.empty() && open(marker.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644) >= 0)
+            sqlite3_wal_hook(tx.sqlite(), &exit_after_commit, nullptr);
+        });
+  }
   using clutch::JobOptions;
   if (wanted("every200")) {
     app.schedule(JobOptions{.name = "every200", .interval = "200ms"},

@@ -7,6 +7,7 @@ as two rows."""
 import collections
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -123,6 +124,25 @@ class SqliteInbox(FailingHandler, ClusterTest):
         # Every committed message's publication, and none of the rolled-back poison's.
         self.assertEqual(set(bodies), {f"out-fine-{i}" for i in range(1, 21)} | {"out-die-1"})
         self.assertLessEqual(sum(bodies.values()) - 21, 1, f"repeated: {bodies.most_common(3)}")
+
+    def test_a_job_tick_whose_worker_died_after_its_commit_is_not_run_again(self):
+        # App::schedule_exactly_once: the master hands the dead worker's tick to another worker,
+        # whose inbox has it: not run again.
+        marker = os.path.join(self.dir, "died")
+        c = self.start(workers=2, env={"PROBE_JOBS": "once300", "PROBE_INBOX": "sqlite:" + self.app_db,
+                                       "PROBE_JOB_EXIT_ONCE": marker}, args=FAST_RESTARTS)
+        c.wait_ready()
+        wait_for(lambda: "is already done (the inbox has it): not run again" in c.stderr(), 30,
+                 "the hand-over of the tick whose worker died after its commit")
+        died = re.search(r"job once300: tick (\d+) is already done", c.stderr()).group(1)
+        wait_for(lambda: len(re.findall(r"job once300: tick \d+ ok", c.stderr())) >= 3, 30,
+                 "ticks after it")
+        c.signal(signal.SIGTERM)
+        self.assertEqual(c.wait_exit(), 0)
+        ran = set(re.findall(r"job once300: tick (\d+) ok", c.stderr()))
+        self.assertNotIn(died, ran, "the tick whose commit was in ran again")
+        # One row per tick that ran, and one for the tick whose worker died after committing.
+        self.assertEqual(effects(self.app_db)["tick"], len(ran) + 1)
 
     def test_workers_and_the_agent_killed_under_load_leave_each_effect_exactly_once(self):
         total = 20_000
