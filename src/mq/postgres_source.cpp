@@ -36,11 +36,14 @@ struct Statement {
   int params;
 };
 constexpr Statement kStatements[] = {
+    // The gathered acks ($4) travel with the claim: one round trip per batch. (The claim cannot
+    // see the acked rows either way: they are leased.)
     {"clutch_q_fetch",
-     "WITH c AS (SELECT id FROM {0} WHERE visible_at <= {1} ORDER BY id LIMIT $1 FOR UPDATE SKIP "
-     "LOCKED) UPDATE {0} t SET visible_at = {1} + $2, leased_by = $3 FROM c WHERE t.id = c.id "
-     "RETURNING t.id, t.body, t.attempts",
-     3},
+     "WITH acked AS (DELETE FROM {0} WHERE id = ANY($4::bigint[])), c AS (SELECT id FROM {0} "
+     "WHERE visible_at <= {1} ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) UPDATE {0} t SET "
+     "visible_at = {1} + $2, leased_by = $3 FROM c WHERE t.id = c.id RETURNING t.id, t.body, "
+     "t.attempts",
+     4},
     {"clutch_q_ack", "DELETE FROM {0} WHERE id = ANY($1::bigint[])", 1},
     {"clutch_q_retry",
      "UPDATE {0} SET visible_at = {1} + $2, attempts = attempts + 1, last_error = $3, leased_by = "
@@ -321,11 +324,16 @@ std::vector<QueueMessage> PostgresSource::fetch(std::size_t max) {
   auto now = Clock::now();
   bool notified = notified_.exchange(false);
   // Without a listener (a producer's clutchctl, tests) every fetch asks.
-  if (listener_ != nullptr && !notified && !maybe_more_ && now < next_look_) return {};
+  if (listener_ != nullptr && !notified && !maybe_more_ && now < next_look_) {
+    send_unsent_acks();
+    return {};
+  }
   next_look_ = now + kLookEvery;
   std::string limit = std::to_string(max);
   std::string lease = std::to_string(visibility_timeout_.count());
-  Result r = run("clutch_q_fetch", {&limit, &lease, &consumer_}, "fetching", true);
+  std::string acks = id_array(unsent_acks_);
+  Result r = run("clutch_q_fetch", {&limit, &lease, &consumer_, &acks}, "fetching", true);
+  unsent_acks_.clear();
   std::vector<QueueMessage> out;
   int rows = pq_.PQntuples(r.get());
   out.reserve(static_cast<std::size_t>(rows));
@@ -346,6 +354,10 @@ std::vector<QueueMessage> PostgresSource::fetch(std::size_t max) {
 
 void PostgresSource::ack_many(const std::vector<QueueMessage>& messages) {
   for (const QueueMessage& m : messages) unsent_acks_.push_back(m.id);
+  // The agent's consumer fetches again as soon as acks free its window, and flushes when the
+  // queue runs dry: its acks wait for that fetch (a crash meanwhile redelivers them, as a crash
+  // before any ack would). Anyone else's go at once.
+  if (consuming_ && unsent_acks_.size() < kMaxDeferredAcks) return;
   try {
     send_unsent_acks();
   } catch (const QueueUnavailable&) {
@@ -404,8 +416,17 @@ void PostgresSource::publish_many(const std::vector<std::string>& bodies) {
   }
 }
 
+void PostgresSource::flush() {
+  try {
+    send_unsent_acks();
+  } catch (const QueueUnavailable&) {
+    // Kept for the next connection.
+  }
+}
+
 void PostgresSource::keep_alive() {
   try {
+    send_unsent_acks();
     run("clutch_q_alive", {&consumer_}, "saying this consumer lives");
     std::string silent = std::to_string(kSilentFor.count());
     Result r = run("clutch_q_take_over", {&silent}, "taking over silent consumers' messages");

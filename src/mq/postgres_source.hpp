@@ -11,7 +11,8 @@
 //
 // Every call blocks on the database: the agent runs the source on a thread of its own
 // (off_loop_source.hpp). A lost connection is made again with back-off (0.1 s to 5 s), each
-// attempt logged; acknowledgements that met it are kept and sent once it is back.
+// attempt logged; acknowledgements that met it are kept and sent once it is back. The agent's
+// acks travel with its next claim (one round trip per batch), or on flush() when the queue is dry.
 #pragma once
 
 #include <atomic>
@@ -49,6 +50,7 @@ class PostgresSource final : public MessageSource {
   void dead_letter(const QueueMessage& message, std::string_view error) override;
   void publish(std::string_view body) override;
   void publish_many(const std::vector<std::string>& bodies) override;
+  void flush() override;
   void close() override;
   // Done at the next connection: the agent calls it on its own loop, which must not wait.
   void recover_in_flight() override { recover_ = true; }
@@ -71,6 +73,8 @@ class PostgresSource final : public MessageSource {
   std::string identity() override;
   // How long a consumer may stay silent before another takes over its leases.
   static constexpr std::chrono::milliseconds kSilentFor{10000};
+  // Acks the agent's consumer gathers before sending them without waiting for its next fetch.
+  static constexpr std::size_t kMaxDeferredAcks = 1024;
 
  private:
   using Result = std::unique_ptr<PGresult, void (*)(PGresult*)>;

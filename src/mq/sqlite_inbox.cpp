@@ -66,17 +66,25 @@ SqliteInbox::SqliteInbox(const std::string& path, std::chrono::milliseconds busy
       return s;
     };
     find_ = prepare("SELECT 1 FROM clutch_inbox WHERE source = ? AND queue = ? AND id = ?");
-    insert_ = prepare("INSERT INTO clutch_inbox (source, queue, id, done_at) VALUES (?, ?, ?, ?)");
+    // Inserted first, ignored if there: one B-tree search tells whether it was recorded and
+    // records it (rolled back with everything else if the handler fails).
+    insert_ = prepare(
+        "INSERT OR IGNORE INTO clutch_inbox (source, queue, id, done_at) VALUES (?, ?, ?, ?)");
+    begin_ = prepare("BEGIN IMMEDIATE");
+    commit_ = prepare("COMMIT");
+    rollback_ = prepare("ROLLBACK");
     prune_ = prepare("DELETE FROM clutch_inbox WHERE done_at < ?");
   } catch (...) {
-    for (sqlite3_stmt* s : {find_, insert_, prune_}) sql_.sqlite3_finalize(s);
+    for (sqlite3_stmt* s : {find_, insert_, prune_, begin_, commit_, rollback_})
+      sql_.sqlite3_finalize(s);
     sql_.sqlite3_close(db_);
     throw;
   }
 }
 
 SqliteInbox::~SqliteInbox() {
-  for (sqlite3_stmt* s : {find_, insert_, prune_}) sql_.sqlite3_finalize(s);
+  for (sqlite3_stmt* s : {find_, insert_, prune_, begin_, commit_, rollback_})
+    sql_.sqlite3_finalize(s);
   sql_.sqlite3_close(db_);
 }
 
@@ -106,32 +114,35 @@ SqliteInbox::Outcome SqliteInbox::run_once(const InboxKey& key,
                                            const std::function<void(sqlite3*)>& work) {
   // IMMEDIATE: the write lock first, so two workers given the same message (a redelivery racing
   // the first run) cannot both find it unrecorded; the second waits, then finds the key.
-  if (sql_.sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK)
-    fail("beginning a transaction");
+  // Prepared once: sqlite3_exec would parse them for every message.
+  auto step = [&](sqlite3_stmt* s) {
+    Reset reset{sql_, s};
+    return sql_.sqlite3_step(s) == SQLITE_DONE;
+  };
+  if (!step(begin_)) fail("beginning a transaction");
   bool open = true;
   auto rollback = [&] {
-    if (open) sql_.sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    if (open && sql_.sqlite3_get_autocommit(db_) == 0) step(rollback_);
     open = false;
   };
   try {
-    if (recorded(key)) {
-      rollback();
-      return Outcome::kAlreadyDone;
-    }
-    work(db_);
-    if (sql_.sqlite3_get_autocommit(db_) != 0) {
-      open = false;  // whatever it did is done; the key is not recorded
-      throw std::runtime_error(
-          "the handler ended the inbox's transaction (no BEGIN, COMMIT or ROLLBACK in a handler)");
-    }
     {
       Reset reset{sql_, insert_};
       bind_key(sql_, insert_, key);
       sql_.sqlite3_bind_int64(insert_, 4, millis_of(std::chrono::system_clock::now()));
       if (sql_.sqlite3_step(insert_) != SQLITE_DONE) fail("recording a message");
     }
-    if (sql_.sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK)
-      fail("committing");
+    if (sql_.sqlite3_changes(db_) == 0) {
+      rollback();
+      return Outcome::kAlreadyDone;
+    }
+    work(db_);
+    if (sql_.sqlite3_get_autocommit(db_) != 0) {
+      open = false;  // whatever it did is done, the key (inserted first) with it
+      throw std::runtime_error(
+          "the handler ended the inbox's transaction (no BEGIN, COMMIT or ROLLBACK in a handler)");
+    }
+    if (!step(commit_)) fail("committing");
     open = false;
     return Outcome::kRan;
   } catch (...) {

@@ -54,6 +54,7 @@ class SqliteInbox {
   sqlite3_stmt* find_ = nullptr;
   sqlite3_stmt* insert_ = nullptr;
   sqlite3_stmt* prune_ = nullptr;
+  sqlite3_stmt *begin_ = nullptr, *commit_ = nullptr, *rollback_ = nullptr;
 };
 
 }  // namespace clutch::mq
