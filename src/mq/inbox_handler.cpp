@@ -35,6 +35,8 @@ class Inbox {
   virtual std::vector<OutboxEntry> take_staged() = 0;
 };
 
+namespace {
+
 // The handler's transaction on either database: its connection, and publish through the outbox.
 template <typename Handle>
 class TransactionOn final : public Transaction {
@@ -99,8 +101,6 @@ class InboxOn final : public Inbox {
   std::shared_ptr<OutboxStore> outbox_;  // on store_'s connection
   std::vector<OutboxEntry> staged_;
 };
-
-namespace {
 
 std::unique_ptr<Inbox> open_inbox(const std::string& spec) {
   if (is_postgres_url(spec)) return std::make_unique<InboxOn<PostgresInbox, PGconn>>(spec, spec);

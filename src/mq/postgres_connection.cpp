@@ -2,6 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <endian.h>
+
+#include <cstring>
 #include <stdexcept>
 #include <string_view>
 
@@ -39,6 +42,23 @@ bool pg_refused_for_good(const std::string& why) {
                                 "password authentication", "invalid URI", "invalid connection"})
     if (why.find(sign) != std::string::npos) return true;
   return false;
+}
+
+int64_t pg_int8(const LibpqApi& pq, PGresult* r, int row, int column) {
+  uint64_t be = 0;
+  std::memcpy(&be, pq.PQgetvalue(r, row, column), sizeof be);
+  return static_cast<int64_t>(be64toh(be));
+}
+
+int32_t pg_int4(const LibpqApi& pq, PGresult* r, int row, int column) {
+  uint32_t be = 0;
+  std::memcpy(&be, pq.PQgetvalue(r, row, column), sizeof be);
+  return static_cast<int32_t>(be32toh(be));
+}
+
+std::string pg_bytes(const LibpqApi& pq, PGresult* r, int row, int column) {
+  return std::string(pq.PQgetvalue(r, row, column),
+                     static_cast<std::size_t>(pq.PQgetlength(r, row, column)));
 }
 
 }  // namespace clutch::mq

@@ -30,7 +30,7 @@ PostgresOutbox::PostgresOutbox(std::function<PGconn*()> connection, std::string 
 
 PostgresOutbox::Result PostgresOutbox::run(const std::string& sql,
                                            const std::vector<std::string>& values, int binary_at,
-                                           const char* doing, bool tuples) {
+                                           const char* doing, bool tuples, bool binary_results) {
   PGconn* conn = connection_();
   Result r(nullptr, ResultDeleter{&pq_});
   if (values.empty()) {
@@ -45,7 +45,7 @@ PostgresOutbox::Result PostgresOutbox::run(const std::string& sql,
       formats.push_back(binary ? 1 : 0);
     }
     r.reset(pq_.PQexecParams(conn, sql.c_str(), static_cast<int>(values.size()), nullptr,
-                             texts.data(), lengths.data(), formats.data(), 0));
+                             texts.data(), lengths.data(), formats.data(), binary_results ? 1 : 0));
   }
   ExecStatusType status = pq_.PQresultStatus(r.get());
   if (status == (tuples ? PGRES_TUPLES_OK : PGRES_COMMAND_OK)) return r;
@@ -89,18 +89,16 @@ std::vector<OutboxEntry> PostgresOutbox::claim_stale(std::size_t max) {
   Result r = run(
       "UPDATE clutch_outbox SET claimed_until = $1 WHERE id IN (SELECT id FROM clutch_outbox "
       "WHERE claimed_until < $2 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING id, url, "
-      "encode(body, 'hex'), token",
+      "body, token",
       {std::to_string(now + kOutboxClaim.count() * 1000), std::to_string(now), std::to_string(max)},
-      -1, "claiming", true);
+      -1, "claiming", true, true);
   std::vector<OutboxEntry> out;
   for (int i = 0; i < pq_.PQntuples(r.get()); ++i) {
     OutboxEntry e;
-    e.id = std::stoll(pq_.PQgetvalue(r.get(), i, 0));
-    e.url = pq_.PQgetvalue(r.get(), i, 1);
-    std::string_view hex = pq_.PQgetvalue(r.get(), i, 2);
-    for (std::size_t at = 0; at + 1 < hex.size(); at += 2)
-      e.body.push_back(static_cast<char>(std::stoi(std::string(hex.substr(at, 2)), nullptr, 16)));
-    e.token = pq_.PQgetvalue(r.get(), i, 3);
+    e.id = pg_int8(pq_, r.get(), i, 0);
+    e.url = pg_bytes(pq_, r.get(), i, 1);
+    e.body = pg_bytes(pq_, r.get(), i, 2);
+    e.token = pg_bytes(pq_, r.get(), i, 3);
     out.push_back(std::move(e));
   }
   return out;

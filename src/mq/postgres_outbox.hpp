@@ -28,14 +28,15 @@ class PostgresOutbox final : public OutboxStore {
   void remove(int64_t id) override;
 
  private:
-  // Runs `sql` with text parameters, except `binary_at` (0-based), sent as bytes.
+  // Runs `sql` with text parameters, except `binary_at` (0-based), sent as bytes; the results in
+  // binary when `binary_results` (read with pg_int8, pg_bytes).
   struct ResultDeleter {
     const LibpqApi* pq;
     void operator()(PGresult* r) const;
   };
   using Result = std::unique_ptr<PGresult, ResultDeleter>;
   Result run(const std::string& sql, const std::vector<std::string>& values, int binary_at,
-             const char* doing, bool tuples = false);
+             const char* doing, bool tuples = false, bool binary_results = false);
 
   const LibpqApi& pq_;
   std::function<PGconn*()> connection_;

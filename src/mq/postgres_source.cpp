@@ -1,15 +1,14 @@
 #include "mq/postgres_source.hpp"
 
-#include <endian.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
-#include <cstring>
 
 #include "clutch/config.hpp"
+#include "common/host_name.hpp"
 #include "mq/libpq_api.hpp"
 #include "mq/postgres_connection.hpp"
 #include "mq/postgres_listener.hpp"
@@ -111,12 +110,6 @@ END$$;
 COMMIT;
 )";
 
-std::string hostname() {
-  char host[256] = "host";
-  gethostname(host, sizeof(host) - 1);
-  return host;
-}
-
 // Ids as a PostgreSQL array literal, "{1,2,3}"; ids that are not numbers are left out (they
 // name nothing in this table).
 std::string id_array(const std::vector<std::string>& ids) {
@@ -131,23 +124,6 @@ std::string id_array(const std::vector<std::string>& ids) {
   return out + "}";
 }
 
-int64_t int8_at(const LibpqApi& pq, PGresult* r, int row, int column) {
-  uint64_t be = 0;
-  std::memcpy(&be, pq.PQgetvalue(r, row, column), sizeof be);
-  return static_cast<int64_t>(be64toh(be));
-}
-
-int32_t int4_at(const LibpqApi& pq, PGresult* r, int row, int column) {
-  uint32_t be = 0;
-  std::memcpy(&be, pq.PQgetvalue(r, row, column), sizeof be);
-  return static_cast<int32_t>(be32toh(be));
-}
-
-std::string bytes_at(const LibpqApi& pq, PGresult* r, int row, int column) {
-  return std::string(pq.PQgetvalue(r, row, column),
-                     static_cast<std::size_t>(pq.PQgetlength(r, row, column)));
-}
-
 }  // namespace
 
 PostgresSource::PostgresSource(PostgresUrl url, std::chrono::milliseconds visibility_timeout)
@@ -155,7 +131,7 @@ PostgresSource::PostgresSource(PostgresUrl url, std::chrono::milliseconds visibi
       url_(std::move(url)),
       shown_(redact_url(url_.conninfo) + "?table=" + url_.table),
       visibility_timeout_(visibility_timeout),
-      consumer_("clutch-" + hostname()) {
+      consumer_("clutch-" + host_name()) {
   try {
     connect();
   } catch (const ConfigError&) {
@@ -339,9 +315,9 @@ std::vector<QueueMessage> PostgresSource::fetch(std::size_t max) {
   out.reserve(static_cast<std::size_t>(rows));
   for (int i = 0; i < rows; ++i) {
     QueueMessage m;
-    m.id = std::to_string(int8_at(pq_, r.get(), i, 0));
-    m.body = bytes_at(pq_, r.get(), i, 1);
-    m.attempts = int4_at(pq_, r.get(), i, 2);
+    m.id = std::to_string(pg_int8(pq_, r.get(), i, 0));
+    m.body = pg_bytes(pq_, r.get(), i, 1);
+    m.attempts = pg_int4(pq_, r.get(), i, 2);
     out.push_back(std::move(m));
   }
   // RETURNING keeps no order: oldest first, as they were claimed.
@@ -459,7 +435,7 @@ std::string PostgresSource::identity() {
 
 std::size_t PostgresSource::count(const char* name) {
   Result r = run(name, {}, "counting", true);
-  return static_cast<std::size_t>(int8_at(pq_, r.get(), 0, 0));
+  return static_cast<std::size_t>(pg_int8(pq_, r.get(), 0, 0));
 }
 
 std::size_t PostgresSource::pending() {
@@ -472,7 +448,7 @@ std::size_t PostgresSource::dead_letters() {
 
 int64_t PostgresSource::oldest_age_ms() {
   Result r = run("clutch_q_oldest", {}, "reading the oldest message's age", true);
-  return int8_at(pq_, r.get(), 0, 0);
+  return pg_int8(pq_, r.get(), 0, 0);
 }
 
 std::vector<DeadLetter> PostgresSource::list_dead(std::size_t max) {
@@ -481,12 +457,12 @@ std::vector<DeadLetter> PostgresSource::list_dead(std::size_t max) {
   std::vector<DeadLetter> out;
   for (int i = 0; i < pq_.PQntuples(r.get()); ++i) {
     DeadLetter d;
-    d.id = std::to_string(int8_at(pq_, r.get(), i, 0));
+    d.id = std::to_string(pg_int8(pq_, r.get(), i, 0));
     d.message_id = d.id;  // a dead letter keeps its queue row's id
-    d.body = bytes_at(pq_, r.get(), i, 1);
-    d.attempts = int4_at(pq_, r.get(), i, 2);
-    d.error = bytes_at(pq_, r.get(), i, 3);
-    d.failed_at_ms = int8_at(pq_, r.get(), i, 4);
+    d.body = pg_bytes(pq_, r.get(), i, 1);
+    d.attempts = pg_int4(pq_, r.get(), i, 2);
+    d.error = pg_bytes(pq_, r.get(), i, 3);
+    d.failed_at_ms = pg_int8(pq_, r.get(), i, 4);
     out.push_back(std::move(d));
   }
   return out;

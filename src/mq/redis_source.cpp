@@ -16,6 +16,7 @@
 
 #include "clutch/config.hpp"
 #include "common/hiredis_api.hpp"
+#include "common/host_name.hpp"
 #include "mq/url_query.hpp"
 
 namespace clutch::mq {
@@ -73,11 +74,7 @@ RedisUrl parse_redis_url(const std::string& url) {
   if (auto g = query_value(query, "group"); !g.empty()) out.group = g;
   out.consumer = query_value(query, "consumer");
   out.consumer_given = !out.consumer.empty();
-  if (out.consumer.empty()) {
-    char host[256] = "host";
-    gethostname(host, sizeof(host) - 1);
-    out.consumer = std::string("clutch-") + host;
-  }
+  if (out.consumer.empty()) out.consumer = "clutch-" + host_name();
   return out;
 }
 

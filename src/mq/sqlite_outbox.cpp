@@ -28,10 +28,11 @@ SqliteOutbox::SqliteOutbox(sqlite3* db, std::string path)
       "UPDATE clutch_outbox SET claimed_until = ? WHERE id IN (SELECT id FROM clutch_outbox "
       "WHERE claimed_until < ? ORDER BY id LIMIT ?) RETURNING id, url, body, token");
   remove_ = prepare("DELETE FROM clutch_outbox WHERE id = ?");
+  any_stale_ = prepare("SELECT 1 FROM clutch_outbox WHERE claimed_until < ? LIMIT 1");
 }
 
 SqliteOutbox::~SqliteOutbox() {
-  for (sqlite3_stmt* s : {stage_, claim_, remove_, enqueue_}) sql_.sqlite3_finalize(s);
+  for (sqlite3_stmt* s : {stage_, claim_, remove_, enqueue_, any_stale_}) sql_.sqlite3_finalize(s);
 }
 
 sqlite3_stmt* SqliteOutbox::prepare(const char* sql) {
@@ -79,8 +80,15 @@ OutboxEntry SqliteOutbox::stage(const std::string& url, std::string_view body) {
 }
 
 std::vector<OutboxEntry> SqliteOutbox::claim_stale(std::size_t max) {
-  StatementReset reset{sql_, claim_};
   int64_t now = outbox_now_ms();
+  {
+    // A read first: the UPDATE would take the database's write lock every sweep, from the
+    // handlers' transactions, even with nothing to claim (the usual case).
+    StatementReset reset{sql_, any_stale_};
+    sql_.sqlite3_bind_int64(any_stale_, 1, now);
+    if (sql_.sqlite3_step(any_stale_) != SQLITE_ROW) return {};
+  }
+  StatementReset reset{sql_, claim_};
   sql_.sqlite3_bind_int64(claim_, 1, now + kOutboxClaim.count() * 1000);
   sql_.sqlite3_bind_int64(claim_, 2, now);
   sql_.sqlite3_bind_int64(claim_, 3, static_cast<int64_t>(max));

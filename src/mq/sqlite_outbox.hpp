@@ -31,7 +31,8 @@ class SqliteOutbox final : public OutboxStore {
   sqlite3* db_;
   std::string path_;
   bool queue_ready_ = false;  // the inbox's file has the queue's tables
-  sqlite3_stmt *stage_ = nullptr, *claim_ = nullptr, *remove_ = nullptr, *enqueue_ = nullptr;
+  sqlite3_stmt *stage_ = nullptr, *claim_ = nullptr, *remove_ = nullptr, *enqueue_ = nullptr,
+               *any_stale_ = nullptr;
 };
 
 }  // namespace clutch::mq

@@ -11,6 +11,7 @@
 
 #include <unistd.h>
 
+#include "common/host_name.hpp"
 #include "common/off_loop_worker.hpp"
 #include "common/units.hpp"
 #include "mq/inbox_handler.hpp"
@@ -34,11 +35,6 @@ constexpr std::chrono::hours kTickRetention{24 * 7};
 using mq::InboxKey;
 using mq::InboxOutcome;
 
-std::string host_name() {
-  char host[256] = {};
-  gethostname(host, sizeof(host) - 1);
-  return host;
-}
 // Cluster scope: how often an agent says it is alive and audits other instances' ticks, and how
 // long a silent agent counts as alive (a few renewals, so one slow answer is not a death).
 constexpr Millis kAuditEvery{1000};
@@ -212,9 +208,7 @@ class Clock : public std::enable_shared_from_this<Clock> {
   // (a restarted agent does not know what its predecessor claimed).
   const std::string& owner() {
     if (owner_.empty()) {
-      char host[256] = {};
-      gethostname(host, sizeof(host) - 1);
-      owner_ = fmt::format("{}/{}/{}", host, ctx_.master_pid(), ctx_.pid());
+      owner_ = fmt::format("{}/{}/{}", host_name(), ctx_.master_pid(), ctx_.pid());
     }
     return owner_;
   }

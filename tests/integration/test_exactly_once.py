@@ -207,8 +207,10 @@ def queue_rows(url):
         return db.execute("SELECT count(*) FROM messages").fetchone()[0]
 
 
-class PostgresInbox(FailingHandler, ClusterTest):
-    """The inbox on a real PostgreSQL server (initdb + postgres on a free loopback port)."""
+class OnePostgres:
+    """One PostgreSQL server per test class (initdb + postgres on a free loopback port), and the
+    effects table every test starts with: no unique constraint, so a message run twice shows as
+    two rows; the inbox's and outbox's tables are dropped with it."""
 
     @classmethod
     def setUpClass(cls):
@@ -218,16 +220,22 @@ class PostgresInbox(FailingHandler, ClusterTest):
     def tearDownClass(cls):
         cls.pg.stop()
 
-    def setUp(self):
-        self.dir = tempfile.mkdtemp(prefix="clutch-once-")
-        self.queue = "sqlite:" + os.path.join(self.dir, "queue.db")
-        # The app's table, with no unique constraint; the inbox makes its own table.
-        self.pg.sql("DROP TABLE IF EXISTS effects; DROP TABLE IF EXISTS clutch_inbox;"
+    def make_effects_table(self):
+        self.pg.sql("DROP TABLE IF EXISTS effects, clutch_inbox, clutch_outbox;"
                     " CREATE TABLE effects (body TEXT NOT NULL, pid INTEGER)")
 
     def effects(self):
         return collections.Counter({body: int(n) for body, n in
                                     self.pg.sql("SELECT body, count(*) FROM effects GROUP BY body")})
+
+
+class PostgresInbox(OnePostgres, FailingHandler, ClusterTest):
+    """The inbox on a real PostgreSQL server."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="clutch-once-")
+        self.queue = "sqlite:" + os.path.join(self.dir, "queue.db")
+        self.make_effects_table()
 
     def cluster(self, url=None, workers=3, env=None, args=FAST_RESTARTS):
         env = {"PROBE_QUEUE": url or self.queue, "PROBE_INBOX": self.pg.url(), **(env or {})}

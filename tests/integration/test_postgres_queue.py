@@ -11,29 +11,20 @@ import subprocess
 import unittest
 import urllib.request
 
-from cluster import BUILD_DIR, ClusterTest, FAST_RESTARTS, PostgresServer, alive, wait_for
+from cluster import BUILD_DIR, ClusterTest, FAST_RESTARTS, wait_for
 from test_control import ctl
-from test_exactly_once import kill_workers_until
+from test_exactly_once import OnePostgres, kill_workers_until
 from test_operations import ctl_json
 
 CLUTCHCTL = os.path.join(BUILD_DIR, "clutchctl")
 
 
-class PostgresQueue(ClusterTest):
-    @classmethod
-    def setUpClass(cls):
-        cls.pg = PostgresServer()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pg.stop()
-
+class PostgresQueue(OnePostgres, ClusterTest):
     def setUp(self):
         # A table per test: a test's leftovers never feed the next.
         self.table = "q_" + self._testMethodName[5:35]
         self.url = self.pg.url() + "?table=" + self.table
-        self.pg.sql("DROP TABLE IF EXISTS effects; DROP TABLE IF EXISTS clutch_inbox;"
-                    " CREATE TABLE effects (body TEXT NOT NULL, pid INTEGER)")
+        self.make_effects_table()
 
     def publish(self, prefix, count):
         subprocess.run([CLUTCHCTL, "publish", self.url, prefix, "--count", str(count)], check=True,
@@ -41,10 +32,6 @@ class PostgresQueue(ClusterTest):
 
     def rows(self, table=None):
         return int(self.pg.sql(f"SELECT count(*) FROM {table or self.table}")[0][0])
-
-    def effects(self):
-        return collections.Counter({body: int(n) for body, n in
-                                    self.pg.sql("SELECT body, count(*) FROM effects GROUP BY body")})
 
     def cluster(self, workers=2, inbox=True, env=None, args=FAST_RESTARTS):
         env = {"PROBE_QUEUE": self.url, **({"PROBE_INBOX": self.pg.url()} if inbox else {}),
