@@ -375,11 +375,16 @@ void Supervisor::watch_hangs() {
       }
       // A frame begun and never finished: checked first, since the child may well be alive (its
       // later frames are being read as the rest of that one), and that is no hang.
-      if (c.channel->incomplete_for(coarse_now) > frame_limit) {
+      Millis incomplete = c.channel->incomplete_for(coarse_now);
+      if (incomplete > frame_limit) {
         broken.push_back(c.pid);
         return;
       }
       if (!hang_detection) return;
+      // Mid-frame, its beats are read as the rest of that frame, so silence proves nothing: the
+      // frame's own limit (the same hang_timeout) judges it. Both clocks start near together,
+      // and the silence used to win by a sweep now and then, calling a live child hung.
+      if (incomplete.count() > 0) return;
       auto silent = std::chrono::duration_cast<Millis>(now - c.last_seen);
       if (silent > config_.hang_timeout) on_hang(c, silent);
     });
