@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <deque>
 #include <memory>
 #include <stdexcept>
 #include <type_traits>
@@ -29,6 +30,9 @@ class Inbox {
   virtual ~Inbox() = default;
   virtual InboxOutcome run_once(const InboxKey& key,
                                 const std::function<void(Transaction&)>& work) = 0;
+  // See ExactlyOnceRunner::run_batch.
+  virtual std::size_t run_batch(std::span<ExactlyOnceRunner::Item> items,
+                                std::chrono::steady_clock::duration budget) = 0;
   virtual std::size_t prune(std::chrono::system_clock::time_point before) = 0;
   virtual std::shared_ptr<OutboxStore> outbox() = 0;
   // What the last run staged in the outbox (to relay once it committed).
@@ -89,6 +93,42 @@ class InboxOn final : public Inbox {
     if (outcome != InboxOutcome::kRan) staged_.clear();
     return outcome;
   }
+  std::size_t run_batch(std::span<ExactlyOnceRunner::Item> items,
+                        std::chrono::steady_clock::duration budget) override {
+    staged_.clear();
+    if constexpr (std::is_same_v<Store, SqliteInbox>) {
+      std::vector<std::vector<OutboxEntry>> staged(items.size());
+      std::vector<SqliteInbox::Item> own;
+      own.reserve(items.size());
+      for (std::size_t i = 0; i < items.size(); ++i) {
+        own.push_back({items[i].key, [&, i](sqlite3* db) {
+                         TransactionOn<sqlite3> tx(db, spec_, *outbox_, staged[i]);
+                         items[i].work(tx);
+                       }});
+      }
+      std::size_t n = store_.run_batch(own, budget);
+      for (std::size_t i = 0; i < n; ++i) {
+        items[i].outcome = own[i].outcome;
+        items[i].error = own[i].error;
+        if (own[i].outcome == InboxOutcome::kRan && !own[i].error)
+          for (OutboxEntry& e : staged[i]) staged_.push_back(std::move(e));
+      }
+      return n;
+    } else {
+      // One at a time: a PostgreSQL commit per message (group commit is SQLite's for now).
+      ExactlyOnceRunner::Item& item = items.front();
+      try {
+        item.outcome = run_once(item.key, item.work);
+        item.error = nullptr;
+      } catch (const InboxUnavailable&) {
+        throw;  // nothing settled: the caller offers it again later
+      } catch (...) {
+        item.error = std::current_exception();
+        staged_.clear();
+      }
+      return 1;
+    }
+  }
   std::size_t prune(std::chrono::system_clock::time_point before) override {
     return store_.prune(before);
   }
@@ -114,6 +154,98 @@ std::string take_source(QueueMessage& m) {
   m.headers.pop_back();
   return source;
 }
+
+// The deliveries that arrived in one loop turn, run at its end through the inbox in as few
+// transactions as its budget allows (group commit), each acknowledged only after its commit.
+class CommitGroup : public std::enable_shared_from_this<CommitGroup> {
+ public:
+  CommitGroup(Context& ctx, std::shared_ptr<ExactlyOnceRunner> runner, ExactlyOnceHandler handler,
+              std::string name, Counter* skipped, Counter* commits)
+      : ctx_(ctx),
+        runner_(std::move(runner)),
+        handler_(std::move(handler)),
+        name_(std::move(name)),
+        skipped_(skipped),
+        commits_(commits) {}
+
+  void add(Deferred answer, InboxKey key, QueueMessage m) {
+    waiting_.push_back({std::move(answer), std::move(m)});
+    Waiting& w = waiting_.back();
+    items_.push_back(
+        {std::move(key), [this, &m = w.message](Transaction& tx) { handler_(ctx_, m, tx); }});
+    schedule();
+  }
+
+ private:
+  struct Waiting {
+    Deferred answer;
+    QueueMessage message;
+  };
+
+  void schedule() {
+    if (posted_) return;
+    posted_ = true;
+    ctx_.post([self = shared_from_this()] { self->run(); });
+  }
+
+  // One transaction per turn at most: what its budget left waits for the next turn, so HTTP and
+  // timers get the loop in between (a batch's handlers run without a turn between them).
+  void run() {
+    posted_ = false;
+    if (items_.empty()) return;
+    std::size_t settled = 0;
+    std::exception_ptr unavailable;
+    try {
+      settled = runner_->run_batch(items_, kBudget);
+      commits_->inc();
+    } catch (...) {
+      unavailable = std::current_exception();  // nothing ran: each one fails with it, unattempted
+      settled = items_.size();
+    }
+    for (std::size_t i = 0; i < settled; ++i) answer(i, unavailable);
+    waiting_.erase(waiting_.begin(), waiting_.begin() + static_cast<std::ptrdiff_t>(settled));
+    items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(settled));
+    if (!items_.empty()) schedule();
+  }
+
+  void answer(std::size_t i, const std::exception_ptr& unavailable) {
+    ExactlyOnceRunner::Item& item = items_[i];
+    Deferred& answer = waiting_[i].answer;
+    std::exception_ptr error = unavailable ? unavailable : item.error;
+    if (error) {
+      try {
+        std::rethrow_exception(error);
+      } catch (const std::exception& e) {
+        answer.fail(e.what());
+      } catch (...) {
+        answer.fail("the handler threw something that is not a std::exception");
+      }
+      return;
+    }
+    if (item.outcome == InboxOutcome::kAlreadyDone) {
+      skipped_->inc();
+      spdlog::info(
+          "mq {}: message {} is already done (the inbox has it): acknowledged, not run again",
+          name_, waiting_[i].message.id);
+    }
+    answer.ack();
+  }
+
+  // How long one transaction keeps taking messages: long enough to share a commit among a
+  // window's worth, short enough that the loop turns (and other workers get the write lock).
+  static constexpr auto kBudget = std::chrono::milliseconds(20);
+
+  Context& ctx_;
+  std::shared_ptr<ExactlyOnceRunner> runner_;
+  ExactlyOnceHandler handler_;
+  std::string name_;
+  Counter *skipped_, *commits_;
+  // In arrival order, one for one; a deque, so that the messages the items' work refers to stay
+  // where they are while more arrive.
+  std::deque<Waiting> waiting_;
+  std::vector<ExactlyOnceRunner::Item> items_;
+  bool posted_ = false;
+};
 
 }  // namespace
 
@@ -166,6 +298,18 @@ InboxOutcome ExactlyOnceRunner::run(const InboxKey& key,
   return outcome;
 }
 
+std::size_t ExactlyOnceRunner::run_batch(std::span<Item> items,
+                                         std::chrono::steady_clock::duration budget) {
+  std::size_t n;
+  try {
+    n = inbox_->run_batch(items, budget);
+  } catch (const InboxUnavailable& e) {
+    throw std::runtime_error(std::string(kInboxUnavailablePrefix) + e.what());
+  }
+  relay_->relay(inbox_->take_staged());
+  return n;
+}
+
 std::string inbox_declaration_error(const ConsumeOptions& options, bool exactly_once) {
   std::string who = "consume '" + options.name + "'";
   if (!exactly_once) {
@@ -193,10 +337,15 @@ void install_exactly_once_handler(Context& ctx, const ConsumerDeclaration& decla
       ctx.metrics(), "clutch_mq_inbox_skipped_total",
       "Redelivered messages the inbox already had: acknowledged without running the handler.",
       {{"consumer", options.name}});
-  ExactlyOnceHandler run = declaration.exactly_once_handler;
-  ctx.messenger().on(action_of(options), [&ctx, runner, run, options, skipped](const Message& msg) {
+  auto commits = &detail::MetricsAccess::counter(
+      ctx.metrics(), "clutch_mq_inbox_commits_total",
+      "Inbox transactions committed (several messages share one when they arrive together).",
+      {{"consumer", options.name}});
+  auto group = std::make_shared<CommitGroup>(ctx, runner, declaration.exactly_once_handler,
+                                             options.name, skipped, commits);
+  ctx.messenger().on(action_of(options), [group, name = options.name](const Message& msg) {
     QueueMessage m = decode_delivery(msg.data());
-    InboxKey key{take_source(m), options.name, m.id};
+    InboxKey key{take_source(m), name, m.id};
     if (key.source.empty()) {
       // Only an agent of this version sends it; failing leaves the message to a retry.
       throw std::runtime_error("a delivery without its queue's identity (from another version?)");
@@ -204,15 +353,8 @@ void install_exactly_once_handler(Context& ctx, const ConsumerDeclaration& decla
     // Relayed from an outbox: the relay may have published it twice (a crash between its
     // publish and its removal); its token is the same both times, its queue id is not.
     if (const std::string* token = m.header(kOutboxIdHeader))
-      key = InboxKey{"outbox", options.name, *token};
-    InboxOutcome outcome = runner->run(key, [&](Transaction& tx) { run(ctx, m, tx); });
-    if (outcome == InboxOutcome::kAlreadyDone) {
-      skipped->inc();
-      spdlog::info(
-          "mq {}: message {} is already done (the inbox has it): acknowledged, not run "
-          "again",
-          options.name, m.id);
-    }
+      key = InboxKey{"outbox", name, *token};
+    group->add(msg.defer(), std::move(key), std::move(m));
   });
 }
 

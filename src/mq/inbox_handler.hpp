@@ -6,6 +6,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -44,6 +45,13 @@ class ExactlyOnceRunner {
   // Runs `work` once for `key` (kAlreadyDone: the inbox has it, nothing ran), then relays what
   // it published. An unreachable database throws with kInboxUnavailablePrefix.
   InboxOutcome run(const InboxKey& key, const std::function<void(Transaction&)>& work);
+  using Item = InboxBatchItem<std::function<void(Transaction&)>>;
+  // Group commit: settles items from the front, several per transaction on SQLite (each in a
+  // savepoint: one that throws rolls back alone and keeps its error; see
+  // SqliteInbox::run_batch), one on PostgreSQL, within about `budget`; returns how many (at
+  // least one), and relays what the committed ones published. An unreachable database throws
+  // with kInboxUnavailablePrefix, settling nothing.
+  std::size_t run_batch(std::span<Item> items, std::chrono::steady_clock::duration budget);
 
  private:
   ExactlyOnceRunner() = default;

@@ -2,8 +2,10 @@
 // stores. Pure.
 #pragma once
 
+#include <exception>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace clutch::mq {
 
@@ -24,5 +26,15 @@ class InboxUnavailable : public std::runtime_error {
 
 // What an inbox did with a message: ran its work (and recorded it), or found it recorded.
 enum class InboxOutcome { kRan, kAlreadyDone };
+
+// One message of a group commit (InboxBatch): its key and work in, what became of it out.
+template <typename Work>
+struct InboxBatchItem {
+  InboxBatchItem(InboxKey k, Work w) : key(std::move(k)), work(std::move(w)) {}
+  InboxKey key;
+  Work work;
+  InboxOutcome outcome = InboxOutcome::kRan;
+  std::exception_ptr error;  // the work threw (or its commit failed): nothing of it is kept
+};
 
 }  // namespace clutch::mq

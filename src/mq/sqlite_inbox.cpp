@@ -73,9 +73,13 @@ SqliteInbox::SqliteInbox(const std::string& path, std::chrono::milliseconds busy
     begin_ = prepare("BEGIN IMMEDIATE");
     commit_ = prepare("COMMIT");
     rollback_ = prepare("ROLLBACK");
+    savepoint_ = prepare("SAVEPOINT clutch_message");
+    release_ = prepare("RELEASE clutch_message");
+    rollback_to_ = prepare("ROLLBACK TO clutch_message");
     prune_ = prepare("DELETE FROM clutch_inbox WHERE done_at < ?");
   } catch (...) {
-    for (sqlite3_stmt* s : {find_, insert_, prune_, begin_, commit_, rollback_})
+    for (sqlite3_stmt* s :
+         {find_, insert_, prune_, begin_, commit_, rollback_, savepoint_, release_, rollback_to_})
       sql_.sqlite3_finalize(s);
     sql_.sqlite3_close(db_);
     throw;
@@ -83,7 +87,8 @@ SqliteInbox::SqliteInbox(const std::string& path, std::chrono::milliseconds busy
 }
 
 SqliteInbox::~SqliteInbox() {
-  for (sqlite3_stmt* s : {find_, insert_, prune_, begin_, commit_, rollback_})
+  for (sqlite3_stmt* s :
+       {find_, insert_, prune_, begin_, commit_, rollback_, savepoint_, release_, rollback_to_})
     sql_.sqlite3_finalize(s);
   sql_.sqlite3_close(db_);
 }
@@ -112,43 +117,96 @@ bool SqliteInbox::recorded(const InboxKey& key) {
 
 SqliteInbox::Outcome SqliteInbox::run_once(const InboxKey& key,
                                            const std::function<void(sqlite3*)>& work) {
-  // IMMEDIATE: the write lock first, so two workers given the same message (a redelivery racing
-  // the first run) cannot both find it unrecorded; the second waits, then finds the key.
+  Item item{key, work};
+  run_batch({&item, 1}, {});
+  if (item.error) std::rethrow_exception(item.error);
+  return item.outcome;
+}
+
+std::size_t SqliteInbox::run_batch(std::span<Item> items,
+                                   std::chrono::steady_clock::duration budget) {
+  if (items.empty()) return 0;
   // Prepared once: sqlite3_exec would parse them for every message.
   auto step = [&](sqlite3_stmt* s) {
     Reset reset{sql_, s};
     return sql_.sqlite3_step(s) == SQLITE_DONE;
   };
-  if (!step(begin_)) fail("beginning a transaction");
-  bool open = true;
-  auto rollback = [&] {
-    if (open && sql_.sqlite3_get_autocommit(db_) == 0) step(rollback_);
-    open = false;
+  auto error_now = [&](const std::string& doing) {
+    return std::make_exception_ptr(std::runtime_error(
+        fmt::format("inbox: '{}': {}: {}", path_, doing, sql_.sqlite3_errmsg(db_))));
   };
-  try {
+  // IMMEDIATE: the write lock first, so two workers given the same message (a redelivery racing
+  // the first run) cannot both find it unrecorded; the second waits, then finds the key.
+  if (!step(begin_)) fail("beginning a transaction");
+  auto deadline = std::chrono::steady_clock::now() + budget;
+  auto repeats_earlier = [&](std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      const InboxKey &a = items[i].key, &b = items[n].key;
+      if (a.id == b.id && a.queue == b.queue && a.source == b.source) return true;
+    }
+    return false;
+  };
+  // The transaction ended under item n (its handler's COMMIT or ROLLBACK, or SQLite's own
+  // rollback on an error): what the earlier ones ran is kept only if it was committed then.
+  auto ended_at = [&](std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      Item& earlier = items[i];
+      if (earlier.outcome == Outcome::kRan && !earlier.error && !recorded(earlier.key))
+        earlier.error = std::make_exception_ptr(std::runtime_error(
+            "rolled back with another message's transaction (its handler ended it): not done"));
+    }
+    if (!items[n].error)
+      items[n].error = std::make_exception_ptr(std::runtime_error(
+          "the handler ended the inbox's transaction (no BEGIN, COMMIT or ROLLBACK in a "
+          "handler)"));
+    return n + 1;
+  };
+  std::size_t n = 0;
+  for (; n < items.size(); ++n) {
+    if (n > 0 && (std::chrono::steady_clock::now() >= deadline || repeats_earlier(n))) break;
+    Item& item = items[n];
+    item.outcome = Outcome::kRan;
+    item.error = nullptr;
+    if (!step(savepoint_)) {
+      item.error = error_now("beginning a message's savepoint");
+      if (sql_.sqlite3_get_autocommit(db_) != 0) return ended_at(n);
+      continue;
+    }
+    bool recorded_now = false;
     {
+      // Inserted first, ignored if there: one B-tree search tells whether it was recorded and
+      // records it (rolled back with the message's savepoint if the handler fails).
       Reset reset{sql_, insert_};
-      bind_key(sql_, insert_, key);
+      bind_key(sql_, insert_, item.key);
       sql_.sqlite3_bind_int64(insert_, 4, millis_of(std::chrono::system_clock::now()));
-      if (sql_.sqlite3_step(insert_) != SQLITE_DONE) fail("recording a message");
+      if (sql_.sqlite3_step(insert_) == SQLITE_DONE)
+        recorded_now = sql_.sqlite3_changes(db_) > 0;
+      else
+        item.error = error_now("recording a message");
     }
-    if (sql_.sqlite3_changes(db_) == 0) {
-      rollback();
-      return Outcome::kAlreadyDone;
+    if (!item.error && !recorded_now) {
+      item.outcome = Outcome::kAlreadyDone;
+    } else if (!item.error) {
+      try {
+        item.work(db_);
+      } catch (...) {
+        item.error = std::current_exception();
+      }
     }
-    work(db_);
-    if (sql_.sqlite3_get_autocommit(db_) != 0) {
-      open = false;  // whatever it did is done, the key (inserted first) with it
-      throw std::runtime_error(
-          "the handler ended the inbox's transaction (no BEGIN, COMMIT or ROLLBACK in a handler)");
+    if (sql_.sqlite3_get_autocommit(db_) != 0) return ended_at(n);
+    if (item.error) step(rollback_to_);  // this message's writes and key, no one else's
+    if (!step(release_)) {
+      if (!item.error) item.error = error_now("releasing a message's savepoint");
+      if (sql_.sqlite3_get_autocommit(db_) != 0) return ended_at(n);
     }
-    if (!step(commit_)) fail("committing");
-    open = false;
-    return Outcome::kRan;
-  } catch (...) {
-    rollback();
-    throw;
   }
+  if (!step(commit_)) {
+    std::exception_ptr why = error_now("committing");
+    if (sql_.sqlite3_get_autocommit(db_) == 0) step(rollback_);
+    for (std::size_t i = 0; i < n; ++i)
+      if (items[i].outcome == Outcome::kRan && !items[i].error) items[i].error = why;
+  }
+  return n;
 }
 
 std::size_t SqliteInbox::prune(std::chrono::system_clock::time_point before) {

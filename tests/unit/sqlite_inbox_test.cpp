@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <span>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -162,6 +163,91 @@ TEST_F(SqliteInboxTest, TwoConnectionsGivenTheSameMessageAtOnceRunItOnce) {
   for (auto& t : workers) t.join();
   EXPECT_EQ(ran.load(), 50);
   for (int m = 0; m < 50; ++m) EXPECT_EQ(effects("race " + std::to_string(m)), 1) << m;
+}
+
+// Group commit: several messages in one transaction, each in its own savepoint.
+class SqliteInboxBatchTest : public SqliteInboxTest {
+ protected:
+  using Item = SqliteInbox::Item;
+  static Item writing(const std::string& id) {
+    return Item({"sqlite", "orders", id}, [id](sqlite3* db) { write_effect(db, "order " + id); });
+  }
+  static constexpr auto kLong = std::chrono::seconds(10);
+};
+
+TEST_F(SqliteInboxBatchTest, OneThatThrowsRollsBackAloneAndTheOthersCommitTogether) {
+  create_effects_table();
+  SqliteInbox inbox(path_);
+  std::vector<Item> items{writing("1"),
+                          Item({"sqlite", "orders", "2"},
+                               [](sqlite3* db) {
+                                 write_effect(db, "order 2");
+                                 throw std::runtime_error("card declined");
+                               }),
+                          writing("3")};
+  ASSERT_EQ(inbox.run_batch(items, kLong), 3u);
+  EXPECT_FALSE(items[0].error);
+  ASSERT_TRUE(items[1].error);
+  EXPECT_FALSE(items[2].error);
+  EXPECT_EQ(effects("order 1"), 1);
+  EXPECT_EQ(effects("order 2"), 0);  // its write went with its savepoint
+  EXPECT_EQ(effects("order 3"), 1);
+  EXPECT_TRUE(inbox.recorded({"sqlite", "orders", "1"}));
+  EXPECT_FALSE(inbox.recorded({"sqlite", "orders", "2"}));  // its retry runs it
+  EXPECT_TRUE(inbox.recorded({"sqlite", "orders", "3"}));
+  // Handed again (a redelivery): the done ones are not run, the failed one is.
+  std::vector<Item> again{writing("1"), writing("2"), writing("3")};
+  ASSERT_EQ(inbox.run_batch(again, kLong), 3u);
+  EXPECT_EQ(again[0].outcome, SqliteInbox::Outcome::kAlreadyDone);
+  EXPECT_EQ(again[1].outcome, SqliteInbox::Outcome::kRan);
+  EXPECT_EQ(again[2].outcome, SqliteInbox::Outcome::kAlreadyDone);
+  for (const char* id : {"order 1", "order 2", "order 3"}) EXPECT_EQ(effects(id), 1) << id;
+}
+
+TEST_F(SqliteInboxBatchTest, AKeyRepeatedInOneBatchWaitsForTheFirstOnesCommit) {
+  create_effects_table();
+  SqliteInbox inbox(path_);
+  std::vector<Item> items{writing("5"), writing("6"), writing("5")};
+  ASSERT_EQ(inbox.run_batch(items, kLong), 2u);  // stops before the repeat
+  std::span<Item> rest(items.begin() + 2, items.end());
+  ASSERT_EQ(inbox.run_batch(rest, kLong), 1u);
+  EXPECT_EQ(items[2].outcome, SqliteInbox::Outcome::kAlreadyDone);
+  EXPECT_EQ(effects("order 5"), 1);
+}
+
+TEST_F(SqliteInboxBatchTest, AHandlerThatEndsTheTransactionFailsAndTheEarlierOnesKeepTheirFate) {
+  create_effects_table();
+  SqliteInbox inbox(path_);
+  auto ending_with = [](const char* statement) {
+    return Item({"sqlite", "orders", statement}, [statement](sqlite3* db) {
+      sqlite3_exec(db, statement, nullptr, nullptr, nullptr);
+    });
+  };
+  // A ROLLBACK takes the earlier message's writes and key with it: that one fails too.
+  std::vector<Item> items{writing("7"), ending_with("ROLLBACK"), writing("8")};
+  ASSERT_EQ(inbox.run_batch(items, kLong), 2u);
+  EXPECT_TRUE(items[0].error);
+  EXPECT_TRUE(items[1].error);
+  EXPECT_EQ(effects("order 7"), 0);
+  EXPECT_FALSE(inbox.recorded({"sqlite", "orders", "7"}));
+  // A COMMIT made the earlier one's writes and key durable: that one is done.
+  std::vector<Item> more{writing("9"), ending_with("COMMIT")};
+  ASSERT_EQ(inbox.run_batch(more, kLong), 2u);
+  EXPECT_FALSE(more[0].error);
+  EXPECT_TRUE(more[1].error);
+  EXPECT_EQ(effects("order 9"), 1);
+  EXPECT_TRUE(inbox.recorded({"sqlite", "orders", "9"}));
+}
+
+TEST_F(SqliteInboxBatchTest, ABudgetThatHasPassedStillSettlesOneAtATime) {
+  create_effects_table();
+  SqliteInbox inbox(path_);
+  std::vector<Item> items{writing("10"), writing("11")};
+  ASSERT_EQ(inbox.run_batch(items, std::chrono::seconds(0)), 1u);
+  std::span<Item> rest(items.begin() + 1, items.end());
+  ASSERT_EQ(inbox.run_batch(rest, std::chrono::seconds(0)), 1u);
+  EXPECT_EQ(effects("order 10"), 1);
+  EXPECT_EQ(effects("order 11"), 1);
 }
 
 TEST_F(SqliteInboxTest, PruneForgetsOnlyKeysOlderThanTheRetention) {
