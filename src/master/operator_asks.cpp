@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "master/supervisor.hpp"
+#include "messaging/control_ops.hpp"
 
 namespace clutch::master {
 
@@ -24,7 +25,7 @@ void Supervisor::ask(Child& child, nlohmann::json request, ControlServer::Answer
            true);
   });
   asks_.emplace(id, std::move(pending));
-  router_.send_control(child, "ask", request.dump());
+  router_.send_control(child, messaging::kOpAsk, request.dump());
 }
 
 void Supervisor::on_answer(Child& child, std::string_view payload) {

@@ -6,6 +6,7 @@
 
 #include "master/sd_notify.hpp"
 #include "master/supervisor.hpp"
+#include "messaging/control_ops.hpp"
 
 namespace clutch::master {
 
@@ -69,7 +70,7 @@ pid_t Supervisor::take_over_slot(Child& candidate) {
   // The newcomer gets the whole list before it is ready; the others hear of the change.
   router_.announce_members(&candidate);
   announce_members_soon();
-  router_.send_runtime(candidate, "clutch:ready", {});
+  router_.send_runtime(candidate, messaging::kActionReady, {});
   return old;
 }
 

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 
 #include "ipc/shared_payload.hpp"
+#include "messaging/control_ops.hpp"
 
 namespace clutch::master {
 
@@ -17,7 +18,6 @@ using ipc::FrameKind;
 using messaging::Route;
 
 namespace {
-constexpr std::string_view kReservedPrefix = "clutch:";
 
 // Calls fn(header, frame bytes) for each frame in a buffer of whole frames.
 template <typename Fn>
@@ -154,7 +154,7 @@ void Router::route_frame(Child& from, const ipc::FrameView& frame, std::byte* ra
 void Router::route_message(Child& from, const ipc::FrameView& frame, std::byte* raw) {
   const FrameHeader& h = frame.header;
   std::size_t size = h.frame_size();
-  if (frame.action.starts_with(kReservedPrefix)) {
+  if (frame.action.starts_with(messaging::kReservedPrefix)) {
     send_error(from, h.id, frame.action,
                fmt::format("action '{}' is reserved for the clutch runtime", frame.action));
     return;
@@ -540,8 +540,8 @@ void Router::announce_members(Child* only) {
   children_.for_each([&](Child& c) {
     if (c.state != ChildState::kReady && c.state != ChildState::kDraining) return;
     if (only != nullptr && &c != only) return;
-    send_runtime(c, "clutch:members", members);
-    if (!c.is_worker()) send_runtime(c, "clutch:pids", pids);
+    send_runtime(c, messaging::kActionMembers, members);
+    if (!c.is_worker()) send_runtime(c, messaging::kActionPids, pids);
   });
   if (only == nullptr) {
     announced_agent_ = agent;
@@ -572,8 +572,8 @@ void Router::announce_member_changes() {
   bool workers_changed = !joined.empty() || !left.empty();
   children_.for_each([&](Child& c) {
     if (c.state != ChildState::kReady && c.state != ChildState::kDraining) return;
-    send_runtime(c, "clutch:members-delta", delta);
-    if (workers_changed && !c.is_worker()) send_runtime(c, "clutch:pids", pids);
+    send_runtime(c, messaging::kActionMembersDelta, delta);
+    if (workers_changed && !c.is_worker()) send_runtime(c, messaging::kActionPids, pids);
   });
   announced_agent_ = agent;
   announced_workers_ = std::move(workers);

@@ -22,11 +22,13 @@
 #include "common/log.hpp"
 #include "common/signals.hpp"
 #include "master/cpu_count.hpp"
+#include "master/guarded_loop.hpp"
 #include "master/pid_file.hpp"
 #include "master/proc_stats.hpp"
 #include "master/sd_notify.hpp"
 #include "master/spawner.hpp"
 #include "master/sticky.hpp"
+#include "messaging/control_ops.hpp"
 #include "runtime/process_hygiene.hpp"
 
 namespace clutch::master {
@@ -205,7 +207,17 @@ int Supervisor::run() {
     handshake_with_old_master();  // the agent starts once the old one has stopped
   else
     spawn(agent_slot_);
-  io_.run();
+  int escapes = run_guarded(io_, [this](std::string_view what, int) {
+    // The stop may already be under way (begin_stop ignores a second ask); the exit code says
+    // what happened either way.
+    begin_stop(kExitInternalError, "internal error: " + std::string(what));
+    exit_code_ = kExitInternalError;
+  });
+  if (escapes > 0 && children_.size() > 0) {
+    spdlog::critical("master: the stop kept failing: killing the children");
+    force_stop();
+    exit_code_ = kExitInternalError;
+  }
   if (!config_.pid_file.empty()) remove_pid_file_if_ours(config_.pid_file, pid_);
   return exit_code_;
 }
@@ -514,30 +526,30 @@ Child* Supervisor::spawn(Slot& slot, bool reload_candidate) {
 }
 
 void Supervisor::on_control(Child& child, std::string_view op, std::string_view payload) {
-  if (op == "ready") {
+  if (op == messaging::kOpReady) {
     if (child.state == ChildState::kStarting) on_ready(child);
-  } else if (op == "fatal") {
+  } else if (op == messaging::kOpFatal) {
     child.fatal_error = std::string(payload);
     spdlog::error("{} failed: {}", child.describe(), payload);
-  } else if (op == "metrics") {
+  } else if (op == messaging::kOpMetrics) {
     std::string error;
     std::string slot = child.is_worker() ? std::to_string(child.slot) : "agent";
     if (!app_metrics_.update(child.pid, std::string(clutch::to_string(child.role)), slot, payload,
                              error)) {
       spdlog::warn("{} sent metrics the master cannot read ({}): ignored", child.describe(), error);
     }
-  } else if (op == "answer") {
+  } else if (op == messaging::kOpAnswer) {
     on_answer(child, payload);
-  } else if (op == "beat") {
+  } else if (op == messaging::kOpBeat) {
     // Liveness only: the batch it came in already updated last_seen.
-  } else if (op == "draining") {
+  } else if (op == messaging::kOpDraining) {
     if (child.state != ChildState::kGone) {
       bool was_ready = child.state == ChildState::kReady;
       child.state = ChildState::kDraining;
       router_.targets_changed();
       // In order after every frame already routed to it: once the child reads this, nothing
       // but broadcasts will come.
-      router_.send_control(child, "drain-ok");
+      router_.send_control(child, messaging::kOpDrainOk);
       if (was_ready && phase_ == Phase::kRunning) announce_members_soon();
       // A child that drains on its own (its own stop, an uncaught exception) has as long to
       // exit as one the master asked: a drain that never ends would hold its slot for good.
@@ -587,7 +599,7 @@ void Supervisor::on_ready(Child& child) {
       // loop turn (64 workers coming up must not mean 64 x 65 announcements).
       router_.announce_members(&child);
       announce_members_soon();
-      router_.send_runtime(child, "clutch:ready", {});
+      router_.send_runtime(child, messaging::kActionReady, {});
       spdlog::info("{} ready (replacement)", child.describe());
       check_scale_done();
       if (child.role == Role::kAgent && !agent_restart_reason_.empty()) {
@@ -619,7 +631,7 @@ void Supervisor::maybe_cluster_ready() {
   std::vector<pid_t> workers;
   children_.for_each([&](Child& c) {
     if (c.is_worker()) workers.push_back(c.pid);
-    router_.send_runtime(c, "clutch:ready", {});
+    router_.send_runtime(c, messaging::kActionReady, {});
   });
   std::cout << fmt::format(
                    "{} ready in {} ms: master {}, agent {}, workers [{}], listening on {}{}{}",

@@ -26,11 +26,12 @@
 namespace clutch::master {
 
 // Exit codes of the master (documented in docs/OPERATIONS.md).
-inline constexpr int kExitOk = 0;            // stopped gracefully
-inline constexpr int kExitStartFailed = 1;   // a child or the listening socket failed the start
-inline constexpr int kExitUsage = 2;         // bad command line or configuration
-inline constexpr int kExitForced = 3;        // a second SIGTERM/SIGINT stopped it at once
-inline constexpr int kExitRestartLimit = 1;  // a slot died more than max_restarts times
+inline constexpr int kExitOk = 0;              // stopped gracefully
+inline constexpr int kExitStartFailed = 1;     // a child or the listening socket failed the start
+inline constexpr int kExitUsage = 2;           // bad command line or configuration
+inline constexpr int kExitForced = 3;          // a second SIGTERM/SIGINT stopped it at once
+inline constexpr int kExitRestartLimit = 1;    // a slot died more than max_restarts times
+inline constexpr int kExitInternalError = 70;  // a bug of clutch's escaped the loop (EX_SOFTWARE)
 
 // "exited with code 3", "was killed by signal 9 (Killed)".
 std::string exit_description(int status);

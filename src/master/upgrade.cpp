@@ -8,7 +8,7 @@
 //
 //   old master                         new master
 //   fork + exec  ---------------------> take sockets, load config
-//                <--------------------- "prepared"
+//                <--------------------- "version 1", "prepared"
 //   stop the agent
 //   "go"         --------------------->  start agent, then workers
 //                <--------------------- "ready"   (and serves control and metrics)
@@ -21,6 +21,8 @@
 #include <asio/read_until.hpp>
 
 #include <cstring>
+#include <string>
+#include <string_view>
 
 #include "master/inherited_sockets.hpp"
 #include "master/sd_notify.hpp"
@@ -30,6 +32,15 @@ extern char** environ;
 
 namespace clutch::master {
 namespace {
+
+// The hand-over's lines. The new master names its protocol's version before "prepared"; a
+// master older than that line sends none and speaks version 1's lines, so it is taken as 1.
+// Another version fails the upgrade, naming both (stop and start the service instead).
+constexpr int kUpgradeProtocol = 1;
+constexpr std::string_view kLineVersion = "version ";
+constexpr std::string_view kLinePrepared = "prepared";
+constexpr std::string_view kLineGo = "go";
+constexpr std::string_view kLineReady = "ready";
 
 void send_line(int fd, std::string_view line) {
   std::string text = std::string(line) + "\n";
@@ -140,11 +151,18 @@ void Supervisor::read_upgrade_channel() {
         std::string line(asio::buffers_begin(upgrade_.input->data()),
                          asio::buffers_begin(upgrade_.input->data()) + static_cast<long>(n) - 1);
         upgrade_.input->consume(n);
-        if (line == "prepared") {
+        if (line.starts_with(kLineVersion)) {
+          std::string_view version = std::string_view(line).substr(kLineVersion.size());
+          if (version != std::to_string(kUpgradeProtocol))
+            return upgrade_failed(fmt::format(
+                "the new binary speaks upgrade protocol {}, this master {}: stop and start the "
+                "service instead",
+                version, kUpgradeProtocol));
+        } else if (line == kLinePrepared) {
           for (auto& w : upgrade_.waiters)
             w({{"progress", "new master prepared; stopping the agent"}}, false);
           stop_agent_for_upgrade();
-        } else if (line == "ready") {
+        } else if (line == kLineReady) {
           return upgrade_succeeded();
         }
         read_upgrade_channel();
@@ -167,7 +185,7 @@ void Supervisor::upgrade_agent_gone() {
   upgrade_.go_sent = true;
   for (auto& w : upgrade_.waiters)
     w({{"progress", "agent stopped; the new master starts its agent and workers"}}, false);
-  send_line(upgrade_.channel->native_handle(), "go");
+  send_line(upgrade_.channel->native_handle(), kLineGo);
 }
 
 void Supervisor::upgrade_succeeded() {
@@ -221,7 +239,9 @@ void Supervisor::handshake_with_old_master() {
   old_master_ = std::make_unique<asio::local::stream_protocol::socket>(io_);
   old_master_->assign(asio::local::stream_protocol(), inherited_.upgrade);
   inherited_.upgrade = -1;
-  send_line(old_master_->native_handle(), "prepared");
+  send_line(old_master_->native_handle(),
+            std::string(kLineVersion) + std::to_string(kUpgradeProtocol));
+  send_line(old_master_->native_handle(), kLinePrepared);
   old_master_input_ = std::make_unique<asio::streambuf>(4096);
   asio::async_read_until(*old_master_, *old_master_input_, '\n',
                          [this](const asio::error_code& ec, std::size_t) {
@@ -249,7 +269,7 @@ void Supervisor::take_over_from_old_master() {
 
 void Supervisor::tell_old_master_ready() {
   if (!old_master_) return;
-  send_line(old_master_->native_handle(), "ready");
+  send_line(old_master_->native_handle(), kLineReady);
   asio::error_code ignored;
   old_master_->close(ignored);
   old_master_.reset();

@@ -11,12 +11,14 @@
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
+#include <set>
 #include <system_error>
 
 #include "common/child_exit_codes.hpp"
 #include "common/config_keys.hpp"
 #include "common/log.hpp"
 #include "ipc/channel.hpp"
+#include "messaging/control_ops.hpp"
 #include "runtime/hang_report.hpp"
 #include "runtime/messenger_client.hpp"
 #include "runtime/metrics_access.hpp"
@@ -126,9 +128,16 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
       "Messages handed to this process's handlers (counted by the receiver).");
   // An operator's question (clutchctl jobs, queue ...), answered by the feature that registered it.
   messenger->on_master_control = [&](std::string_view op, std::string_view payload) {
-    if (op != "ask") return;
-    context->operator_commands().handle(
-        payload, [&](std::string answer) { messenger->send_control("answer", answer); });
+    if (op != messaging::kOpAsk) {
+      // A master of another version, or a bug: said once per op, never silently dropped.
+      static std::set<std::string, std::less<>> told;
+      if (told.emplace(op).second)
+        spdlog::warn("the master sent an unknown control frame '{}': ignored", op);
+      return;
+    }
+    context->operator_commands().handle(payload, [&](std::string answer) {
+      messenger->send_control(messaging::kOpAnswer, answer);
+    });
   };
 
   // The master orchestrates stops: SIGTERM starts this process's drain. SIGINT and SIGQUIT are
@@ -159,18 +168,18 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
   } catch (const std::exception& e) {
     spdlog::error("setup failed: {}", e.what());
     context->stop_after_failed_setup(config.kill_timeout);
-    messenger->send_control("fatal", e.what());
+    messenger->send_control(messaging::kOpFatal, e.what());
     channel->flush_blocking_and_close();
     // A declaration the setup could not use (a bad queue URL, a database that does not exist, a
     // table of another shape): the master's start fails as for a bad configuration, with exit 2.
     return dynamic_cast<const ConfigError*>(&e) != nullptr ? kExitBadSetup : 1;
   } catch (...) {
     context->stop_after_failed_setup(config.kill_timeout);
-    messenger->send_control("fatal", "setup threw a non-standard exception");
+    messenger->send_control(messaging::kOpFatal, "setup threw a non-standard exception");
     channel->flush_blocking_and_close();
     return 1;
   }
-  messenger->send_control("ready");
+  messenger->send_control(messaging::kOpReady);
   // One line per start, as gunicorn's "Booting worker": the log shows every process's life.
   spdlog::info("set up{}", id.replacement ? " (a replacement)" : "");
   MetricsReporter reporter(*context, *messenger, config.max_message_size);
@@ -178,7 +187,7 @@ int child_main(const std::string& app_name, const Setup& agent_setup, const Setu
   context->before_exit = [&] { reporter.report(); };
   // Liveness for the master's hang detection: a loop that stops turning stops beating.
   Heartbeat heartbeat(io, heartbeat_interval(config.hang_timeout),
-                      [&] { messenger->send_control("beat"); });
+                      [&] { messenger->send_control(messaging::kOpBeat); });
   if (config.hang_timeout.count() > 0) heartbeat.start();
   channel->start([&](const ipc::FrameView& frame, std::byte*) { messenger->handle_frame(frame); },
                  [&](const std::string& reason, bool protocol_error) {

@@ -3,6 +3,7 @@
 #include "runtime/uncaught.hpp"
 
 #include "ipc/shared_payload.hpp"
+#include "messaging/control_ops.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -116,7 +117,7 @@ MessengerClient::MessengerClient(asio::io_context& io, std::shared_ptr<ipc::Chan
 
 uint64_t MessengerClient::send(Route route, int target_pid, std::string_view action,
                                std::string_view data, uint8_t flags, std::string_view key) {
-  if (action.starts_with("clutch:") ||
+  if (action.starts_with(messaging::kReservedPrefix) ||
       (!reserved_allowed() && (action.starts_with("schedule:") || action.starts_with("mq:")))) {
     throw MessengerError(fmt::format("action '{}' is reserved for the clutch runtime", action));
   }
@@ -378,11 +379,11 @@ void MessengerClient::handle_frame(const ipc::FrameView& frame) {
   switch (h.kind) {
     case FrameKind::kMessage:
       if (from_master(h)) {
-        if (frame.action == "clutch:ready") {
+        if (frame.action == messaging::kActionReady) {
           if (on_cluster_ready) on_cluster_ready();
-        } else if (frame.action == "clutch:members") {
+        } else if (frame.action == messaging::kActionMembers) {
           apply_members(frame.payload);
-        } else if (frame.action == "clutch:members-delta") {
+        } else if (frame.action == messaging::kActionMembersDelta) {
           apply_member_changes(frame.payload);
           break;  // the runtime's own bookkeeping: no user handler sees it
         }
@@ -435,7 +436,7 @@ void MessengerClient::handle_frame(const ipc::FrameView& frame) {
         payload_pool_.give_back(messaging::parse_count(frame.payload));
       } else if (frame.action == messaging::kPayloadTaken) {
         channel_->release_held_bytes(messaging::parse_count(frame.payload));
-      } else if (frame.action == "drain-ok") {
+      } else if (frame.action == messaging::kOpDrainOk) {
         if (on_drain_ok) on_drain_ok();
       } else if (on_master_control) {
         on_master_control(frame.action, frame.payload);
@@ -460,7 +461,7 @@ void MessengerClient::dispatch(const ipc::FrameView& frame) {
     if (state) {
       state->answer(false, fmt::format("no handler for '{}' in {} {}", frame.action,
                                        to_string(role_), getpid()));
-    } else if (!frame.action.starts_with("clutch:") &&
+    } else if (!frame.action.starts_with(messaging::kReservedPrefix) &&
                warned_unhandled_.emplace(std::string(frame.action), true).second) {
       spdlog::warn("no handler for message '{}' (further ones are not logged)", frame.action);
     }

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <string>
 
+#include "messaging/control_ops.hpp"
 #include "runtime/messenger_client.hpp"
 #include "runtime/metrics_access.hpp"
 #include "runtime/process_context.hpp"
@@ -36,7 +37,7 @@ class MetricsReporter {
       warned_ = true;
       return;
     }
-    messenger_.send_control("metrics", now);
+    messenger_.send_control(messaging::kOpMetrics, now);
     last_ = std::move(now);
   }
 

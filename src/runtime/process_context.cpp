@@ -4,6 +4,7 @@
 #include <unistd.h>
 #include <asio/post.hpp>
 
+#include "messaging/control_ops.hpp"
 #include "runtime/uncaught.hpp"
 
 namespace clutch::runtime {
@@ -92,7 +93,7 @@ void ProcessContext::begin_stop(std::function<void(int)> exit) {
   exit_ = std::move(exit);
   spdlog::debug("stopping: waiting for the master to confirm the drain");
   messenger_->on_drain_ok = [this] { after_drain_ok(); };
-  messenger_->send_control("draining");
+  messenger_->send_control(messaging::kOpDraining);
 }
 
 void ProcessContext::after_drain_ok() {
