@@ -101,8 +101,9 @@ const std::vector<Key>& keys() {
       {"workers",
        [](Config& c, std::string_view v, const auto& fail) {
          auto n = parse_unsigned(v);
-         if (!n || *n > 1024)
-           fail("expected a number of workers from 0 (one per usable CPU) to 1024");
+         if (!n || *n > kMaxWorkers)
+           fail(fmt::format("expected a number of workers from 0 (one per usable CPU) to {}",
+                            kMaxWorkers));
          c.workers = static_cast<unsigned>(*n);
        },
        [](const Config& c) { return std::to_string(c.workers); }, ValueKind::kNumber},

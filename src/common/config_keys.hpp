@@ -11,6 +11,9 @@
 
 namespace clutch {
 
+// The most workers a cluster runs: the workers key's bound, and scale's (clutchctl, dashboard).
+inline constexpr unsigned kMaxWorkers = 1024;
+
 // Sets `key` from its text form; throws ConfigError naming the key, the source and the value.
 void apply_config_value(Config& config, std::string_view key, std::string_view value,
                         std::string_view source);

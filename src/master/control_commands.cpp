@@ -45,6 +45,11 @@ void Supervisor::open_control_socket() {
   spdlog::warn("control socket not opened ({}): clutchctl cannot reach this cluster", error);
 }
 
+Activity Supervisor::activity() const {
+  return {phase_ == Phase::kRunning, cluster_state(), reload_.active, scale_.timer != nullptr,
+          upgrade_.pid != 0};
+}
+
 std::string Supervisor::cluster_state() const {
   switch (phase_) {
     case Phase::kStarting:
@@ -130,12 +135,8 @@ void Supervisor::on_control_request(const nlohmann::json& request, ControlServer
   if (cmd == "status") return answer(status_json(), true);
   if (cmd == "ping") return answer({{"ok", true}}, true);
   if (cmd == "reload") {
-    if (phase_ != Phase::kRunning || reload_.active) {
-      return answer({{"ok", false},
-                     {"error", reload_.active ? "a reload is already in progress"
-                                              : "the cluster is " + cluster_state()}},
-                    true);
-    }
+    if (std::string refused = refusal(activity()); !refused.empty())
+      return answer({{"ok", false}, {"error", refused}}, true);
     reload_waiters_.push_back(answer);
     reload("clutchctl reload");
     return;
@@ -175,11 +176,8 @@ void Supervisor::on_control_request(const nlohmann::json& request, ControlServer
       return answer({{"ok", false}, {"error", "scale needs \"workers\": N or \"delta\": +-N"}},
                     true);
     }
-    if (target < 1 || target > 1024) {
-      return answer({{"ok", false},
-                     {"error", fmt::format("cannot scale to {} workers: from 1 to 1024", target)}},
-                    true);
-    }
+    if (std::string refused = scale_target_refusal(target); !refused.empty())
+      return answer({{"ok", false}, {"error", refused}}, true);
     return scale(static_cast<std::size_t>(target), std::move(answer));
   }
   answer({{"ok", false},
@@ -192,11 +190,8 @@ void Supervisor::on_control_request(const nlohmann::json& request, ControlServer
 }
 
 void Supervisor::scale(std::size_t workers, ControlServer::Answer answer) {
-  std::string refused;
-  if (phase_ != Phase::kRunning) refused = "the cluster is " + cluster_state();
-  if (reload_.active) refused = "a reload is in progress";
-  if (scale_.timer) refused = "a scale is in progress";
-  if (config_.reuse_port && workers > slot_listen_fds_.size()) {
+  std::string refused = refusal(activity());
+  if (refused.empty() && config_.reuse_port && workers > slot_listen_fds_.size()) {
     refused = fmt::format(
         "with reuse_port the cluster cannot grow past the {} sockets bound at "
         "start",
@@ -250,9 +245,7 @@ void Supervisor::restart(const nlohmann::json& request, ControlServer::Answer an
     if (index >= 0 && index < static_cast<long long>(worker_slots_.size()))
       child = children_.find(worker_slots_[static_cast<std::size_t>(index)].current);
   }
-  std::string refused;
-  if (phase_ != Phase::kRunning) refused = "the cluster is " + cluster_state();
-  if (reload_.active) refused = "a reload is in progress";
+  std::string refused = refusal(activity());
   if (refused.empty() && (child == nullptr || child->state != ChildState::kReady ||
                           child->reload_candidate || slot_of(*child).retired)) {
     refused = "no ready process there (give a worker slot, 'agent' or a pid of the cluster)";

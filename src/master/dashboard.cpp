@@ -289,8 +289,7 @@ MetricsServer::Page Supervisor::dashboard_action(const MetricsServer::Request& r
     return MetricsServer::Page{202, "application/json", what.dump()};
   };
   if (request.path == "/api/reload") {
-    if (phase_ != Phase::kRunning || reload_.active || upgrade_.pid != 0)
-      return refuse(409, "the cluster is " + cluster_state());
+    if (std::string refused = refusal(activity()); !refused.empty()) return refuse(409, refused);
     reload("dashboard");
     return accepted({{"started", "reload"}});
   }
@@ -298,8 +297,9 @@ MetricsServer::Page Supervisor::dashboard_action(const MetricsServer::Request& r
     long long delta = 0;
     if (request.query.rfind("delta=", 0) == 0) delta = std::atoll(request.query.c_str() + 6);
     long long target = static_cast<long long>(worker_slots_.size()) + delta;
-    if (delta == 0 || target < 1 || target > 1024)
-      return refuse(400, "scale takes ?delta=N, to between 1 and 1024 workers");
+    if (delta == 0) return refuse(400, "scale takes ?delta=N (N not 0)");
+    if (std::string refused = scale_target_refusal(target); !refused.empty())
+      return refuse(400, refused);
     // A refusal is answered at once, an accepted scale when it is done (logged, not waited for).
     auto outcome = std::make_shared<nlohmann::json>();
     scale(static_cast<std::size_t>(target),

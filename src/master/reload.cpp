@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "master/admission.hpp"
 #include "master/sd_notify.hpp"
 #include "master/supervisor.hpp"
 #include "messaging/control_ops.hpp"
@@ -11,13 +12,9 @@
 namespace clutch::master {
 
 void Supervisor::reload(const std::string& why) {
-  if (phase_ != Phase::kRunning) {
-    spdlog::warn("reload ({}) refused: the cluster is {}", why,
-                 phase_ == Phase::kStarting ? "still starting" : "stopping");
-    return;
-  }
-  if (reload_.active) {
-    spdlog::warn("reload ({}) refused: a reload is already in progress", why);
+  // SIGHUP, clutchctl and the dashboard alike (they answer with the same refusal first).
+  if (std::string refused = refusal(activity()); !refused.empty()) {
+    spdlog::warn("reload ({}) refused: {}", why, refused);
     return;
   }
   reload_ = ReloadState{true, 0, false, Clock::now(), reload_.generation + 1};

@@ -19,6 +19,7 @@
 
 #include "common/child_exit_codes.hpp"
 #include "common/config_keys.hpp"
+#include "common/credentials.hpp"
 #include "common/log.hpp"
 #include "common/signals.hpp"
 #include "master/cpu_count.hpp"
@@ -29,7 +30,6 @@
 #include "master/spawner.hpp"
 #include "master/sticky.hpp"
 #include "messaging/control_ops.hpp"
-#include "runtime/process_hygiene.hpp"
 
 namespace clutch::master {
 std::string exit_description(int status) {
@@ -150,11 +150,11 @@ int Supervisor::run() {
     try {
       // Fail here, not in each child: an unknown user, or a log_dir the user cannot write (the
       // master checked it as root; the children would fall back to stderr, unseen).
-      auto who = runtime::resolve_credentials(config_.user, config_.group);
+      auto who = resolve_credentials(config_.user, config_.group);
       if (!config_.log_dir.empty()) {
-        std::string refused = runtime::first_unwritable_as(
-            who, {fmt::format("{}/{}.agent.log", config_.log_dir, app_name_),
-                  fmt::format("{}/{}.worker.log", config_.log_dir, app_name_)});
+        std::string refused =
+            first_unwritable_as(who, {fmt::format("{}/{}.agent.log", config_.log_dir, app_name_),
+                                      fmt::format("{}/{}.worker.log", config_.log_dir, app_name_)});
         if (!refused.empty())
           throw ConfigError(
               fmt::format("log_dir: user '{}' cannot write {}", config_.user, refused));

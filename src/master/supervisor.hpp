@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "clutch/config.hpp"
+#include "master/admission.hpp"
 #include "master/child.hpp"
 #include "master/control_server.hpp"
 #include "master/inherited_sockets.hpp"
@@ -107,6 +108,8 @@ class Supervisor {
   void fail_asks(pid_t pid, const std::string& why);
   void ask_agent(const nlohmann::json& request, ControlServer::Answer answer);
   std::string cluster_state() const;
+  // What the operations' admission rule needs (master/admission.hpp).
+  Activity activity() const;
   void scale(std::size_t workers, ControlServer::Answer answer);
   void remove_retired_slots();
   // Membership to every process at the end of this loop turn (coalesces a burst of changes), or

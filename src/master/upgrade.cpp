@@ -58,12 +58,7 @@ void Supervisor::wait_upgrade_signal() {
 }
 
 void Supervisor::upgrade(ControlServer::Answer answer) {
-  std::string refused;
-  if (phase_ != Phase::kRunning) refused = "the cluster is " + cluster_state();
-  if (reload_.active) refused = "a reload is in progress";
-  if (scale_.timer) refused = "a scale is in progress";
-  if (upgrade_.pid != 0) refused = "an upgrade is in progress";
-  if (!refused.empty()) {
+  if (std::string refused = refusal(activity()); !refused.empty()) {
     spdlog::warn("upgrade refused: {}", refused);
     if (answer) answer({{"ok", false}, {"error", refused}}, true);
     return;

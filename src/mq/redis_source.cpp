@@ -17,6 +17,7 @@
 #include "clutch/config.hpp"
 #include "common/hiredis_api.hpp"
 #include "common/host_name.hpp"
+#include "common/redis_connection.hpp"
 #include "mq/url_query.hpp"
 
 namespace clutch::mq {
@@ -47,29 +48,18 @@ RedisUrl parse_redis_url(const std::string& url) {
     return ConfigError(fmt::format(
         "mq: bad Redis URL '{}': {} (expected redis://HOST:PORT/STREAM?group=G)", url, why));
   };
-  constexpr std::string_view kScheme = "redis://";
-  if (url.rfind(kScheme, 0) != 0) throw fail("it must start with redis://");
-  std::string_view rest = std::string_view(url).substr(kScheme.size());
-  std::size_t slash = rest.find('/');
-  if (slash == std::string_view::npos) throw fail("no stream name after the address");
-  std::string_view address = rest.substr(0, slash), path = rest.substr(slash + 1), query;
+  RedisEndpoint where;
+  std::string_view path;
+  if (std::string why = parse_redis_endpoint(url, where, path); !why.empty()) throw fail(why);
+  std::string_view query;
   if (auto q = path.find('?'); q != std::string_view::npos) {
     query = path.substr(q + 1);
     path = path.substr(0, q);
   }
+  if (path.empty()) throw fail("no stream name after the address");
   RedisUrl out;
-  std::size_t colon = address.rfind(':');
-  out.host = std::string(address.substr(0, colon));
-  if (colon != std::string_view::npos) {
-    std::string_view port = address.substr(colon + 1);
-    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), out.port);
-    if (ec != std::errc{} || end != port.data() + port.size() || out.port <= 0 ||
-        out.port > 65535) {
-      throw fail(fmt::format("bad port '{}'", port));
-    }
-  }
-  if (out.host.empty()) throw fail("no host");
-  if (path.empty()) throw fail("no stream name");
+  out.host = std::move(where.host);
+  out.port = where.port;
   out.stream = std::string(path);
   if (auto g = query_value(query, "group"); !g.empty()) out.group = g;
   out.consumer = query_value(query, "consumer");
@@ -100,10 +90,10 @@ void RedisSource::connect() {
           fmt::format("redis {}:{}: not connected; waiting to reconnect", url_.host, url_.port));
     }
     if (!non_blocking_) {
+      std::string why;
       redisContext* c =
-          redis_.redisConnectWithTimeout(url_.host.c_str(), url_.port, kConnectTimeout);
-      if (c == nullptr || c->err != 0)
-        connect_failed(c, c != nullptr ? c->errstr : "out of memory");
+          redis_connect_blocking(redis_, {url_.host, url_.port}, kConnectTimeout, why);
+      if (c == nullptr) connect_failed(nullptr, why);
       return connected(c);
     }
     connecting_ = redis_.redisConnectNonBlock(url_.host.c_str(), url_.port);

@@ -16,6 +16,7 @@
 
 #include "common/child_exit_codes.hpp"
 #include "common/config_keys.hpp"
+#include "common/credentials.hpp"
 #include "common/log.hpp"
 #include "ipc/channel.hpp"
 #include "messaging/control_ops.hpp"

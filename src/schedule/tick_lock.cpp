@@ -6,63 +6,25 @@
 
 #include "clutch/config.hpp"
 #include "common/hiredis_api.hpp"
-#include "mq/redis_source.hpp"
 
 namespace clutch::schedule {
 
-TickLock::TickLock(const std::string& url) : redis_(hiredis()) {
-  // The queue's URL parser, with a stream name it ignores: one syntax for every Redis URL.
-  std::string with_stream = url;
-  auto after_scheme = url.find("://");
-  if (after_scheme == std::string::npos || url.rfind("redis://", 0) != 0)
-    throw ConfigError(fmt::format("lock_url '{}': expected redis://HOST:PORT", url));
-  if (url.find('/', after_scheme + 3) == std::string::npos) with_stream += "/ticks";
-  mq::RedisUrl parsed = mq::parse_redis_url(with_stream);
-  host_ = parsed.host;
-  port_ = parsed.port;
+namespace {
+
+RedisEndpoint lock_endpoint(const std::string& url) {
+  RedisEndpoint where;
+  std::string_view rest;  // a path or query is ignored
+  if (std::string why = parse_redis_endpoint(url, where, rest); !why.empty())
+    throw ConfigError(fmt::format("lock_url '{}': {} (expected redis://HOST:PORT)", url, why));
+  return where;
 }
 
-TickLock::~TickLock() {
-  if (ctx_ != nullptr) redis_.redisFree(ctx_);
-}
+}  // namespace
 
-std::unique_ptr<redisReply, void (*)(void*)> TickLock::command(
-    std::initializer_list<std::string_view> argv, std::string& error) {
-  std::unique_ptr<redisReply, void (*)(void*)> none(nullptr, redis_.freeReplyObject);
-  timeval timeout{0, 500'000};
-  std::vector<const char*> args;
-  std::vector<std::size_t> lengths;
-  for (auto a : argv) {
-    args.push_back(a.data());
-    lengths.push_back(a.size());
-  }
-  for (int attempt = 0; attempt < 2; ++attempt) {  // a stale connection gets one fresh try
-    if (ctx_ == nullptr) {
-      ctx_ = redis_.redisConnectWithTimeout(host_.c_str(), port_, timeout);
-      if (ctx_ == nullptr || ctx_->err != 0) {
-        error = fmt::format("redis {}:{}: {}", host_, port_, ctx_ ? ctx_->errstr : "no memory");
-        if (ctx_ != nullptr) redis_.redisFree(ctx_);
-        ctx_ = nullptr;
-        return none;
-      }
-      redis_.redisSetTimeout(ctx_, timeout);
-    }
-    auto* reply = static_cast<redisReply*>(
-        redis_.redisCommandArgv(ctx_, static_cast<int>(args.size()), args.data(), lengths.data()));
-    if (reply == nullptr) {
-      error = fmt::format("redis {}:{}: {}", host_, port_, ctx_->errstr);
-      redis_.redisFree(ctx_);
-      ctx_ = nullptr;
-      continue;
-    }
-    if (reply->type == REDIS_REPLY_ERROR) {
-      error = std::string(reply->str, reply->len);
-      redis_.freeReplyObject(reply);
-      return none;
-    }
-    return {reply, redis_.freeReplyObject};
-  }
-  return none;
+TickLock::TickLock(const std::string& url) : redis_(lock_endpoint(url), timeval{0, 500'000}) {}
+
+RedisReplyPtr TickLock::command(std::initializer_list<std::string_view> argv, std::string& error) {
+  return redis_.command(argv, error);
 }
 
 namespace {

@@ -19,11 +19,7 @@
 #include <string_view>
 #include <vector>
 
-struct redisContext;
-struct redisReply;
-namespace clutch {
-struct HiredisApi;
-}
+#include "common/redis_connection.hpp"
 
 namespace clutch::schedule {
 
@@ -31,7 +27,6 @@ class TickLock {
  public:
   // `url`: redis://HOST:PORT (a path or query is ignored). Throws ConfigError for a bad URL.
   explicit TickLock(const std::string& url);
-  ~TickLock();
   TickLock(const TickLock&) = delete;
   TickLock& operator=(const TickLock&) = delete;
 
@@ -67,15 +62,11 @@ class TickLock {
   }
 
  private:
-  // One command, connecting first if needed; a stale connection gets one fresh try. Returns
-  // nullptr (with `error` set) if the broker cannot be reached or answers with an error.
-  std::unique_ptr<redisReply, void (*)(void*)> command(std::initializer_list<std::string_view> argv,
-                                                       std::string& error);
+  // One command, bounded by 500 ms (common/redis_connection.hpp). nullptr (with `error` set) if
+  // the broker cannot be reached or answers with an error.
+  RedisReplyPtr command(std::initializer_list<std::string_view> argv, std::string& error);
 
-  const HiredisApi& redis_;  // loaded by the first Redis connection (common/hiredis_api.hpp)
-  std::string host_;
-  int port_ = 6379;
-  redisContext* ctx_ = nullptr;
+  BlockingRedis redis_;
 };
 
 }  // namespace clutch::schedule

@@ -107,6 +107,20 @@ class Cluster:
         out = [json.loads(line) for line in lines if line]
         return [e for e in out if ev is None or e["ev"] == ev]
 
+    def mark(self, pids, timeout=30):
+        """A proof event (probe with PROBE_MARKS=1): the agent broadcasts a new mark through the
+        master and this returns once each of `pids` has logged it. The channels are FIFO, so
+        whatever the master had sent those processes before is handled by then: an absence
+        (no duplicate, no second ready) is proven by the mark, not by a sleep."""
+        self._marks = getattr(self, "_marks", 0) + 1
+        n = self._marks
+        request = self.log_path + ".mark"
+        with open(request + ".tmp", "w") as f:
+            f.write(str(n))
+        os.replace(request + ".tmp", request)  # the agent never reads half a number
+        wait_for(lambda: {e["pid"] for e in self.events("mark") if e["n"] == n} >= set(pids),
+                 timeout, f"mark {n} at pids {sorted(pids)}")
+
     def stderr(self):
         return "\n".join(self.stderr_lines)
 

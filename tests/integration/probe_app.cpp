@@ -60,6 +60,9 @@ void common_setup(clutch::Context& ctx) {
                          action, role_of(ctx), m.sender().pid, clutch::to_string(m.sender().role)));
     });
   }
+  ctx.messenger().on("probe:mark", [](const clutch::Message& m) {
+    record(fmt::format(R"("ev":"mark","n":{})", m.data()));
+  });
   ctx.messenger().on_error([](const clutch::DeliveryError& e) {
     record(fmt::format(R"("ev":"delivery-error","action":"{}")", e.action));
   });
@@ -170,6 +173,23 @@ void agent_setup(clutch::Context& ctx) {
   });
   static std::vector<clutch::Deferred> never_answered;
   m.on("ask-never", [](const clutch::Message& msg) { never_answered.push_back(msg.defer()); });
+  if (env("PROBE_MARKS") == "1") {
+    // A test's proof event (Cluster.mark): the test writes a number into PROBE_LOG.mark, and the
+    // agent broadcasts it through the master; every process logs it. The channels are FIFO, so
+    // whatever the master sent a process before the mark was handled before the mark is logged:
+    // a test proves that no duplicate came without sleeping in the hope it would show.
+    auto last = std::make_shared<long>(0);
+    ctx.set_interval(std::chrono::milliseconds(20), [&ctx, last] {
+      std::FILE* f = std::fopen((env("PROBE_LOG") + ".mark").c_str(), "r");
+      if (f == nullptr) return;
+      long n = 0;
+      if (std::fscanf(f, "%ld", &n) == 1 && n > *last) {
+        *last = n;
+        ctx.messenger().broadcast("probe:mark", std::to_string(n));
+      }
+      std::fclose(f);
+    });
+  }
   std::string scenario = env("PROBE_SCENARIO");
   int count = env_int("PROBE_COUNT", 10000);
   if (scenario == "early") {

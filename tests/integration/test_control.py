@@ -5,6 +5,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import re
 import socket
 import stat
@@ -119,6 +120,34 @@ class Control(ClusterTest):
         workers = [p for p in json.loads(ctl(c, "status", "--json").stdout)["processes"] if p["role"] == "worker"]
         self.assertEqual(len(workers), 1)
         self.assertIn("(scaled down)", c.stderr())
+
+    def test_while_a_scale_runs_every_entry_point_refuses_the_others_alike(self):
+        # Issue 24: SIGHUP and clutchctl reload once ignored a running scale or upgrade, and the
+        # dashboard refused with another reason. One rule now, naming the operation in progress.
+        flag = os.path.join(tempfile.mkdtemp(prefix="clutch-admit-"), "hang")
+        self.addCleanup(lambda: os.path.exists(flag) and os.remove(flag))
+        c = self.start(workers=1, env={"PROBE_HANG_ROLE": "worker", "PROBE_HANG_FLAG": flag},
+                       args=("-s", "startup_timeout=60s", "-s", "kill_timeout=2s"))
+        c.wait_ready()
+        open(flag, "w").close()  # the added worker's setup hangs: the scale stays in progress
+        scale = subprocess.Popen([CLUTCHCTL, "scale", "2", "--socket", control_path(c)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        def finish_scale():
+            if scale.poll() is None:
+                scale.kill()
+            scale.communicate()
+        self.addCleanup(finish_scale)
+        wait_for(lambda: c.events("hang"), 30, "the added worker to hang in its setup")
+        for args in (("reload",), ("restart", "0"), ("scale", "3"), ("upgrade",)):
+            r = ctl(c, *args)
+            self.assertEqual(r.returncode, 1, (args, r.stdout))
+            self.assertIn("a scale is in progress", r.stderr, args)
+        c.signal(signal.SIGHUP)
+        wait_for(lambda: "reload (SIGHUP) refused: a scale is in progress" in c.stderr(), 10,
+                 "the SIGHUP to be refused")
+        self.assertNotIn("reload 1 (", c.stderr())
+        c.signal(signal.SIGTERM)
+        self.assertEqual(c.wait_exit(timeout=30), 0)
 
     def test_reload_reports_progress_and_a_failed_reload_exits_1_with_the_old_workers_serving(self):
         flag = os.path.join(tempfile.mkdtemp(prefix="clutch-reload-"), "fail")

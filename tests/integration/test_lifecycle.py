@@ -14,11 +14,12 @@ class Lifecycle(ClusterTest):
         return self.start(**kw)
 
     def test_every_process_gets_ready_exactly_once(self):
-        c = self.cluster(workers=4)
+        c = self.cluster(workers=4, env={"PROBE_MARKS": "1"})
         ready = c.wait_ready()
         self.assertEqual(len(ready["workers"]), 4)
         wait_for(lambda: len(c.events("ready")) >= 5, 10, "5 ready events")
-        time.sleep(0.3)  # a duplicate would arrive by now
+        # A second ready the master sent any of them would be handled before this mark.
+        c.mark([ready["agent"], *ready["workers"]])
         counts = collections.Counter(e["pid"] for e in c.events("ready"))
         self.assertEqual(set(counts), {ready["agent"], *ready["workers"]})
         self.assertTrue(all(n == 1 for n in counts.values()), counts)
@@ -122,12 +123,14 @@ class Lifecycle(ClusterTest):
             wait_for(lambda: not alive(pid), 2, f"pid {pid} to die")
 
     def test_sighup_reloads_the_master_and_is_ignored_by_children(self):
-        c = self.cluster(workers=2)
+        c = self.cluster(workers=2, env={"PROBE_MARKS": "1"})
         ready = c.wait_ready()
         children = [ready["agent"], *ready["workers"]]
         for pid in children:
             os.kill(pid, signal.SIGHUP)  # e.g. a terminal hang-up reaching the process group
-        time.sleep(0.3)
+        # Each child handles a message after the signal was sent (a signal is delivered before
+        # the process next returns from the kernel): one the hang-up killed would not.
+        c.mark(children)
         self.assertTrue(all(alive(p) for p in children))
         c.signal(signal.SIGHUP)
         wait_for(lambda: "reload 1 complete" in c.stderr(), 20, "the reload")

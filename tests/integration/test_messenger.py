@@ -16,10 +16,13 @@ class Messenger(ClusterTest):
         return self.start(**kw)
 
     def test_send_random_reaches_exactly_one_worker_each_time(self):
-        c = self.cluster(workers=4, env={"PROBE_SCENARIO": "random", "PROBE_COUNT": "10000"})
+        c = self.cluster(workers=4, env={"PROBE_SCENARIO": "random", "PROBE_COUNT": "10000",
+                                         "PROBE_MARKS": "1"})
         ready = c.wait_ready()
         wait_for(lambda: len(c.events("handled")) >= 10000, 60, "10,000 handled messages")
-        time.sleep(0.3)  # a duplicate would show by now
+        # The agent sent every message before the mark: a second delivery of any would reach its
+        # worker before the mark does.
+        c.mark(ready["workers"])
         handled = c.events("handled")
         by_id = collections.Counter(e["id"] for e in handled)
         self.assertEqual(set(by_id), set(range(10000)))
@@ -70,11 +73,12 @@ class Messenger(ClusterTest):
         wait_for(lambda: received(hung) == total - refused, 30, "the hung worker to catch up once resumed")
 
     def test_each_route_reaches_exactly_the_processes_of_the_table(self):
-        c = self.cluster(workers=3, env={"PROBE_SCENARIO": "routes"})
+        c = self.cluster(workers=3, env={"PROBE_SCENARIO": "routes", "PROBE_MARKS": "1"})
         ready = c.wait_ready()
         agent, workers = ready["agent"], ready["workers"]
         wait_for(lambda: c.events("delivery-error"), 10, "the unknown-pid error")
-        time.sleep(0.5)
+        # Every route's message was sent before the mark, so any copy too many arrives before it.
+        c.mark([agent, *workers])
         got = collections.defaultdict(list)
         for e in c.events("got"):
             got[e["action"]].append(e["pid"])
@@ -192,8 +196,9 @@ class Messenger(ClusterTest):
         os.kill(slot0, signal.SIGKILL)
         wait_for(lambda: len(c.events("crash-at-start")) >= 5, 20, "five crash-looping starts")
         handled_before = len(c.events("handled"))
-        time.sleep(1.0)
-        self.assertGreater(len(c.events("handled")), handled_before + 5, "the other workers stopped serving")
+        # The agent sends a message every 50 ms: the other workers keep handling them.
+        wait_for(lambda: len(c.events("handled")) > handled_before + 5, 20,
+                 "the other workers to keep serving")
         delays = [int(m) for m in __import__("re").findall(r"restarting in (\d+) ms", c.stderr())]
         self.assertGreaterEqual(len(delays), 4)
         self.assertEqual(delays[:4], sorted(delays[:4]), c.stderr())

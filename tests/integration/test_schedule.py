@@ -83,15 +83,17 @@ class Schedule(ClusterTest):
         self.assertNotEqual(runs_of_1[0], first["pid"])
 
     def test_immediate_runs_once_at_ready_and_disabled_never(self):
-        c = self.cluster("immediate,disabled", workers=2)
+        c = self.cluster("immediate,disabled", workers=2, env={"PROBE_MARKS": "1"})
         wait_for(lambda: self.runs(c, "immediate"), 5, "the immediate run")
-        time.sleep(0.5)
+        # The agent fires immediate jobs at ready, before it sends this mark: a second run would
+        # reach its worker first.
+        c.mark(c.ready["workers"])
         self.assertEqual(len(self.runs(c, "immediate")), 1)
         self.assertEqual(self.runs(c, "disabled"), [])
         # A restarted agent does not fire immediate jobs again.
         os.kill(c.ready["agent"], signal.SIGKILL)
         wait_for(lambda: len([e for e in c.events("ready") if e["role"] == "agent"]) == 2, 10, "a new agent")
-        time.sleep(0.5)
+        c.mark(c.ready["workers"])  # sent by the new agent, after its ready
         self.assertEqual(len(self.runs(c, "immediate")), 1)
         self.assertIn("immediate jobs do not run again", c.stderr())
 
