@@ -286,26 +286,31 @@ std::shared_ptr<ExactlyOnceRunner> ExactlyOnceRunner::open(Context& ctx, const s
 
 ExactlyOnceRunner::~ExactlyOnceRunner() = default;
 
-InboxOutcome ExactlyOnceRunner::run(const InboxKey& key,
-                                    const std::function<void(Transaction&)>& work) {
-  InboxOutcome outcome;
+namespace {
+
+// An unreachable inbox becomes the worker's error that the agent recognises by its prefix: it
+// holds the message for a later offer without counting an attempt.
+template <typename Call>
+auto as_worker_error(Call&& call) -> decltype(call()) {
   try {
-    outcome = inbox_->run_once(key, work);
+    return call();
   } catch (const InboxUnavailable& e) {
     throw std::runtime_error(std::string(kInboxUnavailablePrefix) + e.what());
   }
+}
+
+}  // namespace
+
+InboxOutcome ExactlyOnceRunner::run(const InboxKey& key,
+                                    const std::function<void(Transaction&)>& work) {
+  InboxOutcome outcome = as_worker_error([&] { return inbox_->run_once(key, work); });
   if (outcome == InboxOutcome::kRan) relay_->relay(inbox_->take_staged());
   return outcome;
 }
 
 std::size_t ExactlyOnceRunner::run_batch(std::span<Item> items,
                                          std::chrono::steady_clock::duration budget) {
-  std::size_t n;
-  try {
-    n = inbox_->run_batch(items, budget);
-  } catch (const InboxUnavailable& e) {
-    throw std::runtime_error(std::string(kInboxUnavailablePrefix) + e.what());
-  }
+  std::size_t n = as_worker_error([&] { return inbox_->run_batch(items, budget); });
   relay_->relay(inbox_->take_staged());
   return n;
 }
