@@ -9,6 +9,7 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include "mq/ask_thread.hpp"
 
@@ -43,7 +44,24 @@ struct Shared {
   std::size_t pending = 0, dead_letters = 0;
   int64_t oldest_age_ms = -1;
   bool stopping = false, finished = false;
+  // The caller asked for held acks to go out (flush). Done after the next read rather than as a
+  // command before it: a read carries the acks the source holds (PostgreSQL's claim deletes
+  // them in the same statement, Redis pipelines them with XREADGROUP), so a flush that meets a
+  // read costs no statement of its own; without a read it goes at once.
+  bool flush_wanted = false;
 };
+
+void flush_inner(Shared& s, std::unique_lock<std::mutex>& lock) {
+  lock.unlock();
+  try {
+    s.inner->flush();
+  } catch (const QueueUnavailable&) {
+    // Reconnecting: the source keeps its acks for the next connection.
+  } catch (const std::exception& e) {
+    spdlog::error("mq: {}", e.what());
+  }
+  lock.lock();
+}
 
 void run(const std::shared_ptr<Shared>& shared) {
   Shared& s = *shared;
@@ -51,7 +69,9 @@ void run(const std::shared_ptr<Shared>& shared) {
   std::unique_lock lock(s.mutex);
   while (true) {
     auto wants_read = [&] { return !s.dry && s.ready.size() < s.target; };
-    s.work.wait_for(lock, 200ms, [&] { return s.stopping || !s.commands.empty() || wants_read(); });
+    s.work.wait_for(lock, 200ms, [&] {
+      return s.stopping || !s.commands.empty() || s.flush_wanted || wants_read();
+    });
     // Commands first, in order: acks travel before the next read asks for more.
     while (!s.commands.empty()) {
       auto command = std::move(s.commands.front());
@@ -68,7 +88,11 @@ void run(const std::shared_ptr<Shared>& shared) {
       ++s.ran;
       s.progress.notify_all();
     }
-    if (s.stopping) break;
+    bool flush = std::exchange(s.flush_wanted, false);
+    if (s.stopping) {
+      if (flush) flush_inner(s, lock);
+      break;
+    }
     if (wants_read()) {
       // Whole batches, even when the caller's last fetch took only what its window still had
       // room for: a read costs the broker about the same for 20 entries as for 256.
@@ -92,6 +116,7 @@ void run(const std::shared_ptr<Shared>& shared) {
       }
       if (!error.empty()) s.error = std::move(error);
     }
+    if (flush) flush_inner(s, lock);  // after the read: only what it did not carry
     if (std::chrono::steady_clock::now() >= next_figures) {
       next_figures = std::chrono::steady_clock::now() + kFiguresEvery;
       lock.unlock();
@@ -190,9 +215,19 @@ class OffLoopSource final : public MessageSource {
     });
   }
   void flush() override {
-    post([](MessageSource& s) { s.flush(); });
+    {
+      std::lock_guard lock(shared_->mutex);
+      shared_->flush_wanted = true;
+    }
+    shared_->work.notify_one();
   }
   void close() override {
+    bool flush;
+    {
+      std::lock_guard lock(shared_->mutex);
+      flush = std::exchange(shared_->flush_wanted, false);
+    }
+    if (flush) post([](MessageSource& s) { s.flush(); });  // the acks go before the close
     post([](MessageSource& s) { s.close(); });
     std::unique_lock lock(shared_->mutex);
     uint64_t target = shared_->posted;

@@ -36,13 +36,14 @@ struct Statement {
 };
 constexpr Statement kStatements[] = {
     // The gathered acks ($4) travel with the claim: one round trip per batch. (The claim cannot
-    // see the acked rows either way: they are leased.)
+    // see the acked rows either way: they are leased.) The scan starts after id $5 (see
+    // mq/claim_cursor.hpp), and reads the clock once (an InitPlan), not once per row it passes.
     {"clutch_q_fetch",
      "WITH acked AS (DELETE FROM {0} WHERE id = ANY($4::bigint[])), c AS (SELECT id FROM {0} "
-     "WHERE visible_at <= {1} ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) UPDATE {0} t SET "
-     "visible_at = {1} + $2, leased_by = $3 FROM c WHERE t.id = c.id RETURNING t.id, t.body, "
-     "t.attempts",
-     4},
+     "WHERE id > $5 AND visible_at <= (SELECT {1}) ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) "
+     "UPDATE {0} t SET visible_at = {1} + $2, leased_by = $3 FROM c WHERE t.id = c.id RETURNING "
+     "t.id, t.body, t.attempts",
+     5},
     {"clutch_q_ack", "DELETE FROM {0} WHERE id = ANY($1::bigint[])", 1},
     {"clutch_q_retry",
      "UPDATE {0} SET visible_at = {1} + $2, attempts = attempts + 1, last_error = $3, leased_by = "
@@ -169,6 +170,7 @@ void PostgresSource::connect() {
   if (was_connected_) spdlog::info("mq: postgres queue '{}': reconnected", shown_);
   was_connected_ = true;
   maybe_more_ = true;  // what came while away notified no one
+  cursor_.rescan();    // nor did what other instances released meanwhile
   announced_ = false;
 }
 
@@ -296,6 +298,7 @@ std::vector<QueueMessage> PostgresSource::fetch(std::size_t max) {
     // under the same master held is visible again at once rather than after its lease.
     run("clutch_q_recover", {&consumer_}, "recovering messages in flight");
     recover_ = false;
+    cursor_.rescan();
   }
   auto now = Clock::now();
   bool notified = notified_.exchange(false);
@@ -308,14 +311,17 @@ std::vector<QueueMessage> PostgresSource::fetch(std::size_t max) {
   std::string limit = std::to_string(max);
   std::string lease = std::to_string(visibility_timeout_.count());
   std::string acks = id_array(unsent_acks_);
-  Result r = run("clutch_q_fetch", {&limit, &lease, &consumer_, &acks}, "fetching", true);
+  std::string after = std::to_string(cursor_.next_start(now));
+  Result r = run("clutch_q_fetch", {&limit, &lease, &consumer_, &acks, &after}, "fetching", true);
   unsent_acks_.clear();
   std::vector<QueueMessage> out;
   int rows = pq_.PQntuples(r.get());
   out.reserve(static_cast<std::size_t>(rows));
   for (int i = 0; i < rows; ++i) {
     QueueMessage m;
-    m.id = std::to_string(pg_int8(pq_, r.get(), i, 0));
+    std::int64_t id = pg_int8(pq_, r.get(), i, 0);
+    cursor_.claimed(id);
+    m.id = std::to_string(id);
     m.body = pg_bytes(pq_, r.get(), i, 1);
     m.attempts = pg_int4(pq_, r.get(), i, 2);
     out.push_back(std::move(m));
@@ -354,11 +360,13 @@ void PostgresSource::retry(const QueueMessage& m, std::chrono::milliseconds dela
   std::string after = std::to_string(delay.count()), why(error);
   run("clutch_q_retry", {&m.id, &after, &why, &consumer_}, "scheduling a retry");
   next_look_ = std::min(next_look_, Clock::now() + delay);
+  cursor_.rescan_by(Clock::now() + delay);
 }
 
 void PostgresSource::release(const QueueMessage& m) {
   run("clutch_q_release", {&m.id, &consumer_}, "releasing");
   maybe_more_ = true;
+  cursor_.rescan();
 }
 
 void PostgresSource::dead_letter(const QueueMessage& m, std::string_view error) {
@@ -410,6 +418,7 @@ void PostgresSource::keep_alive() {
       spdlog::warn("mq: postgres queue '{}': took over {} message(s) of consumers silent for {} s",
                    shown_, taken, kSilentFor.count() / 1000);
       maybe_more_ = true;
+      cursor_.rescan();
     }
   } catch (const QueueUnavailable&) {
     // Reconnecting: fetch reports it.

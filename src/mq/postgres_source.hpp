@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "clutch/mq.hpp"
+#include "mq/claim_cursor.hpp"
 #include "mq/postgres_url.hpp"
 
 typedef struct pg_conn PGconn;
@@ -115,6 +116,9 @@ class PostgresSource final : public MessageSource {
   std::atomic<bool> notified_{true};
   bool maybe_more_ = true;
   std::chrono::steady_clock::time_point next_look_{};
+  // Where the next claim starts: past this consumer's own leases, from the start at least as
+  // often as a consumer that heard nothing looks (kLookEvery; mq/claim_cursor.hpp).
+  ClaimCursor cursor_{std::chrono::seconds(1)};
 };
 
 }  // namespace clutch::mq
