@@ -37,6 +37,18 @@ struct Config {
   // worker is made ready first, then the old one drains (no request fails); the agent is
   // restarted. Read from /proc once a second. 0, the default, sets no limit.
   std::size_t max_rss = 0;
+  // A worker that has served this many HTTP requests is replaced gracefully, as over max_rss
+  // (gunicorn's max_requests: what a slow leak or fragmentation cannot outgrow). Each worker's
+  // own limit is max_requests plus a random 0..max_requests_jitter, so that workers started
+  // together are not all replaced at once. Judged from the worker's once-a-second report. 0, the
+  // default, sets no limit.
+  uint64_t max_requests = 0;
+  uint64_t max_requests_jitter = 0;
+  // On SIGTERM, SIGINT or a graceful clutchctl stop: /readyz answers 503 at once while the
+  // workers keep serving for this long, so that a load balancer stops sending new requests
+  // before the workers stop accepting; then the stop proceeds as usual. A second signal ends
+  // the grace early. 0, the default, stops at once.
+  std::chrono::milliseconds drain_grace{0};
   // A child that dies younger than this is crashing: its restarts back off exponentially.
   std::chrono::milliseconds min_uptime{1000};
   std::chrono::milliseconds restart_backoff_initial{100};

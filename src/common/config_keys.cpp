@@ -61,6 +61,17 @@ Key bool_key(std::string name, bool Config::*field) {
              ValueKind::kBool};
 }
 
+// A count of at most 10^12, 0 meaning off; `example` says what is expected.
+Key count_key(std::string name, uint64_t Config::*field, std::string example) {
+  return Key{name,
+             [field, example](Config& c, std::string_view v, const auto& fail) {
+               auto n = parse_unsigned(v);
+               if (!n || *n > 1'000'000'000'000) fail("expected " + example);
+               c.*field = *n;
+             },
+             [field](const Config& c) { return std::to_string(c.*field); }, ValueKind::kNumber};
+}
+
 Key size_key(std::string name, std::size_t Config::*field, uint64_t min, uint64_t max) {
   return Key{
       name,
@@ -92,7 +103,11 @@ Key optional_duration_key(std::string name, std::chrono::milliseconds Config::*f
                }
                c.*field = *d;
              },
-             [field](const Config& c) { return std::to_string((c.*field).count()) + "ms"; },
+             // "off" for 0: "0ms" would read back as a duration under the minimum.
+             [field](const Config& c) {
+               auto ms = (c.*field).count();
+               return ms == 0 ? std::string("off") : std::to_string(ms) + "ms";
+             },
              ValueKind::kOptionalDuration};
 }
 
@@ -146,6 +161,11 @@ const std::vector<Key>& keys() {
        },
        [](const Config& c) { return std::to_string(c.max_message_size); }},
       size_key("max_rss", &Config::max_rss, 0, uint64_t{1} << 44),
+      count_key("max_requests", &Config::max_requests,
+                "a request count such as 10000 (0: no limit)"),
+      count_key("max_requests_jitter", &Config::max_requests_jitter,
+                "a request count such as 500 (0: none)"),
+      optional_duration_key("drain_grace", &Config::drain_grace),
       size_key("http_max_header_size", &Config::http_max_header_size, 1024, uint64_t{1} << 24),
       size_key("http_max_body_size", &Config::http_max_body_size, 0, uint64_t{1} << 40),
       duration_key("http_read_timeout", &Config::http_read_timeout),
@@ -245,6 +265,10 @@ void validate_config(const Config& c) {
     throw ConfigError(
         fmt::format("config: restart_backoff_max ({} ms) is below restart_backoff_initial ({} ms)",
                     c.restart_backoff_max.count(), c.restart_backoff_initial.count()));
+  }
+  if (c.max_requests_jitter > 0 && c.max_requests == 0) {
+    throw ConfigError(
+        "config: max_requests_jitter needs max_requests (the jitter spreads that limit)");
   }
 }
 

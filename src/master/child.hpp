@@ -40,6 +40,8 @@ struct Child {
       false;  // started to take over a slot (a reload or a replacement), not ready
   // Started to replace the slot's process on its own (over max_rss), not by a rolling reload.
   std::string replacing_because;
+  // A worker's max_requests with its jitter, drawn at its spawn (0: no limit).
+  uint64_t request_limit = 0;
   bool refusing = false;  // messages for it are refused (its queue is full); logged once
   bool hung = false;      // its loop stopped turning: being killed
   Clock::time_point

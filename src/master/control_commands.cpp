@@ -46,8 +46,8 @@ void Supervisor::open_control_socket() {
 }
 
 Activity Supervisor::activity() const {
-  return {phase_ == Phase::kRunning, cluster_state(), reload_.active, scale_.timer != nullptr,
-          upgrade_.pid != 0};
+  return {phase_ == Phase::kRunning && !draining_for_balancers_, cluster_state(), reload_.active,
+          scale_.timer != nullptr, upgrade_.pid != 0};
 }
 
 std::string Supervisor::cluster_state() const {
@@ -59,6 +59,7 @@ std::string Supervisor::cluster_state() const {
     case Phase::kRunning:
       break;
   }
+  if (draining_for_balancers_) return "draining";
   if (upgrade_.pid != 0) return "upgrading";
   if (reload_.active) return "reloading";
   if (scale_.timer) return "scaling";
@@ -154,7 +155,7 @@ void Supervisor::on_control_request(const nlohmann::json& request, ControlServer
       phase_ = Phase::kStopping;
       force_stop();
     } else {
-      begin_stop(kExitOk, "clutchctl stop");
+      stop_after_grace(kExitOk, "clutchctl stop");
     }
     return;
   }

@@ -43,7 +43,8 @@ std::string Supervisor::metrics_text() {
   m.family("clutch_cluster_ready", "gauge", "1 when every process is ready and none is crashing.");
   m.sample("clutch_cluster_ready", state == "ready" ? 1 : 0);
   m.family("clutch_cluster_state", "gauge", "The cluster's state, 1 for the current one.");
-  for (const char* s : {"starting", "ready", "degraded", "reloading", "scaling", "stopping"})
+  for (const char* s : {"starting", "ready", "degraded", "reloading", "scaling", "upgrading",
+                        "draining", "stopping"})
     m.sample("clutch_cluster_state", state == s ? 1 : 0, {{"state", s}});
   m.family("clutch_reload_generation", "gauge", "Rolling reloads started since the master began.");
   m.sample("clutch_reload_generation", reload_.generation);

@@ -99,6 +99,7 @@ Supervisor::Supervisor(asio::io_context& io, Config config, std::string app_name
       announce_timer_(io),
       memory_timer_(io),
       watchdog_timer_(io),
+      grace_timer_(io),
       control_(io,
                [this](const nlohmann::json& request, ControlServer::Answer answer) {
                  on_control_request(request, std::move(answer));
@@ -302,7 +303,7 @@ void Supervisor::wait_signals() {
       spdlog::warn("second {} during the graceful stop: stopping now", strsignal(sig));
       force_stop();
     } else {
-      begin_stop(exit_code_, fmt::format("received {}", strsignal(sig)));
+      stop_after_grace(exit_code_, fmt::format("received {}", strsignal(sig)));
     }
     wait_signals();
   });
@@ -486,6 +487,7 @@ Child* Supervisor::spawn(Slot& slot, bool reload_candidate) {
   child->kill_timer = std::make_unique<asio::steady_timer>(io_);
   child->stable_timer = std::make_unique<asio::steady_timer>(io_);
   child->reload_candidate = reload_candidate;
+  if (slot.role == Role::kWorker) child->request_limit = draw_request_limit();
   Child& c = children_.add(std::move(child));
   // A reload candidate takes the slot only once it is ready.
   if (!reload_candidate) slot.current = c.pid;
@@ -537,6 +539,8 @@ void Supervisor::on_control(Child& child, std::string_view op, std::string_view 
     if (!app_metrics_.update(child.pid, std::string(clutch::to_string(child.role)), slot, payload,
                              error)) {
       spdlog::warn("{} sent metrics the master cannot read ({}): ignored", child.describe(), error);
+    } else {
+      check_request_limit(child);
     }
   } else if (op == messaging::kOpAnswer) {
     on_answer(child, payload);
@@ -812,6 +816,29 @@ void Supervisor::give_up(const Slot& slot, const std::string& last) {
   spdlog::error("{}", why);
   std::cerr << fmt::format("{}: {}", app_name_, why) << std::endl;
   begin_stop(kExitRestartLimit, "restart limit reached");
+}
+
+void Supervisor::stop_after_grace(int exit_code, const std::string& why) {
+  if (phase_ != Phase::kRunning || config_.drain_grace.count() == 0)
+    return begin_stop(exit_code, why);
+  if (draining_for_balancers_) {
+    spdlog::info("stopping ({}) during drain_grace: the stop begins now", why);
+    grace_timer_.cancel();
+    return begin_stop(exit_code, why);
+  }
+  // Load balancers poll /readyz: it says 503 from now on, while the workers go on serving what
+  // still comes (requests already routed here, clients that resolved this host before).
+  draining_for_balancers_ = true;
+  spdlog::info(
+      "stopping ({}): /readyz answers 503 and the workers keep serving for drain_grace ({} ms), "
+      "then the stop begins",
+      why, config_.drain_grace.count());
+  notify("STOPPING=1\nSTATUS=draining for load balancers");
+  grace_timer_.expires_after(config_.drain_grace);
+  grace_timer_.async_wait([this, exit_code, why](const asio::error_code& ec) {
+    if (ec || phase_ != Phase::kRunning) return;
+    begin_stop(exit_code, why);
+  });
 }
 
 void Supervisor::begin_stop(int exit_code, const std::string& why) {

@@ -83,8 +83,14 @@ class Supervisor {
   // A child whose channel has held an unfinished frame past the limit: killed, its work
   // redelivered.
   void on_incomplete_frame(Child& child, Millis limit, Millis coarse_now);
-  // Once a second with max_rss set: a child over it is replaced gracefully (memory_watch.cpp).
+  // Recycling (recycling.cpp). Once a second with max_rss set: a child over it is replaced
+  // gracefully. With max_requests set, each worker's own limit is drawn at its spawn and judged
+  // at each of its metrics reports.
   void watch_memory();
+  uint64_t draw_request_limit();
+  void check_request_limit(Child& child);
+  // Ready, the slot's own process, nothing else replacing it, no reload running.
+  bool may_recycle(Child& child);
   // WATCHDOG=1 to systemd at half its watchdog period while the loop turns.
   void feed_watchdog(std::chrono::microseconds every);
   void replace_gracefully(Child& child, const std::string& why);
@@ -143,6 +149,8 @@ class Supervisor {
                   int exit_code = kExitStartFailed);
   // A slot spent its max_restarts: stop everything and exit 1, naming the slot and its last error.
   void give_up(const Slot& slot, const std::string& last);
+  // A graceful stop asked for (signal, clutchctl): after drain_grace if set, else at once.
+  void stop_after_grace(int exit_code, const std::string& why);
   void begin_stop(int exit_code, const std::string& why);
   // A reaped child's group: SIGTERM now, SIGKILL after kill_timeout if anything is left in it.
   void end_group(pid_t pgid);
@@ -220,7 +228,9 @@ class Supervisor {
   Phase phase_ = Phase::kStarting;
   int exit_code_ = kExitOk;
   asio::signal_set stop_signals_, hangup_signal_, child_signals_, reopen_signal_, upgrade_signal_;
-  asio::steady_timer hang_timer_, announce_timer_, memory_timer_, watchdog_timer_;
+  asio::steady_timer hang_timer_, announce_timer_, memory_timer_, watchdog_timer_, grace_timer_;
+  // drain_grace: asked to stop, /readyz says 503 while the workers keep serving.
+  bool draining_for_balancers_ = false;
   // Process groups of reaped children that still have members (what the child started): sent
   // SIGTERM at the reap, SIGKILLed at their deadline (kill_timeout later) unless empty by then.
   std::map<pid_t, Clock::time_point> lingering_groups_;

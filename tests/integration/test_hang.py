@@ -11,6 +11,18 @@ HANG = ("-s", "hang_timeout=1s")
 
 
 class Hang(ClusterTest):
+    def test_detection_off_starts_and_serves(self):
+        # "0 turns the check off": the children read the master's config back, and a 0 once came
+        # back as "0ms", under the minimum, so every child aborted at start.
+        c = self.start(workers=1, env={"PROBE_HTTP": "1"},
+                       args=("-s", "hang_timeout=0", "-s", "http_handler_timeout=0"))
+        ready = c.wait_ready()
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{ready['port']}/", timeout=10) as r:
+            self.assertEqual(r.status, 200)
+        c.signal(signal.SIGTERM)
+        self.assertEqual(c.wait_exit(), 0)
+
     def test_a_stopped_worker_is_named_and_replaced(self):
         c = self.start(workers=2, args=HANG)
         ready = c.wait_ready()

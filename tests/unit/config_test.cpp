@@ -186,6 +186,27 @@ TEST(Config, BadValuesNameTheKeyAndTheSource) {
   EXPECT_NE(e.find("restart_backoff_max"), std::string::npos) << e;
 }
 
+TEST(Config, RecyclingAndDrainKeysTakeTheirValuesAndNameTheKeyWhenWrong) {
+  Config c =
+      load({"-s", "max_requests=10000", "-s", "max_requests_jitter=500", "-s", "drain_grace=5s"});
+  EXPECT_EQ(c.max_requests, 10000u);
+  EXPECT_EQ(c.max_requests_jitter, 500u);
+  EXPECT_EQ(c.drain_grace, std::chrono::seconds(5));
+  EXPECT_EQ(load({}).drain_grace.count(), 0);  // off by default: a stop begins at once
+  EXPECT_EQ(load({"-s", "drain_grace=off"}).drain_grace.count(), 0);
+  for (auto [flag, key] :
+       {std::pair{"max_requests=-1", "max_requests"},
+        std::pair{"max_requests=many", "max_requests"},
+        std::pair{"max_requests_jitter=1.5", "max_requests_jitter"},
+        std::pair{"drain_grace=5", "drain_grace"}, std::pair{"drain_grace=later", "drain_grace"}}) {
+    std::string e = error_of({"-s", flag});
+    EXPECT_NE(e.find(key), std::string::npos) << flag << ": " << e;
+  }
+  EXPECT_NE(error_of({"-s", "max_requests=1000000000001"}).find("max_requests"), std::string::npos);
+  std::string e = error_of({"-s", "max_requests_jitter=50"});
+  EXPECT_NE(e.find("max_requests_jitter needs max_requests"), std::string::npos) << e;
+}
+
 TEST(Config, SerializedConfigReadsBackEqual) {
   Config c;
   c.workers = 4;
@@ -193,7 +214,17 @@ TEST(Config, SerializedConfigReadsBackEqual) {
   c.port = 1234;
   c.kill_timeout = milliseconds(1500);
   c.max_message_size = 1 << 20;
+  // Keys whose 0 means off (children read the master's config back: "0ms" once failed them).
+  c.hang_timeout = milliseconds(0);
+  c.http_handler_timeout = milliseconds(0);
+  c.max_requests = 5000;
+  c.drain_grace = milliseconds(2500);
   Config back = deserialize_config(serialize_config(c));
+  EXPECT_EQ(back.hang_timeout.count(), 0);
+  EXPECT_EQ(back.http_handler_timeout.count(), 0);
+  EXPECT_EQ(back.max_requests, 5000u);
+  EXPECT_EQ(back.drain_grace, milliseconds(2500));
+  EXPECT_EQ(deserialize_config(serialize_config(Config{})).drain_grace.count(), 0);
   EXPECT_EQ(back.workers, 4u);
   EXPECT_EQ(back.host, "0.0.0.0");
   EXPECT_EQ(back.port, 1234);
