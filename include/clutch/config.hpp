@@ -67,6 +67,12 @@ struct Config {
   std::chrono::milliseconds http_idle_timeout{60000};
   std::chrono::milliseconds http_handler_timeout{60000};  // 0: none
   std::chrono::milliseconds http_write_timeout{60000};
+  // Load shedding, per worker, off by default: a request that waited longer than this before
+  // its handler could start (X-Request-Start from the proxy, else from when the worker took the
+  // connection or read the request's first byte) is answered 503 with Retry-After at once; so is
+  // one that finds http_max_in_flight requests already with the worker's handlers.
+  std::chrono::milliseconds http_max_queue_time{0};
+  uint64_t http_max_in_flight = 0;
   // Upper bounds of clutch_http_request_duration_seconds, in microseconds: from 50 us, so that a
   // fast handler's p99 reads as what it is rather than as the first bucket.
   std::vector<uint64_t> http_duration_buckets_us = {

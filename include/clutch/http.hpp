@@ -125,6 +125,10 @@ struct ServerOptions {
   // from the open-file limit (the soft RLIMIT_NOFILE less 64 for the process's own files, up to
   // 10,000), so a worker never runs out of descriptors from connections alone.
   std::size_t max_connections = 0;
+  // Load shedding (config http_max_queue_time, http_max_in_flight): 503 with Retry-After at
+  // once, the handler not run. 0: off.
+  std::chrono::milliseconds max_queue_time{0};
+  std::size_t max_in_flight = 0;
 
   // The options the cluster's config sets (http_read_timeout, http_max_body_size, ...).
   static ServerOptions from_config(const Config& config);

@@ -172,6 +172,9 @@ const std::vector<Key>& keys() {
       duration_key("http_idle_timeout", &Config::http_idle_timeout),
       optional_duration_key("http_handler_timeout", &Config::http_handler_timeout),
       duration_key("http_write_timeout", &Config::http_write_timeout),
+      optional_duration_key("http_max_queue_time", &Config::http_max_queue_time),
+      count_key("http_max_in_flight", &Config::http_max_in_flight,
+                "a request count such as 256 (0: no limit)"),
       {"http_duration_buckets",
        [](Config& c, std::string_view v, const auto& fail) {
          auto bounds = parse_microsecond_list(v);

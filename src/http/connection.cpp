@@ -8,6 +8,8 @@
 #include <cctype>
 #include <string_view>
 
+#include "http/queue_time.hpp"
+
 namespace clutch::http {
 namespace {
 constexpr std::size_t kReadSize = 16 * 1024;
@@ -58,6 +60,7 @@ Connection::~Connection() {
 }
 
 void Connection::start() {
+  accepted_at_ = std::chrono::steady_clock::now();
   arm_timer(options_.read_timeout, Deadline::kRead);
   read_more();
 }
@@ -103,6 +106,7 @@ void Connection::handler_timed_out() {
     current_->sent = true;
     current_->deliver = nullptr;
     current_.reset();
+    settle_in_flight();
   }
   fail(options_.handler_timeout_status);
 }
@@ -168,6 +172,8 @@ int Connection::on_message_begin(llhttp_t* p) {
   Connection* c = self_of(p);
   c->current_ = std::make_shared<ExchangeState>();
   c->request_started_ = true;
+  c->request_began_ = c->first_request_ ? c->accepted_at_ : std::chrono::steady_clock::now();
+  c->first_request_ = false;
   c->header_bytes_ = 0;
   c->header_field_.clear();
   c->header_value_.clear();
@@ -322,6 +328,7 @@ void Connection::dispatch() {
     if (auto c = weak.lock()) c->deliver(s);
   };
   Exchange exchange(state);
+  if (shed(exchange, request_began_)) return;
   Router::Match match = router_.match(r.method, r.path);
   if (match.status == 404) return exchange.send(404, "Not Found\n");
   if (match.status == 405) {
@@ -345,6 +352,35 @@ void Connection::dispatch() {
   }
 }
 
+bool Connection::shed(Exchange& exchange, std::chrono::steady_clock::time_point began) {
+  auto waited = std::chrono::duration_cast<std::chrono::microseconds>(dispatched_at_ - began);
+  if (auto said = exchange.request().header("X-Request-Start"); !said.empty()) {
+    if (auto age = queue_age_from_header(said, std::chrono::system_clock::now())) waited = *age;
+  }
+  figures_.queue->observe(static_cast<double>(waited.count()) / 1e6);
+  int reason = -1;
+  if (options_.max_queue_time.count() > 0 && waited > options_.max_queue_time) reason = 0;
+  if (reason < 0 && options_.max_in_flight > 0 && figures_.in_flight >= options_.max_in_flight)
+    reason = 1;
+  if (reason < 0) {
+    ++figures_.in_flight;
+    in_flight_counted_ = true;
+    return false;
+  }
+  figures_.shed[static_cast<std::size_t>(reason)]->inc();
+  // At once and cheaply, so that the client (or its balancer) goes elsewhere or comes back,
+  // rather than waiting in a queue until it times out.
+  exchange.response().set_header("Retry-After", "1");
+  exchange.send(503, "Service Unavailable: overloaded, retry shortly\n");
+  return true;
+}
+
+void Connection::settle_in_flight() {
+  if (!in_flight_counted_) return;
+  in_flight_counted_ = false;
+  --figures_.in_flight;
+}
+
 void Connection::Onion::run(std::size_t i) {
   if (i == chain.size()) return handler(exchange);
   chain[i](exchange, [self = shared_from_this(), i] { self->run(i + 1); });
@@ -353,6 +389,7 @@ void Connection::Onion::run(std::size_t i) {
 void Connection::deliver(ExchangeState& exchange) {
   if (closed_) return;
   if (draining_) keep_alive_ = false;
+  settle_in_flight();
   out_.clear();
   write_response(out_, exchange.response, head_, keep_alive_, dates_.now());
   figures_.responded(exchange.response.status, dispatched_at_);
@@ -393,6 +430,7 @@ void Connection::drain() {
 void Connection::close() {
   if (closed_) return;
   closed_ = true;
+  settle_in_flight();
   deadline_armed_ = false;
   asio::error_code ignored;
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);

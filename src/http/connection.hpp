@@ -58,6 +58,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void dispatch();
   void deliver(ExchangeState& exchange);
   void fail(int status);
+  // Load shedding: true if the request was answered 503 at once (the handler is not run).
+  bool shed(Exchange& exchange, std::chrono::steady_clock::time_point began);
+  void settle_in_flight();
   // What an expired deadline means.
   enum class Deadline {
     kRead,     // the request is not complete: 408 if it began, else close
@@ -77,6 +80,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   DateCache& dates_;
   HttpFigures& figures_;
   std::chrono::steady_clock::time_point dispatched_at_{};  // of the request being handled
+  // Where a request's wait began, without X-Request-Start: the connection's accept for its
+  // first request, the request's first byte for later ones.
+  std::chrono::steady_clock::time_point accepted_at_{}, request_began_{};
+  bool first_request_ = true;
+  bool in_flight_counted_ = false;  // the request being handled counts in figures_.in_flight
   std::function<void(Connection*)> on_closed_;
   std::chrono::steady_clock::time_point deadline_{};
   Deadline deadline_kind_ = Deadline::kRead;

@@ -249,6 +249,8 @@ ServerOptions ServerOptions::from_config(const Config& c) {
   o.idle_timeout = c.http_idle_timeout;
   o.handler_timeout = c.http_handler_timeout;
   o.write_timeout = c.http_write_timeout;
+  o.max_queue_time = c.http_max_queue_time;
+  o.max_in_flight = static_cast<std::size_t>(c.http_max_in_flight);
   return o;
 }
 

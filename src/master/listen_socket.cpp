@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -17,6 +18,17 @@
 #include <fmt/format.h>
 
 namespace clutch::master {
+
+bool accept_queue(int fd, unsigned& waiting, unsigned& limit) {
+  tcp_info info{};
+  socklen_t length = sizeof info;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0 || info.tcpi_state != TCP_LISTEN)
+    return false;
+  // For a listener Linux reports the queue's length in tcpi_unacked, its limit in tcpi_sacked.
+  waiting = info.tcpi_unacked;
+  limit = info.tcpi_sacked;
+  return true;
+}
 
 ListenSocket bind_unix_socket(const std::string& path, unsigned mode, int backlog) {
   sockaddr_un address{};

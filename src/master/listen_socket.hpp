@@ -32,4 +32,9 @@ ListenSocket bind_unix_socket(const std::string& path, unsigned mode, int backlo
 std::vector<ListenSocket> bind_reuse_port_group(const std::string& host, int port, unsigned count,
                                                 int backlog = 511);
 
+// The kernel's accept queue of a listening TCP socket (TCP_INFO, as raindrops reads it for
+// unicorn): connections that finished their handshake and wait for a worker's accept, and the
+// queue's limit. False for a socket that is not a TCP listener (a UNIX socket).
+bool accept_queue(int fd, unsigned& waiting, unsigned& limit);
+
 }  // namespace clutch::master

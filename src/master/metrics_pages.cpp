@@ -50,6 +50,27 @@ std::string Supervisor::metrics_text() {
   m.sample("clutch_reload_generation", reload_.generation);
   m.family("clutch_workers_desired", "gauge", "Worker slots the master keeps filled.");
   m.sample("clutch_workers_desired", static_cast<double>(worker_slots_.size()));
+  // Connections the kernel holds for the workers (handshake done, not accepted yet): a queue
+  // that grows means the workers cannot keep up. Summed over reuse_port's sockets.
+  unsigned waiting = 0, limit = 0;
+  bool tcp = false;
+  auto add_queue = [&](int fd) {
+    unsigned w = 0, l = 0;
+    if (fd >= 0 && accept_queue(fd, w, l)) tcp = true, waiting += w, limit += l;
+  };
+  if (config_.reuse_port) {
+    for (int fd : slot_listen_fds_) add_queue(fd);
+  } else {
+    add_queue(listen_.fd);
+  }
+  if (tcp) {
+    m.family("clutch_http_accept_queue", "gauge",
+             "Connections waiting in the kernel for a worker to accept them.");
+    m.sample("clutch_http_accept_queue", waiting);
+    m.family("clutch_http_accept_queue_limit", "gauge",
+             "The listening socket's accept queue size.");
+    m.sample("clutch_http_accept_queue_limit", limit);
+  }
 
   auto slots = [&](auto&& per_slot) {
     per_slot(agent_slot_, std::string("agent"), std::string("agent"));

@@ -14,6 +14,7 @@
 
 #include "ipc/frame.hpp"
 
+#include <algorithm>
 #include <csignal>
 #include <cstdint>
 #include <cstdlib>
@@ -367,6 +368,13 @@ void worker_setup(clutch::Context& ctx) {
     router.get("/orders/:id", [](clutch::http::Exchange ex) {
       ex.send_json(200, fmt::format(R"({{"id":"{}"}})", ex.param("id")));
     });
+    router.get("/wait", [&ctx](clutch::http::Exchange ex) {
+      // Answers after ?ms= milliseconds (2000 by default, at most 60 s) on a timer: a handler
+      // that waits on I/O, not one that spins.
+      long ms = std::clamp(std::atol(std::string(ex.request().query).c_str() + 3), 0L, 60000L);
+      if (ex.request().query.rfind("ms=", 0) != 0) ms = 2000;
+      ctx.set_timeout(std::chrono::milliseconds(ms), [ex]() mutable { ex.send(200, "waited"); });
+    });
     router.get("/slow", [&ctx](clutch::http::Exchange ex) {
       record(R"("ev":"slow-http-start")");
       ctx.set_timeout(std::chrono::milliseconds(300),
@@ -398,7 +406,7 @@ void worker_setup(clutch::Context& ctx) {
     router.get("/big", [](clutch::http::Exchange ex) { ex.send(200, std::string(32 << 20, 'b')); });
     router.get("/throw",
                [](clutch::http::Exchange) { throw std::runtime_error("handler failure"); });
-    clutch::http::ServerOptions options;
+    auto options = clutch::http::ServerOptions::from_config(ctx.config());  // then the probe's own
     options.read_timeout = std::chrono::milliseconds(env_int("PROBE_HTTP_READ_TIMEOUT_MS", 10000));
     options.max_connections = env_int("PROBE_HTTP_MAX_CONNECTIONS", 0);
     options.handler_timeout =

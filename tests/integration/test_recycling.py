@@ -99,3 +99,100 @@ class MaxRequests(ClusterTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Shedding(ClusterTest):
+    def cluster(self, *settings):
+        args = ["-s", "metrics_listen=127.0.0.1:0"]
+        for s in settings:
+            args += ["-s", s]
+        c = self.start(workers=1, env={"PROBE_HTTP": "1"}, args=tuple(args))
+        ready = c.wait_ready()
+        return c, ready["port"], re.search(r", metrics ([^,\s]+)", c.stdout_lines[0]).group(1)
+
+    def test_past_max_in_flight_a_request_gets_503_at_once_and_the_others_finish(self):
+        import threading
+        c, port, metrics = self.cluster("http_max_in_flight=2")
+        done, lock = [], threading.Lock()
+
+        def one(i):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("GET", "/wait?ms=3000")
+            r = conn.getresponse()
+            body = r.read().decode()
+            with lock:
+                done.append((r.status, r.getheader("Retry-After"), body))
+            conn.close()
+
+        first = [threading.Thread(target=one, args=(i,)) for i in range(2)]
+        for t in first:
+            t.start()
+        # Both are with the handler (their timers run) before the next two come.
+        wait_for(lambda: self.in_flight(metrics) == 2, 20,
+                 "two requests in flight")
+        late = [threading.Thread(target=one, args=(i,)) for i in range(2, 4)]
+        for t in late:
+            t.start()
+        for t in first + late:
+            t.join(60)
+        statuses = [d[0] for d in done]
+        self.assertEqual(sorted(statuses), [200, 200, 503, 503], done)
+        # Shed at once: both refusals came back before either slow request finished.
+        self.assertEqual(statuses[:2], [503, 503], done)
+        self.assertEqual([d[1] for d in done if d[0] == 503], ["1", "1"])
+        wait_for(lambda: 'clutch_http_shed_total{reason="in_flight"} 2' in get(metrics, "/metrics")[1],
+                 10, "the shed count in /metrics")
+
+    def in_flight(self, metrics):
+        """Requests with the handlers now, from the worker's histogram of queue times minus the
+        responses: read as the count of queue observations less responses sent."""
+        text = get(metrics, "/metrics")[1]
+        queued = re.search(r"clutch_http_queue_seconds_count (\d+)", text)
+        answered = sum(int(n) for n in re.findall(r'clutch_http_requests_total\{code="\dxx"\} (\d+)', text))
+        return int(queued.group(1)) - answered if queued else 0
+
+    def test_a_request_that_waited_past_max_queue_time_is_shed_and_a_fresh_one_served(self):
+        import time
+        c, port, metrics = self.cluster("http_max_queue_time=500ms")
+
+        def ask(header):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("GET", "/", headers=header)
+            r = conn.getresponse()
+            out = (r.status, r.getheader("Retry-After"), r.read().decode())
+            conn.close()
+            return out
+
+        now_ms = int(time.time() * 1000)
+        # The proxy says it took the request 5 s ago (nginx: "t=${msec}", Heroku: milliseconds).
+        self.assertEqual(ask({"X-Request-Start": f"t={(now_ms - 5000) / 1000:.3f}"})[:2], (503, "1"))
+        self.assertEqual(ask({"X-Request-Start": f"t={now_ms - 5000}"})[:2], (503, "1"))
+        self.assertEqual(ask({"X-Request-Start": f"t={int(time.time() * 1000)}"})[0], 200)
+        self.assertEqual(ask({})[0], 200)  # no header: the worker's own measure, a fresh request
+        self.assertEqual(ask({"X-Request-Start": "t=garbage"})[0], 200)  # not believed: ignored
+        wait_for(lambda: 'clutch_http_shed_total{reason="queue_time"} 2' in get(metrics, "/metrics")[1],
+                 10, "the shed count in /metrics")
+        text = get(metrics, "/metrics")[1]
+        self.assertRegex(text, r"clutch_http_queue_seconds_count 5")
+        # The kernel's accept queue, as the master reads it from the listening socket.
+        self.assertRegex(text, r"clutch_http_accept_queue 0")
+        self.assertRegex(text, r"clutch_http_accept_queue_limit [1-9]")
+
+
+class AcceptQueue(ClusterTest):
+    def test_connections_no_worker_accepts_show_in_the_accept_queue_gauge(self):
+        import os
+        import socket
+        c = self.start(workers=1, env={"PROBE_HTTP": "1"}, args=("-s", "metrics_listen=127.0.0.1:0"))
+        ready = c.wait_ready()
+        metrics = re.search(r", metrics ([^,\s]+)", c.stdout_lines[0]).group(1)
+        worker = ready["workers"][0]
+        os.kill(worker, signal.SIGSTOP)  # the only worker stops accepting
+        self.addCleanup(lambda: os.kill(worker, signal.SIGCONT))
+        waiting = [socket.create_connection(("127.0.0.1", ready["port"])) for _ in range(3)]
+        self.addCleanup(lambda: [s.close() for s in waiting])
+        wait_for(lambda: "clutch_http_accept_queue 3\n" in get(metrics, "/metrics")[1], 10,
+                 "the three connections in the accept queue")
+        os.kill(worker, signal.SIGCONT)
+        wait_for(lambda: "clutch_http_accept_queue 0\n" in get(metrics, "/metrics")[1], 10,
+                 "the worker to accept them")
