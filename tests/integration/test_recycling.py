@@ -91,7 +91,9 @@ class MaxRequests(ClusterTest):
     def test_bad_values_fail_the_start_naming_the_key(self):
         for args, needle in ((("-s", "max_requests=lots"), "max_requests"),
                              (("-s", "max_requests_jitter=9"), "max_requests_jitter needs max_requests"),
-                             (("-s", "drain_grace=10"), "drain_grace")):
+                             (("-s", "drain_grace=10"), "drain_grace"),
+                             (("-s", "http_max_queue_time=2"), "http_max_queue_time"),
+                             (("-s", "http_max_in_flight=-1"), "http_max_in_flight")):
             c = self.start(workers=1, args=args)
             self.assertEqual(c.wait_exit(), 2, args)
             self.assertIn(needle, c.stderr(), args)
