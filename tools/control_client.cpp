@@ -74,27 +74,39 @@ std::string seconds(double ms) {
 
 namespace {
 
+// A worker's queue-time p99 of the last 10-20 s: "at most" its bucket's bound; "-" with no
+// requests lately (and for the agent).
+std::string queue_text(const json& p) {
+  auto it = p.find("queue_p99_seconds");
+  if (it == p.end() || !it->is_number()) return "-";
+  double s = it->get<double>();
+  if (s < 0) return ">10s";  // past the histogram's last bound
+  if (s < 1) return fmt::format("<={:.0f}ms", s * 1000);
+  return fmt::format("<={:.1f}s", s);
+}
+
 void print_status(const json& s) {
   std::cout << fmt::format("{}: {}, generation {}, up {}, listening on {}, master {} ({})\n",
                            s.value("app", ""), s.value("state", ""), s.value("generation", 0),
                            seconds(s.value("uptime_ms", 0.0)), s.value("listening", ""),
                            s.value("master", 0), mib(s.value("master_rss_bytes", 0.0)));
   std::cout << fmt::format(
-      "{:<7} {:>4} {:>8} {:<12} {:>8} {:>8} {:>10} {:>7} {:>9} {:>9} {:>9}  {}\n", "ROLE", "SLOT",
-      "PID", "STATE", "UPTIME", "RESTARTS", "RSS", "CPU", "IN FLIGHT", "HANDLED", "HTTP",
-      "LAST EXIT");
+      "{:<7} {:>4} {:>8} {:<12} {:>8} {:>8} {:>10} {:>7} {:>9} {:>9} {:>9} {:>9}  {}\n", "ROLE",
+      "SLOT", "PID", "STATE", "UPTIME", "RESTARTS", "RSS", "CPU", "IN FLIGHT", "HANDLED", "HTTP",
+      "QUEUE p99", "LAST EXIT");
   for (const auto& p : s["processes"]) {
     int slot = p.value("slot", -1);
     double uptime = p.value("uptime_ms", 0.0);
     double cpu = p.value("cpu_seconds", 0.0);
     std::string cpu_text = uptime > 0 ? fmt::format("{:.1f}%", 100 * cpu / (uptime / 1000)) : "-";
     std::cout << fmt::format(
-        "{:<7} {:>4} {:>8} {:<12} {:>8} {:>8} {:>10} {:>7} {:>9} {:>9} {:>9}  {}\n",
+        "{:<7} {:>4} {:>8} {:<12} {:>8} {:>8} {:>10} {:>7} {:>9} {:>9} {:>9} {:>9}  {}\n",
         p.value("role", ""), slot < 0 ? std::string("-") : std::to_string(slot), p.value("pid", 0),
         p.value("state", ""), seconds(uptime), p.value("restarts", 0),
         mib(p.value("rss_bytes", 0.0)), cpu_text, p.value("in_flight", 0),
         static_cast<uint64_t>(p.value("handled", 0.0)),
-        static_cast<uint64_t>(p.value("http_requests", 0.0)), p.value("last_exit", ""));
+        static_cast<uint64_t>(p.value("http_requests", 0.0)), queue_text(p),
+        p.value("last_exit", ""));
   }
 }
 

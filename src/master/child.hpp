@@ -13,6 +13,7 @@
 
 #include "ipc/channel.hpp"
 #include "ipc/frame.hpp"
+#include "master/recent_histogram.hpp"
 #include "master/restart_policy.hpp"
 #include "messaging/wire.hpp"
 
@@ -42,6 +43,8 @@ struct Child {
   std::string replacing_because;
   // A worker's max_requests with its jitter, drawn at its spawn (0: no limit).
   uint64_t request_limit = 0;
+  // Its requests' queue time over the last 10-20 s (clutch_http_queue_seconds), for status.
+  RecentHistogram queue_recent{std::chrono::seconds(10)};
   bool refusing = false;  // messages for it are refused (its queue is full); logged once
   bool hung = false;      // its loop stopped turning: being killed
   Clock::time_point

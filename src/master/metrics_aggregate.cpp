@@ -157,4 +157,19 @@ double MetricsAggregate::process_total(pid_t pid, std::string_view family) const
   return total;
 }
 
+std::vector<double> MetricsAggregate::process_histogram(pid_t pid, std::string_view family,
+                                                        std::vector<double>& bounds) const {
+  std::vector<double> counts;
+  auto it = live_.find(pid);
+  if (it == live_.end()) return counts;
+  auto f = it->second.families.find(std::string(family));
+  if (f == it->second.families.end() || f->second.type != "histogram") return counts;
+  bounds = f->second.bounds;
+  for (const auto& [key, s] : f->second.series) {
+    if (counts.size() < s.counts.size()) counts.resize(s.counts.size(), 0);
+    for (std::size_t i = 0; i < s.counts.size(); ++i) counts[i] += s.counts[i];
+  }
+  return counts;
+}
+
 }  // namespace clutch::master

@@ -28,6 +28,10 @@ class MetricsAggregate {
   void render(PrometheusText& out);
   // The sum of every series of a counter family in one process's last report (0 if none).
   double process_total(pid_t pid, std::string_view family) const;
+  // A histogram family's per-bucket counts (not cumulative, +Inf last) in one process's last
+  // report, summed over its series; empty if it has none. `bounds` gets the family's bounds.
+  std::vector<double> process_histogram(pid_t pid, std::string_view family,
+                                        std::vector<double>& bounds) const;
   // Families whose reports disagree on type or buckets (only the first kind seen is served).
   const std::set<std::string>& conflicts() const { return conflicts_; }
 

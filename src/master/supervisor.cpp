@@ -540,6 +540,12 @@ void Supervisor::on_control(Child& child, std::string_view op, std::string_view 
                              error)) {
       spdlog::warn("{} sent metrics the master cannot read ({}): ignored", child.describe(), error);
     } else {
+      if (child.is_worker()) {
+        std::vector<double> bounds;
+        auto counts =
+            app_metrics_.process_histogram(child.pid, "clutch_http_queue_seconds", bounds);
+        if (!counts.empty()) child.queue_recent.report(Clock::now(), std::move(counts));
+      }
       check_request_limit(child);
     }
   } else if (op == messaging::kOpAnswer) {

@@ -179,6 +179,19 @@ class Shedding(ClusterTest):
         # The kernel's accept queue, as the master reads it from the listening socket.
         self.assertRegex(text, r"clutch_http_accept_queue 0")
         self.assertRegex(text, r"clutch_http_accept_queue_limit [1-9]")
+        # clutchctl status: the worker's p99 of the last 10-20 s, "at most" its bucket's bound:
+        # two of the five waited 5 s (by their X-Request-Start).
+        import json
+        from test_control import ctl
+
+        def p99():
+            worker = [p for p in json.loads(ctl(c, "status", "--json").stdout)["processes"]
+                      if p["role"] == "worker"][0]
+            return worker["queue_p99_seconds"]
+        self.assertIn(wait_for(lambda: p99() in (5, 10) and p99(), 10, "the queue time in status"), (5, 10))
+        table = ctl(c, "status").stdout
+        self.assertIn("QUEUE p99", table)
+        self.assertRegex(table, r"<=(5|10)\.0s")
 
 
 class AcceptQueue(ClusterTest):
