@@ -38,8 +38,6 @@ class BlockingRedis {
   // be reached or answers with an error.
   RedisReplyPtr command(std::initializer_list<std::string_view> argv, std::string& error);
 
-  const RedisEndpoint& endpoint() const { return where_; }
-
  private:
   const HiredisApi& redis_;  // loaded by the first Redis connection (common/hiredis_api.hpp)
   RedisEndpoint where_;

@@ -114,9 +114,7 @@ nlohmann::json Supervisor::status_json() {
          {"handled", app_metrics_.process_total(c->pid, "clutch_messenger_handled_total")},
          {"http_requests", app_metrics_.process_total(c->pid, "clutch_http_requests_total")}});
     // The p99 of its requests' queue time lately (null: none in the window), "at most".
-    std::vector<double> bounds;
-    app_metrics_.process_histogram(c->pid, "clutch_http_queue_seconds", bounds);
-    auto p99 = c->queue_recent.quantile(bounds, 0.99);
+    auto p99 = c->queue_recent.quantile(0.99);
     r["queue_p99_seconds"] = p99 ? nlohmann::json(std::isinf(*p99) ? -1.0 : *p99) : nullptr;
     processes.push_back(std::move(r));
   };

@@ -4,7 +4,9 @@
 
 namespace clutch::master {
 
-void RecentHistogram::report(Clock::time_point now, std::vector<double> counts) {
+void RecentHistogram::report(Clock::time_point now, std::vector<double> bounds,
+                             std::vector<double> counts) {
+  bounds_ = std::move(bounds);
   if (!started_) {
     // The process's life so far is the first window: a new worker's figure is its own.
     started_ = true;
@@ -19,7 +21,7 @@ void RecentHistogram::report(Clock::time_point now, std::vector<double> counts) 
   latest_ = std::move(counts);
 }
 
-std::optional<double> RecentHistogram::quantile(const std::vector<double>& bounds, double q) const {
+std::optional<double> RecentHistogram::quantile(double q) const {
   std::vector<double> seen(latest_.size(), 0);
   double total = 0;
   for (std::size_t i = 0; i < latest_.size(); ++i) {
@@ -32,7 +34,7 @@ std::optional<double> RecentHistogram::quantile(const std::vector<double>& bound
   for (std::size_t i = 0; i < seen.size(); ++i) {
     cumulative += seen[i];
     if (cumulative >= rank && seen[i] > 0) {
-      return i < bounds.size() ? bounds[i] : std::numeric_limits<double>::infinity();
+      return i < bounds_.size() ? bounds_[i] : std::numeric_limits<double>::infinity();
     }
   }
   return std::numeric_limits<double>::infinity();

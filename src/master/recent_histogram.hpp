@@ -16,16 +16,16 @@ class RecentHistogram {
 
   explicit RecentHistogram(Clock::duration window) : window_(window) {}
 
-  // A report's per-bucket counts (not cumulative; the last is +Inf), at `now`.
-  void report(Clock::time_point now, std::vector<double> counts);
+  // A report's bucket bounds and per-bucket counts (not cumulative; the last is +Inf), at `now`.
+  void report(Clock::time_point now, std::vector<double> bounds, std::vector<double> counts);
 
   // The upper bound of the bucket that holds the `q` quantile (0..1) of what was observed since
   // the base: "at most this". +infinity for the +Inf bucket; nullopt when nothing was observed.
-  std::optional<double> quantile(const std::vector<double>& bounds, double q) const;
+  std::optional<double> quantile(double q) const;
 
  private:
   Clock::duration window_;
-  std::vector<double> base_, next_base_, latest_;
+  std::vector<double> bounds_, base_, next_base_, latest_;
   Clock::time_point next_base_at_{};
   bool started_ = false;
 };

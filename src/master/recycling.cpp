@@ -56,16 +56,14 @@ void Supervisor::watch_memory() {
   memory_timer_.expires_after(std::chrono::seconds(1));
   memory_timer_.async_wait([this](const asio::error_code& ec) {
     if (ec) return;
-    if (phase_ == Phase::kRunning && !reload_.active) {
-      children_.for_each([&](Child& c) {
-        if (!may_recycle(c)) return;
-        std::size_t rss = resident_bytes(c.pid);
-        if (rss > config_.max_rss) {
-          replace_gracefully(c, fmt::format("resident memory {} is over max_rss ({})", mib(rss),
-                                            mib(config_.max_rss)));
-        }
-      });
-    }
+    children_.for_each([&](Child& c) {
+      if (!may_recycle(c)) return;
+      std::size_t rss = resident_bytes(c.pid);
+      if (rss > config_.max_rss) {
+        replace_gracefully(c, fmt::format("resident memory {} is over max_rss ({})", mib(rss),
+                                          mib(config_.max_rss)));
+      }
+    });
     watch_memory();
   });
 }

@@ -544,7 +544,8 @@ void Supervisor::on_control(Child& child, std::string_view op, std::string_view 
         std::vector<double> bounds;
         auto counts =
             app_metrics_.process_histogram(child.pid, "clutch_http_queue_seconds", bounds);
-        if (!counts.empty()) child.queue_recent.report(Clock::now(), std::move(counts));
+        if (!counts.empty())
+          child.queue_recent.report(Clock::now(), std::move(bounds), std::move(counts));
       }
       check_request_limit(child);
     }

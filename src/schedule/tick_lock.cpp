@@ -23,10 +23,6 @@ RedisEndpoint lock_endpoint(const std::string& url) {
 
 TickLock::TickLock(const std::string& url) : redis_(lock_endpoint(url), timeval{0, 500'000}) {}
 
-RedisReplyPtr TickLock::command(std::initializer_list<std::string_view> argv, std::string& error) {
-  return redis_.command(argv, error);
-}
-
 namespace {
 
 // Each script is one atomic step in Redis: no instance can die, and no auditor look, half-way.
@@ -67,7 +63,7 @@ TickLock::Claim TickLock::claim(const std::string& job, const std::string& key,
                                 const std::string& owner, std::chrono::milliseconds ttl,
                                 std::string& error) {
   std::string px = std::to_string(ttl.count());
-  auto reply = command(
+  auto reply = redis_.command(
       {"EVAL", kClaimScript, "3", key, running_key(job, owner), owners_key(job), owner, px}, error);
   if (!reply) return Claim::kUnavailable;
   return reply->type == REDIS_REPLY_INTEGER && reply->integer == 1 ? Claim::kOurs : Claim::kTheirs;
@@ -77,7 +73,7 @@ bool TickLock::mark_done(const std::string& job, const std::string& key, const s
                          const std::string& outcome, std::chrono::milliseconds ttl,
                          std::string& error) {
   std::string px = std::to_string(ttl.count());
-  return command(
+  return redis_.command(
              {"EVAL", kDoneScript, "2", done_key(key), running_key(job, owner), key, outcome, px},
              error) != nullptr;
 }
@@ -85,7 +81,7 @@ bool TickLock::mark_done(const std::string& job, const std::string& key, const s
 bool TickLock::keep_alive(const std::string& owner, std::chrono::milliseconds ttl,
                           std::string& error) {
   std::string px = std::to_string(ttl.count());
-  return command({"SET", alive_key(owner), "1", "PX", px}, error) != nullptr;
+  return redis_.command({"SET", alive_key(owner), "1", "PX", px}, error) != nullptr;
 }
 
 namespace {
@@ -104,26 +100,26 @@ bool TickLock::find_lost(const std::string& job, const std::string& auditor,
                          std::chrono::milliseconds ttl, std::vector<LostTick>& lost,
                          std::string& error) {
   std::string px = std::to_string(ttl.count());
-  auto owners = command({"SMEMBERS", owners_key(job)}, error);
+  auto owners = redis_.command({"SMEMBERS", owners_key(job)}, error);
   if (!owners) return false;
   for (const std::string& owner : strings_of(*owners)) {
     if (owner == auditor) continue;
-    auto alive = command({"EXISTS", alive_key(owner)}, error);
+    auto alive = redis_.command({"EXISTS", alive_key(owner)}, error);
     if (!alive) return false;
     if (alive->type == REDIS_REPLY_INTEGER && alive->integer == 1) continue;
     // Dead: what it still had filed never ended.
     std::string running = running_key(job, owner);
-    auto ticks = command({"SMEMBERS", running}, error);
+    auto ticks = redis_.command({"SMEMBERS", running}, error);
     if (!ticks) return false;
     for (const std::string& key : strings_of(*ticks)) {
-      auto marked = command({"EVAL", kLostScript, "2", done_key(key), running, key,
-                             "lost (reported by " + auditor + ")", px},
-                            error);
+      auto marked = redis_.command({"EVAL", kLostScript, "2", done_key(key), running, key,
+                                    "lost (reported by " + auditor + ")", px},
+                                   error);
       if (!marked) return false;
       if (marked->type == REDIS_REPLY_INTEGER && marked->integer == 1) lost.push_back({key, owner});
     }
-    if (!command({"EVAL", kForgetScript, "3", owners_key(job), running, alive_key(owner), owner},
-                 error))
+    if (!redis_.command(
+            {"EVAL", kForgetScript, "3", owners_key(job), running, alive_key(owner), owner}, error))
       return false;
   }
   return true;

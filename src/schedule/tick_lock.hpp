@@ -62,10 +62,8 @@ class TickLock {
   }
 
  private:
-  // One command, bounded by 500 ms (common/redis_connection.hpp). nullptr (with `error` set) if
+  // Every call bounded by 500 ms (common/redis_connection.hpp); nullptr (with `error` set) if
   // the broker cannot be reached or answers with an error.
-  RedisReplyPtr command(std::initializer_list<std::string_view> argv, std::string& error);
-
   BlockingRedis redis_;
 };
 
